@@ -1,0 +1,25 @@
+# img2npz: a folder tree of images -> results/dataset.npz that PyTorch trains on directly.
+# Rules chain: demo_source (only for the demo) -> index_images -> preprocess_shard -> merge_npz
+# -> validate_report. The logic lives in the img2npz package; see README.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/index.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/merge.smk"
+include: "workflow/rules/validate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/validation.json",
+        "results/report/samples.png",

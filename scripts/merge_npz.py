@@ -1,0 +1,17 @@
+"""Rule merge_npz: stream all shards into results/dataset.npz."""
+
+from img2npz.index import read_classes
+from img2npz.joblog import rule_logging
+from img2npz.merge import merge_shards
+
+with rule_logging(snakemake.log[0]):  # noqa: F821
+    inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
+    merge_shards(
+        shard_npzs=list(inputs.npzs),
+        shard_failures=list(inputs.failures),
+        classes=read_classes(inputs.classes),
+        pixel=dict(params.pixel),
+        out_npz=output.npz,
+        out_failures=output.failures,
+        compress=params.compress,
+    )

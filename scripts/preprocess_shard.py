@@ -1,0 +1,13 @@
+"""Rule preprocess_shard: decode one shard's images (Pillow and numpy only)."""
+
+from img2npz.joblog import rule_logging
+from img2npz.preprocess import process_shard
+
+with rule_logging(snakemake.log[0]):  # noqa: F821
+    process_shard(
+        manifest=snakemake.input.manifest,  # noqa: F821
+        source=snakemake.params.source,  # noqa: F821
+        pixel=dict(snakemake.params.pixel),  # noqa: F821
+        out_npz=snakemake.output.npz,  # noqa: F821
+        out_failures=snakemake.output.failures,  # noqa: F821
+    )

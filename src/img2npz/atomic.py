@@ -1,0 +1,53 @@
+"""Write files so that a reader (or a killed job) never sees a half-written final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only when the block ends without an error.
+
+    The temporary file sits in the same directory (so the rename is atomic) and starts with a dot,
+    so a tree scan or a glob for ``*.npz`` never mistakes it for a finished output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_output(path) as handle:
+        handle.write(data)
+
+
+def write_if_changed(path: str | os.PathLike, data: bytes) -> bool:
+    """Write ``data`` unless the file already holds exactly it; return whether it was written.
+
+    Unchanged files keep their mtime, so Snakemake does not rerun the jobs that read them.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_bytes_atomic(path, data)
+    return True

@@ -1,0 +1,140 @@
+"""Load, coerce and validate the workflow configuration against ``workflow/schemas``.
+
+Snakemake hands nested ``--config`` values over as strings (``shards={target_images: 500}`` gives
+``'500'``), so values are coerced by what the schema expects before validating. Every error names
+the key, so a bad value stops the run with one readable line before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+DEMO_SOURCE = "results/demo"
+LABEL_MODES = ("folder", "none")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _types(schema: dict) -> set[str]:
+    kind = schema.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def coerce(value: Any, schema: dict) -> Any:
+    """Parse strings as YAML where the schema wants something other than a string."""
+    types = _types(schema)
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, dict) and "properties" in schema:
+        props = schema["properties"]
+        return {key: coerce(item, props[key]) if key in props else item for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce(item, schema["items"]) for item in value]
+    return value
+
+
+def fill_defaults(value: Any, schema: dict) -> Any:
+    if not isinstance(value, dict) or "properties" not in schema:
+        return value
+    filled = dict(value)
+    for key, sub in schema["properties"].items():
+        if key not in filled and "default" in sub:
+            filled[key] = copy.deepcopy(sub["default"])
+        if key in filled:
+            filled[key] = fill_defaults(filled[key], sub)
+    return filled
+
+
+def _key_name(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = _key_name(error) + "." if error.absolute_path else ""
+        names = ", ".join(f"'{prefix}{name}'" for name in unknown)
+        return f"unknown config key {names} (allowed here: {', '.join(allowed)})"
+    return f"config key '{_key_name(error)}': {error.message}"
+
+
+def _check_semantics(config: dict) -> None:
+    image, shards = config["image"], config["shards"]
+    if image["normalize"] is not None and image["dtype"] == "uint8":
+        raise ConfigError("config key 'image.normalize': needs a float image.dtype (float16 or float32), not uint8")
+    target = shards["target_images"]
+    low = shards["min_images"]
+    high = shards["max_images"]
+    if low is not None and low > target:
+        raise ConfigError(f"config key 'shards.min_images': {low} is larger than shards.target_images ({target})")
+    if high is not None and high < target:
+        raise ConfigError(f"config key 'shards.max_images': {high} is smaller than shards.target_images ({target})")
+    config["extensions"] = sorted({ext.lower() for ext in config["extensions"]})
+
+
+def validate_config(raw: dict | None, schema: dict | None = None) -> dict:
+    """Return a validated copy of ``raw`` with defaults filled in; raise :class:`ConfigError`."""
+    schema = schema or load_schema()
+    config = fill_defaults(coerce(dict(raw or {}), schema), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        raise ConfigError("; ".join(dict.fromkeys(_describe(error) for error in errors)))
+    _check_semantics(config)
+    return config
+
+
+def shard_bounds(config: dict) -> tuple[int, int, int]:
+    """(target, min, max) with the null defaults resolved."""
+    shards = config["shards"]
+    target = shards["target_images"]
+    low = shards["min_images"] if shards["min_images"] is not None else max(1, target // 4)
+    high = shards["max_images"] if shards["max_images"] is not None else 4 * target
+    return target, low, high
+
+
+def pixel_config(config: dict) -> dict:
+    """The part of the config that shapes the pixels: a change to it rebuilds every shard."""
+    image = config["image"]
+    return {
+        "size": list(image["size"]),
+        "resize": image["resize"],
+        "dtype": image["dtype"],
+        "background": list(image["background"]),
+        "normalize": image["normalize"],
+    }
+
+
+def label_mode(config: dict) -> str:
+    """'folder', 'none' or 'csv'."""
+    return config["labels"] if config["labels"] in LABEL_MODES else "csv"
+
+
+def check_paths(config: dict, workdir: str | os.PathLike = ".") -> None:
+    """Fail early, naming the key, when the source or labels file is missing."""
+    base = Path(workdir)
+    source = base / config["source"]
+    if config["source"] != DEMO_SOURCE and not source.is_dir():
+        raise ConfigError(f"config key 'source': {config['source']!r} is not a directory")
+    if label_mode(config) == "csv" and not (base / config["labels"]).is_file():
+        raise ConfigError(
+            f"config key 'labels': {config['labels']!r} is neither 'folder', 'none' nor an existing CSV file"
+        )

@@ -1,0 +1,148 @@
+"""Open any image Pillow can read and turn it into an upright RGB picture, or say why not.
+
+The pixel policy of design.md lives here. Each step raises :class:`ImageFailure` with its stage
+(``decode``, ``exif``, ``convert``, ``resize``) and a one-line reason; the first exception decides, and
+a failed ``load()`` is never retried. Truncated files stay failures (``LOAD_TRUNCATED_IMAGES`` is never
+set) and so do images over Pillow's decompression-bomb limit.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+from img2npz.resize import ResizeMode, needed_source_size, resize
+
+T = TypeVar("T")
+
+ORIENTATION_TAG = 0x0112
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+DRAFT_MARGIN = 2
+
+
+class ImageFailure(Exception):
+    """An image that cannot go into the dataset: ``stage`` and a one-line ``reason``."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error) or "no message"
+    return " ".join(f"{type(error).__name__}: {text}".split())
+
+
+def _stage(stage: str, step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except ImageFailure:
+        raise
+    except (Exception, Image.DecompressionBombWarning) as error:
+        raise ImageFailure(stage, one_line(error)) from error
+
+
+def _orientation(image: Image.Image) -> int:
+    value = image.getexif().get(ORIENTATION_TAG, 1)
+    return value if value in TRANSPOSE_FOR_ORIENTATION else 1
+
+
+def _draft(image: Image.Image, target: tuple[int, int], mode: ResizeMode) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves twice the needed pixels."""
+    if image.format != "JPEG":
+        return
+    try:
+        orientation = _orientation(image)
+    except Exception:
+        return  # the exif stage will report it after decoding
+    upright = image.size[::-1] if orientation >= 5 else image.size
+    need_w, need_h = needed_source_size(upright, target, mode)
+    if orientation >= 5:
+        need_w, need_h = need_h, need_w
+    image.draft(None, (need_w * DRAFT_MARGIN, need_h * DRAFT_MARGIN))
+
+
+def _open_and_load(path: str | os.PathLike, target: tuple[int, int] | None, mode: ResizeMode) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(path)
+        try:
+            if target is not None:
+                _draft(image, target, mode)
+            image.load()
+        except BaseException:
+            image.close()
+            raise
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    method = TRANSPOSE_FOR_ORIENTATION.get(_orientation(image))
+    return image.transpose(method) if method is not None else image
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """32-bit integer and float images: scale their own finite min..max to 0..255."""
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    out = np.zeros(values.shape, dtype=np.float64)
+    if finite.any():
+        low, high = values[finite].min(), values[finite].max()
+        if high > low:
+            out[finite] = (values[finite] - low) * (255.0 / (high - low))
+    out[values == np.inf] = 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Any mode to RGB; transparency is composited onto ``background``."""
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.uint32)
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("I", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(image)), "L").convert("RGB")
+    if mode in ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, (*background, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(
+    path: str | os.PathLike,
+    target: tuple[int, int] | None = None,
+    mode: ResizeMode | str = ResizeMode.CENTER_CROP,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """Decode ``path`` to an upright RGB ``uint8`` array (H, W, 3), resized to ``target`` (W, H) if given."""
+    mode = ResizeMode(mode)
+    source = _stage("decode", lambda: _open_and_load(path, target, mode))
+    try:
+        image = _stage("exif", lambda: _upright(source))
+        image = _stage("convert", lambda: to_rgb(image, background))
+        if target is not None:
+            image = _stage("resize", lambda: resize(image, target, mode, background))
+        return np.asarray(image)
+    finally:
+        source.close()

@@ -1,0 +1,29 @@
+"""Logging for rule scripts: everything goes to the rule's log file, and an error ends the job with
+one readable line on stderr (the full traceback stays in the log)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
+    logger = logging.getLogger("img2npz")
+    try:
+        yield logger
+    except Exception as error:
+        if log_path:
+            with open(log_path, "a", encoding="utf-8") as handle:
+                traceback.print_exc(file=handle)
+        print(f"img2npz error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(1)

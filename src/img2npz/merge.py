@@ -1,0 +1,161 @@
+"""merge-npz: stream every shard into ``results/dataset.npz`` and every failure list into one.
+
+Peak memory is bounded by a shard's small arrays plus one read chunk, never by the number of images:
+pass one reads only headers and path lists shard by shard, pass two copies each member in chunks.
+Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
+path of their manifest, so the result never depends on how the tree was sharded.
+
+``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``meta``.
+``meta`` is a JSON document (keys sorted) with the format version, the pixel config, counts,
+per-channel mean and std on the 0..1 scale (exact, from integer histograms), the per-channel
+histograms, and the sha256 of the ``images`` member's array bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from img2npz.atomic import atomic_output
+from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, iter_chunks, read_array
+from img2npz.preprocess import FAILURE_HEADER, SHARD_FORMAT
+from img2npz.sharding import path_sort_key
+
+log = logging.getLogger(__name__)
+
+DATASET_FORMAT = "img2npz/1"
+UNLABELLED = -1
+
+
+@dataclass
+class ShardSummary:
+    npz: str
+    failures: str
+    first_path: str
+    layouts: dict[str, ArrayLayout]
+    images: int
+    histogram: np.ndarray
+
+
+def _summarise(npz: str, failures: str, pixel: dict) -> ShardSummary:
+    layouts = array_layout(npz)
+    meta = json.loads(str(read_array(npz, "meta", layouts["meta"])))
+    if meta.get("format") != SHARD_FORMAT:
+        raise ValueError(f"{npz}: not an img2npz shard (format {meta.get('format')!r})")
+    if meta["pixel"] != pixel:
+        raise ValueError(f"{npz}: built with pixel config {meta['pixel']}, expected {pixel}; rerun its shard")
+    histogram = read_array(npz, "histogram", layouts["histogram"])
+    return ShardSummary(npz, failures, meta["first_path"], layouts, meta["images"], histogram)
+
+
+def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
+    """Exact per-channel mean and std (0..1 scale) from (3, 256) uint8 value counts."""
+    means, stds = [], []
+    values = range(256)
+    for counts in histogram.tolist():
+        total = sum(counts)
+        if not total:
+            means.append(0.0)
+            stds.append(0.0)
+            continue
+        mean = Fraction(sum(v * c for v, c in zip(values, counts, strict=True)), total)
+        square = Fraction(sum(v * v * c for v, c in zip(values, counts, strict=True)), total)
+        means.append(float(mean / 255))
+        stds.append(float((square - mean * mean) / (255 * 255)) ** 0.5)
+    return means, stds
+
+
+def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) -> np.ndarray:
+    labels = np.full(len(names), UNLABELLED, dtype=np.int64)
+    for row, name in enumerate(names.tolist()):
+        if name:
+            if name not in class_index:
+                raise ValueError(f"{source}: class {name!r} is not in classes.tsv; rerun the index")
+            labels[row] = class_index[name]
+    return labels
+
+
+def _copy_failures(shards: Sequence[ShardSummary], out_path: str | os.PathLike) -> int:
+    header = ("\t".join(FAILURE_HEADER) + "\n").encode()
+    count = 0
+    with atomic_output(out_path) as out:
+        out.write(header)
+        for shard in shards:
+            with open(shard.failures, "rb") as handle:
+                if handle.readline() != header:
+                    raise ValueError(f"{shard.failures}: not a failures file (bad header)")
+                for line in handle:
+                    out.write(line)
+                    count += 1
+    return count
+
+
+def merge_shards(
+    shard_npzs: Sequence[str],
+    shard_failures: Sequence[str],
+    classes: Sequence[str],
+    pixel: dict,
+    out_npz: str | os.PathLike,
+    out_failures: str | os.PathLike,
+    compress: bool = False,
+) -> dict:
+    """Write the dataset and the failure list; return the ``meta`` document."""
+    if len(shard_npzs) != len(shard_failures):
+        raise ValueError("every shard needs its failures file")
+    by_stem = {os.path.basename(f).removesuffix(".failures.tsv"): f for f in shard_failures}
+    summaries = []
+    for npz in shard_npzs:
+        stem = os.path.basename(npz).removesuffix(".npz")
+        if stem not in by_stem:
+            raise ValueError(f"{npz}: no matching failures file")
+        summaries.append(_summarise(npz, by_stem[stem], pixel))
+    summaries.sort(key=lambda s: path_sort_key(s.first_path))
+
+    total = sum(s.images for s in summaries)
+    height, width = pixel["size"]
+    dtype = np.dtype(pixel["dtype"])
+    path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
+    class_index = {name: number for number, name in enumerate(classes)}
+    histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
+    images_sha = hashlib.sha256()
+
+    with atomic_output(out_npz) as handle:
+        writer = NpzWriter(handle, compress=compress)
+        with writer.stream("images", dtype, (total, height, width, 3)) as member:
+            for shard in summaries:
+                if shard.images:
+                    for chunk in iter_chunks(shard.npz, "images", layout=shard.layouts["images"]):
+                        images_sha.update(chunk)
+                        member.write(chunk)
+        with writer.stream("labels", np.int64, (total,)) as member:
+            for shard in summaries:
+                names = read_array(shard.npz, "class_names", shard.layouts["class_names"])
+                member.write(_label_array(names, class_index, shard.npz))
+        writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
+        with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
+            for shard in summaries:
+                member.write(read_array(shard.npz, "paths", shard.layouts["paths"]).astype(f"<U{path_chars}"))
+        failures = _copy_failures(summaries, out_failures)
+        mean, std = channel_stats(histogram)
+        meta = {
+            "format": DATASET_FORMAT,
+            "pixel": pixel,
+            "images": total,
+            "classes": len(classes),
+            "failures": failures,
+            "mean": mean,
+            "std": std,
+            "histogram": histogram.tolist(),
+            "images_sha256": images_sha.hexdigest(),
+        }
+        writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
+        writer.close()
+    log.info("merged %d shards: %d images, %d failures", len(summaries), total, failures)
+    return meta

@@ -1,0 +1,246 @@
+"""The NPZ layout that img2npz writes and reads.
+
+An img2npz ``.npz`` is an ordinary zip archive that ``numpy.load`` opens, with three promises more:
+
+1. **Stored, aligned members.** Unless compression was asked for, every member ``KEY.npy`` is stored
+   (``ZIP_STORED``) and its data -- the NPY header, then the array bytes -- starts at a file offset that
+   is a multiple of :data:`ALIGNMENT` (64). NPY headers are themselves padded to 64 bytes, so every
+   array's first element is 64-byte aligned and can be memory-mapped in place. The padding sits in the
+   local header's extra field (id ``0xD935``, as Android's ``zipalign`` does).
+2. **Reproducible bytes.** Every member carries the timestamp 1980-01-01 00:00:00, mode 0644 and the
+   Unix "made by" system, and members appear in the order they were added, so the same arrays always
+   give the same file.
+3. **Streamable.** A member's size is known before it is written (dtype and shape), so a large array
+   can be written in chunks (:meth:`NpzWriter.stream`) with memory bounded by the chunk.
+
+Readers: :func:`array_layout` finds where each stored array's bytes start; :func:`read_array` and
+:func:`iter_chunks` read through plain file reads (no ``np.load`` copy of the whole archive, and no
+memory map whose pages would count against the reader's resident memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+ALIGNMENT = 64
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+PADDING_EXTRA_ID = 0xD935
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_ZIP64_EXTRA_BYTES = 20
+CHUNK_BYTES = 16 << 20
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _as_bytes(array: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+class _StreamedMember:
+    """Accepts an array's rows in order; checks that exactly the declared bytes arrive."""
+
+    def __init__(self, handle: BinaryIO, dtype: np.dtype, expected: int):
+        self._handle = handle
+        self._dtype = dtype
+        self.remaining = expected
+
+    def write(self, rows: np.ndarray) -> None:
+        if rows.dtype != self._dtype:
+            raise TypeError(f"expected dtype {self._dtype}, got {rows.dtype}")
+        data = _as_bytes(rows)
+        if data.nbytes > self.remaining:
+            raise ValueError("more data than the member's declared shape")
+        self._handle.write(data)
+        self.remaining -= data.nbytes
+
+
+class NpzWriter:
+    """Write an img2npz archive to a seekable binary file; see the module docstring."""
+
+    def __init__(self, fileobj: BinaryIO, compress: bool = False):
+        self.compress = compress
+        self._zip = zipfile.ZipFile(
+            fileobj, mode="w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED, allowZip64=True
+        )
+
+    def _member_info(self, name: str, size: int) -> tuple[zipfile.ZipInfo, bool]:
+        info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+        info.create_system = 3
+        info.external_attr = 0o100644 << 16
+        info.file_size = size
+        if self.compress:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info._compresslevel = 6
+        else:
+            info.compress_type = zipfile.ZIP_STORED
+        zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
+        if not self.compress:
+            header_end = self._zip.start_dir + _LOCAL_HEADER.size + len(info.filename.encode("ascii"))
+            header_end += _ZIP64_EXTRA_BYTES if zip64 else 0
+            pad = -header_end % ALIGNMENT
+            if pad:
+                pad += ALIGNMENT if pad < 4 else 0
+                info.extra = struct.pack("<HH", PADDING_EXTRA_ID, pad - 4) + bytes(pad - 4)
+        return info, zip64
+
+    @contextlib.contextmanager
+    def stream(self, name: str, dtype: np.dtype | str, shape: tuple[int, ...]) -> Iterator[_StreamedMember]:
+        """Write member ``name`` of the given dtype and shape from rows handed to ``write``."""
+        dtype = np.dtype(dtype)
+        header = npy_header(dtype, shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        info, zip64 = self._member_info(name, len(header) + nbytes)
+        with self._zip.open(info, mode="w", force_zip64=zip64) as handle:
+            handle.write(header)
+            member = _StreamedMember(handle, dtype, nbytes)
+            yield member
+            if member.remaining:
+                raise ValueError(f"member {name!r} is {member.remaining} bytes short of its declared shape")
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        array = np.asarray(array)
+        with self.stream(name, array.dtype, array.shape) as member:
+            if array.size:
+                member.write(array)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
+    writer = NpzWriter(fileobj, compress=compress)
+    for name, array in arrays.items():
+        writer.add(name, array)
+    writer.close()
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where one member's array lives: ``offset`` of its first byte when stored, else ``None``."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int | None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def _read_npy_header(handle: BinaryIO, source: str) -> tuple[np.dtype, tuple[int, ...]]:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"{source}: unsupported NPY version {version}")
+    if fortran or dtype.hasobject:
+        raise ValueError(f"{source}: Fortran-ordered or object arrays are not supported")
+    return dtype, tuple(shape)
+
+
+def array_layout(path: str | os.PathLike) -> dict[str, ArrayLayout]:
+    """Every member's dtype, shape and (for stored members) data offset, from headers alone."""
+    layouts = {}
+    with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[: -len(".npy")]
+            with archive.open(info) as member:
+                dtype, shape = _read_npy_header(member, f"{os.fspath(path)}:{info.filename}")
+                header_len = member.tell()
+            offset = None
+            if info.compress_type == zipfile.ZIP_STORED:
+                raw.seek(info.header_offset)
+                fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
+                name_len, extra_len = fields[-2], fields[-1]
+                offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
+            layouts[name] = ArrayLayout(name, dtype, shape, offset)
+    return layouts
+
+
+def iter_chunks(
+    path: str | os.PathLike, name: str, chunk_bytes: int = CHUNK_BYTES, layout: ArrayLayout | None = None
+) -> Iterator[np.ndarray]:
+    """Yield member ``name`` in whole-row chunks of about ``chunk_bytes``, with bounded memory."""
+    layout = layout or array_layout(path)[name]
+    row_bytes = layout.nbytes // layout.shape[0] if layout.shape and layout.shape[0] else layout.nbytes
+    rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
+    total_rows = layout.shape[0] if layout.shape else 1
+    row_shape = layout.shape[1:] if layout.shape else ()
+    with open(path, "rb") as raw, contextlib.ExitStack() as stack:
+        if layout.offset is not None:
+            raw.seek(layout.offset)
+            handle: BinaryIO = raw
+        else:
+            archive = stack.enter_context(zipfile.ZipFile(raw))
+            handle = stack.enter_context(archive.open(f"{name}.npy"))
+            _read_npy_header(handle, f"{os.fspath(path)}:{name}.npy")
+        done = 0
+        while done < total_rows:
+            rows = min(rows_per_chunk, total_rows - done)
+            want = rows * row_bytes
+            buffer = bytearray(want)
+            view = memoryview(buffer)
+            got = 0
+            while got < want:
+                count = handle.readinto(view[got:])
+                if not count:
+                    raise ValueError(f"{os.fspath(path)}: member {name!r} ends early")
+                got += count
+            chunk = np.frombuffer(buffer, dtype=layout.dtype)
+            yield chunk.reshape((rows, *row_shape)) if layout.shape else chunk.reshape(())
+            done += rows
+
+
+def read_array(path: str | os.PathLike, name: str, layout: ArrayLayout | None = None) -> np.ndarray:
+    """One whole member as a writable array (meant for the small ones: paths, labels, meta)."""
+    layout = layout or array_layout(path)[name]
+    chunks = list(iter_chunks(path, name, chunk_bytes=max(layout.nbytes, 1), layout=layout))
+    if not layout.shape:
+        return chunks[0].copy()
+    if not chunks:
+        return np.empty(layout.shape, dtype=layout.dtype)
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def read_rows(path: str | os.PathLike, name: str, rows: Sequence[int], layout: ArrayLayout | None = None) -> np.ndarray:
+    """Selected rows of a member: seeks straight to them when stored, streams when compressed."""
+    layout = layout or array_layout(path)[name]
+    rows = list(rows)
+    row_shape = layout.shape[1:]
+    out = np.empty((len(rows), *row_shape), dtype=layout.dtype)
+    row_bytes = layout.nbytes // layout.shape[0] if layout.shape[0] else 0
+    if layout.offset is not None:
+        with open(path, "rb") as raw:
+            for slot, row in enumerate(rows):
+                raw.seek(layout.offset + row * row_bytes)
+                out[slot] = np.frombuffer(raw.read(row_bytes), dtype=layout.dtype).reshape(row_shape)
+        return out
+    wanted: dict[int, list[int]] = {}
+    for slot, row in enumerate(rows):
+        wanted.setdefault(row, []).append(slot)
+    start = 0
+    for chunk in iter_chunks(path, name, layout=layout):
+        for row in range(start, start + len(chunk)):
+            for slot in wanted.get(row, ()):
+                out[slot] = chunk[row - start]
+        start += len(chunk)
+    return out

@@ -1,0 +1,94 @@
+"""preprocess-shard: decode the images of one shard manifest into ``{shard}.npz`` + failures.
+
+Memory is bounded by the shard: one preallocated array of the manifest's length, filled in place.
+This module imports Pillow and numpy only (never torch), so a shard job starts fast.
+
+Shard ``.npz`` members (see :mod:`img2npz.npzformat`): ``images`` (n, H, W, 3) in the configured dtype,
+``paths`` and ``class_names`` (unicode, n), ``histogram`` (int64, 3 x 256 counts of the uint8 pixels,
+exact, so the merge can add shards up into a mean and std that never depend on the shard layout) and
+``meta`` (JSON: the pixel config and counts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from img2npz.atomic import atomic_output
+from img2npz.decode import ImageFailure, load_rgb
+from img2npz.index import read_manifest
+from img2npz.npzformat import write_npz
+from img2npz.tsv import write_tsv
+
+log = logging.getLogger(__name__)
+
+FAILURE_HEADER = ("path", "stage", "error")
+SHARD_FORMAT = "img2npz-shard/1"
+
+
+def channel_histogram(pixels: np.ndarray) -> np.ndarray:
+    """(3, 256) counts of each channel's values in a uint8 (..., 3) array."""
+    flat = pixels.reshape(-1, 3).astype(np.intp)
+    flat += np.array([0, 256, 512], dtype=np.intp)
+    return np.bincount(flat.ravel(), minlength=768).reshape(3, 256).astype(np.int64)
+
+
+def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> np.ndarray:
+    """uint8 pixels to the configured dtype: floats are scaled to 0..1, then normalised if asked."""
+    if dtype == "uint8":
+        return pixels
+    values = pixels.astype(np.float32) / np.float32(255)
+    if normalize is not None:
+        values = (values - np.asarray(normalize["mean"], np.float32)) / np.asarray(normalize["std"], np.float32)
+    return values.astype(dtype)
+
+
+def process_shard(
+    manifest: str | os.PathLike,
+    source: str | os.PathLike,
+    pixel: dict,
+    out_npz: str | os.PathLike,
+    out_failures: str | os.PathLike,
+) -> tuple[int, int]:
+    """Decode every image of ``manifest``; return (images stored, failures). Never fails on one image."""
+    rows = read_manifest(manifest)
+    height, width = pixel["size"]
+    background = tuple(pixel["background"])
+    images = np.empty((len(rows), height, width, 3), dtype=pixel["dtype"])
+    histogram = np.zeros((3, 256), dtype=np.int64)
+    paths, class_names, failures = [], [], []
+    source = Path(source)
+    for rel_path, _size, _mtime, class_name in rows:
+        full_path = os.fspath(source / rel_path)
+        try:
+            pixels = load_rgb(full_path, (width, height), pixel["resize"], background)
+        except ImageFailure as failure:
+            failures.append((rel_path, failure.stage, failure.reason.replace(full_path, rel_path)))
+            continue
+        histogram += channel_histogram(pixels)
+        images[len(paths)] = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
+        paths.append(rel_path)
+        class_names.append(class_name)
+    meta = {
+        "format": SHARD_FORMAT,
+        "pixel": pixel,
+        "first_path": rows[0][0] if rows else "",
+        "images": len(paths),
+        "failures": len(failures),
+    }
+    arrays = {
+        "images": images[: len(paths)],
+        "paths": np.array(paths, dtype=str) if paths else np.empty(0, dtype="<U1"),
+        "class_names": np.array(class_names, dtype=str) if class_names else np.empty(0, dtype="<U1"),
+        "histogram": histogram,
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+    }
+    write_tsv(out_failures, FAILURE_HEADER, failures)
+    with atomic_output(out_npz) as handle:
+        write_npz(handle, arrays)
+    log.info("%s: %d images, %d failures", Path(manifest).name, len(paths), len(failures))
+    return len(paths), len(failures)

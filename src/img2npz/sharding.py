@@ -1,0 +1,96 @@
+"""Content-defined sharding of a sorted path list.
+
+A path is a *candidate* cut when ``path_hash(path) % target == 0``; that depends on the path alone, so
+the shards far from an added or removed path keep their members and their ids. Bounds are applied
+locally so they cannot cascade along the list:
+
+* ``min_images``: a candidate is dropped when fewer than ``min_images`` paths separate it from the
+  previous candidate (or the start), which merges a short run into the next one.
+* ``max_images``: a run between two kept cuts that is longer than ``max_images`` is split into equal
+  pieces. Only such an over-long run can change in more than two shards when one path changes.
+
+A shard's id is a hash of its last path, so a shard keeps its name while its end stays put.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ID_DIGEST_BYTES = 8
+
+
+def path_sort_key(path: str) -> list[str]:
+    """Order paths by components, so ``cat/x`` precedes ``cat-big/x`` as in ImageFolder."""
+    return path.split("/")
+
+
+def sort_paths(paths: Sequence[str]) -> list[str]:
+    return sorted(paths, key=path_sort_key)
+
+
+def _encode(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def path_hash(path: str) -> int:
+    """A fixed, seedless 64-bit hash (Python's ``hash()`` changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(_encode(path), digest_size=8).digest(), "big")
+
+
+def shard_id(last_path: str) -> str:
+    return hashlib.blake2b(_encode(last_path), digest_size=ID_DIGEST_BYTES, person=b"img2npz-shard").hexdigest()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``start`` (inclusive) to ``stop`` (exclusive) of the sorted path list."""
+
+    id: str
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _kept_cuts(paths: Sequence[str], target: int, min_images: int) -> list[int]:
+    cuts = []
+    previous_candidate = -1
+    for position, path in enumerate(paths):
+        if path_hash(path) % target == 0:
+            if position - previous_candidate >= min_images:
+                cuts.append(position)
+            previous_candidate = position
+    return cuts
+
+
+def _split_run(start: int, stop: int, max_images: int) -> list[tuple[int, int]]:
+    length = stop - start
+    pieces = -(-length // max_images)
+    bounds = [start + (length * k) // pieces for k in range(pieces + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def assign_shards(paths: Sequence[str], target: int, min_images: int = 1, max_images: int | None = None) -> list[Shard]:
+    """Cut ``paths`` (already in :func:`path_sort_key` order) into shards; see the module docstring."""
+    if target < 1 or min_images < 1:
+        raise ValueError("target and min_images must be at least 1")
+    if max_images is not None and max_images < 1:
+        raise ValueError("max_images must be at least 1")
+    ends = [cut + 1 for cut in _kept_cuts(paths, target, min_images)]
+    if not ends or ends[-1] != len(paths):
+        ends.append(len(paths))
+    shards = []
+    start = 0
+    for stop in ends:
+        if stop == start:
+            continue
+        runs = (
+            [(start, stop)] if max_images is None or stop - start <= max_images else _split_run(start, stop, max_images)
+        )
+        shards.extend(Shard(shard_id(paths[b - 1]), a, b) for a, b in runs)
+        start = stop
+    return shards

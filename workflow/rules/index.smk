@@ -1,0 +1,25 @@
+# Walk the tree once and cut it into shards: one manifest per shard, rewritten only when changed.
+
+
+checkpoint index_images:
+    input:
+        index_inputs,
+    output:
+        manifests=update(directory("results/index/shards")),
+        images=update("results/index/images.parquet"),
+        classes=update("results/index/classes.tsv"),
+    log:
+        "results/logs/index_images.log",
+    conda:
+        "../../envs/img2npz.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        source=config["source"],
+        extensions=config["extensions"],
+        labels=LABEL_MODE,
+        labels_csv=config["labels"] if LABEL_MODE == "csv" else None,
+        shards=SHARD_BOUNDS,
+        fingerprint=lambda wildcards: source_fingerprint(),
+    script:
+        "../../scripts/index_images.py"

@@ -1,0 +1,22 @@
+# Stream every shard into one memory-mappable dataset.npz, and every failure list into one.
+
+
+rule merge_npz:
+    input:
+        npzs=all_shard_npzs,
+        failures=all_shard_failures,
+        classes="results/index/classes.tsv",
+    output:
+        npz="results/dataset.npz",
+        failures="results/failures.tsv",
+    log:
+        "results/logs/merge_npz.log",
+    conda:
+        "../../envs/img2npz.yaml"
+    resources:
+        mem_mb=1000,
+    params:
+        pixel=PIXEL,
+        compress=config["merge"]["compress"],
+    script:
+        "../../scripts/merge_npz.py"

@@ -1,0 +1,21 @@
+# One job per shard: manifest -> decoded, resized pixels. Pillow and numpy only (no torch).
+
+
+rule preprocess_shard:
+    input:
+        manifest="results/index/shards/{shard}.tsv",
+    output:
+        npz="results/shards/{shard}.npz",
+        failures="results/shards/{shard}.failures.tsv",
+    log:
+        "results/logs/preprocess_shard/{shard}.log",
+    conda:
+        "../../envs/img2npz.yaml"
+    threads: 1
+    resources:
+        mem_mb=shard_mem_mb,
+    params:
+        source=config["source"],
+        pixel=PIXEL,
+    script:
+        "../../scripts/preprocess_shard.py"
