@@ -1,0 +1,128 @@
+"""Shared helpers: small generated images and a runner for the real ``snakemake``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from img2npz.index import build_index, folder_label, scan_tree, write_images_table, write_manifests
+from img2npz.merge import merge_shards
+from img2npz.preprocess import process_shard
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def solid(colour, size=(40, 30), mode="RGB") -> Image.Image:
+    return Image.new(mode, size, colour)
+
+
+def save(image: Image.Image, path: Path, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **options)
+    return path
+
+
+def asymmetric(size=(60, 40)) -> Image.Image:
+    """Red top-left quadrant, blue elsewhere, a green band at the bottom: any rotation shows."""
+    width, height = size
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[...] = (0, 0, 255)
+    pixels[: height // 2, : width // 2] = (255, 0, 0)
+    pixels[-height // 5 :, :] = (0, 255, 0)
+    return Image.fromarray(pixels, "RGB")
+
+
+def with_orientation(upright: Image.Image, orientation: int) -> tuple[Image.Image, bytes]:
+    """Stored pixels and EXIF bytes that display as ``upright`` under ``orientation``."""
+    from img2npz.demo import ORIENTATION_INVERSE
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = upright.transpose(ORIENTATION_INVERSE[orientation]) if orientation != 1 else upright
+    return stored, exif.tobytes()
+
+
+def write_config(path: Path, **overrides) -> Path:
+    path.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def jobs_run(result: subprocess.CompletedProcess) -> list[str]:
+    """Rule names of the jobs a run executed, from Snakemake's own log lines."""
+    names = []
+    for line in (result.stdout + result.stderr).splitlines():
+        words = line.strip().rstrip(":").split()
+        if len(words) == 2 and words[0] in ("rule", "localrule", "checkpoint", "localcheckpoint"):
+            names.append(words[1])
+    return names
+
+
+DEFAULT_PIXEL = {
+    "size": [8, 8],
+    "resize": "center-crop",
+    "dtype": "uint8",
+    "background": [255, 255, 255],
+    "normalize": None,
+}
+COLOURS = {"blue": (0, 0, 255), "red": (255, 0, 0), "red-ish": (200, 50, 50)}
+
+
+def make_tree(root, per_class=7):
+    for name, colour in COLOURS.items():
+        for i in range(per_class):
+            save(solid(colour, (20 + i, 16)), root / name / f"{i:02d}.png")
+    (root / "red" / "zz_broken.png").write_bytes(b"nope")
+
+
+def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False):
+    src = tmp_path / "src"
+    index = build_index(scan_tree(src, [".png"]), folder_label, target, 1, 4 * target)
+    manifests = tmp_path / tag / "manifests"
+    write_manifests(index, manifests)
+    npzs, failures = [], []
+    for manifest in sorted(manifests.iterdir()):
+        npz = tmp_path / tag / f"{manifest.stem}.npz"
+        fail = tmp_path / tag / f"{manifest.stem}.failures.tsv"
+        process_shard(manifest, src, pixel, npz, fail)
+        npzs.append(str(npz))
+        failures.append(str(fail))
+    out = tmp_path / tag / "dataset.npz"
+    out_fail = tmp_path / tag / "failures.tsv"
+    meta = merge_shards(npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress)
+    write_images_table(index, tmp_path / tag / "images.parquet")
+    return out, out_fail, meta, len(index.shards)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

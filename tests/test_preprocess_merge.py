@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree
+
+from img2npz.merge import channel_stats
+from img2npz.preprocess import FAILURE_HEADER, channel_histogram
+from img2npz.tsv import read_tsv
+
+
+def test_merged_dataset_is_ordered_labelled_and_independent_of_sharding(tmp_path):
+    make_tree(tmp_path / "src")
+    one, one_fail, _meta, shards_one = build_dataset(tmp_path, 1000, "one")
+    many, many_fail, _, shards_many = build_dataset(tmp_path, 3, "many")
+    assert shards_one == 1 and shards_many > 3
+    assert one.read_bytes() == many.read_bytes()
+    assert one_fail.read_bytes() == many_fail.read_bytes()
+    with np.load(one) as data:
+        assert data["classes"].tolist() == ["blue", "red", "red-ish"]
+        assert data["paths"].tolist() == sorted(data["paths"].tolist(), key=lambda p: p.split("/"))
+        assert len(data["paths"]) == 21
+        for path, label, image in zip(data["paths"], data["labels"], data["images"], strict=True):
+            name = path.split("/")[0]
+            assert data["classes"][label] == name
+            assert np.abs(image.astype(int) - COLOURS[name]).max() <= 1
+        assert json.loads(str(data["meta"]))["images"] == 21
+    assert read_tsv(one_fail, FAILURE_HEADER) == [
+        ["red/zz_broken.png", "decode", read_tsv(one_fail, FAILURE_HEADER)[0][2]]
+    ]
+    assert "zz_broken.png" in read_tsv(one_fail, FAILURE_HEADER)[0][2]
+    assert str(tmp_path) not in one_fail.read_text()
+
+
+def test_meta_stats_are_exact(tmp_path):
+    make_tree(tmp_path / "src", per_class=3)
+    out, _, meta, _ = build_dataset(tmp_path, 2, "x")
+    with np.load(out) as data:
+        pixels = data["images"].reshape(-1, 3).astype(np.float64) / 255
+    assert np.allclose(meta["mean"], pixels.mean(0), atol=1e-12)
+    assert np.allclose(meta["std"], pixels.std(0), atol=1e-12)
+    import hashlib
+
+    with np.load(out) as data:
+        assert meta["images_sha256"] == hashlib.sha256(data["images"].tobytes()).hexdigest()
+
+
+def test_float_dtype_with_normalisation(tmp_path):
+    make_tree(tmp_path / "src", per_class=2)
+    norm = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    pixel = {**DEFAULT_PIXEL, "dtype": "float16", "normalize": norm}
+    out, _, meta, _ = build_dataset(tmp_path, 1000, "f", pixel=pixel)
+    with np.load(out) as data:
+        images = data["images"]
+        assert images.dtype == np.float16
+        blue = images[data["labels"] == 0][0, 0, 0].astype(float)
+        assert np.allclose(blue, [(0 - 0.5) / 0.25, (0 - 0.5) / 0.25, (1 - 0.5) / 0.25], atol=1e-2)
+    assert meta["pixel"]["dtype"] == "float16"
+
+
+def test_channel_histogram_and_stats():
+    pixels = np.array([[[0, 10, 255], [2, 10, 255]]], np.uint8)
+    histogram = channel_histogram(pixels)
+    assert histogram.sum() == 6 and histogram[0, 0] == 1 and histogram[2, 255] == 2
+    mean, std = channel_stats(histogram)
+    assert mean == [1 / 255, 10 / 255, 1.0] and std[1] == 0.0
+
+
+def test_shard_job_imports_no_torch_and_no_pyarrow():
+    code = "import sys, img2npz.preprocess; print(sorted(m for m in ('torch', 'pyarrow') if m in sys.modules))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
