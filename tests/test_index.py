@@ -108,3 +108,18 @@ def test_run_index_writes_all_outputs_and_refuses_an_empty_tree(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="no images"):
         run_index(empty, EXTS, "folder", None, (10, 1, 40), out / "s2", out / "i2.parquet", out / "c2.tsv")
+
+
+def test_names_that_are_not_utf8_survive(tmp_path):
+    src = tmp_path / "src"
+    folder = os.path.join(os.fsencode(src), b"cl\xe9")
+    os.makedirs(folder)
+    with open(os.path.join(folder, b"caf\xe9.jpg"), "wb") as handle:
+        handle.write(b"x")
+    out = tmp_path / "out"
+    index = run_index(src, EXTS, "folder", None, (10, 1, 40), out / "m", out / "images.parquet", out / "classes.tsv")
+    assert [e.path for e in index.entries] == ["cl\udce9/caf\udce9.jpg"]
+    assert read_indexed_paths(out / "images.parquet") == ["cl\\xe9/caf\\xe9.jpg"]
+    assert read_classes(out / "classes.tsv") == ["cl\udce9"]
+    [manifest] = (out / "m").iterdir()
+    assert read_manifest(manifest)[0][0] == "cl\udce9/caf\udce9.jpg"

@@ -37,8 +37,9 @@ class Entry:
     mtime_ns: int
 
 
-def has_allowed_extension(name: str, extensions: Sequence[str]) -> bool:
-    return name.lower().endswith(tuple(ext.lower() for ext in extensions))
+def table_path(path: str) -> str:
+    """A path as valid UTF-8 for tables (parquet): undecodable bytes of a file name become ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def scan_tree(root: str | os.PathLike, extensions: Sequence[str]) -> list[Entry]:
@@ -207,10 +208,10 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
         shard_of[shard.start : shard.stop] = [shard.id] * len(shard)
     table = pa.table(
         {
-            "path": pa.array([e.path for e in index.entries], pa.string()),
+            "path": pa.array([table_path(e.path) for e in index.entries], pa.string()),
             "size": pa.array([e.size for e in index.entries], pa.int64()),
             "mtime_ns": pa.array([e.mtime_ns for e in index.entries], pa.int64()),
-            "class": pa.array(index.class_names, pa.string()),
+            "class": pa.array([table_path(name) for name in index.class_names], pa.string()),
             "label": pa.array([label_of.get(name, -1) for name in index.class_names], pa.int64()),
             "shard": pa.array(shard_of, pa.string()),
         }

@@ -73,13 +73,13 @@ def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) -> np.ndarray:
-    labels = np.full(len(names), UNLABELLED, dtype=np.int64)
-    for row, name in enumerate(names.tolist()):
-        if name:
-            if name not in class_index:
-                raise ValueError(f"{source}: class {name!r} is not in classes.tsv; rerun the index")
-            labels[row] = class_index[name]
-    return labels
+    """Class names to indices into ``classes``; the empty name (unlabelled) becomes -1."""
+    unique, inverse = np.unique(names, return_inverse=True)
+    unknown = [name for name in unique.tolist() if name and name not in class_index]
+    if unknown:
+        raise ValueError(f"{source}: class {unknown[0]!r} is not in classes.tsv; rerun the index")
+    lookup = np.array([class_index.get(name, UNLABELLED) for name in unique.tolist()], dtype=np.int64)
+    return lookup[inverse.reshape(-1)] if len(names) else np.empty(0, dtype=np.int64)
 
 
 def _copy_failures(shards: Sequence[ShardSummary], out_path: str | os.PathLike) -> int:

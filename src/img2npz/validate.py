@@ -9,6 +9,7 @@ stays bounded by a chunk, never by the number of images.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -18,10 +19,13 @@ import numpy as np
 
 from img2npz import report
 from img2npz.atomic import write_bytes_atomic
+from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
 from img2npz.preprocess import FAILURE_HEADER
 from img2npz.sharding import path_sort_key
 from img2npz.tsv import unescape_field
+
+log = logging.getLogger(__name__)
 
 REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "meta")
 FLOAT_TOLERANCE = 1e-2
@@ -183,7 +187,9 @@ def run_checks(
     )
 
     accounting = account_for_index(
-        _iter_dataset_paths(npz, paths), _iter_failure_paths(failures), _iter_indexed_paths(images_table)
+        map(table_path, _iter_dataset_paths(npz, paths)),
+        map(table_path, _iter_failure_paths(failures)),
+        _iter_indexed_paths(images_table),
     )
     checks.append(Check("rows_plus_failures_equal_index", accounting["problems"] == 0, accounting, 0))
 
@@ -239,6 +245,14 @@ def validate_dataset(
     """Run every check, write the JSON and the sample grid; raise :class:`ValidationFailed` at the end."""
     checks, _meta = run_checks(npz, failures, images_table, pixel, label_mode, max_failure_fraction)
     passed = all(check.passed for check in checks)
+    for check in checks:
+        log.info(
+            "%s %s: %s (threshold %s)",
+            "PASS" if check.passed else "FAIL",
+            check.name,
+            json.dumps(check.value),
+            json.dumps(check.threshold),
+        )
     document = {"passed": passed, "checks": [asdict(check) for check in checks]}
     write_bytes_atomic(out_json, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     if "images" in array_layout(npz):
