@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from img2npz.index import build_index, folder_label, scan_tree, write_images_table, write_manifests
+from img2npz.index import build_index, class_names, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
+from img2npz.scan import scan_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -55,9 +57,12 @@ def write_config(path: Path, **overrides) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    command = [
+def snakemake_env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def snakemake_command(workdir: Path, configfile: Path, *args: str, cores: int = 2) -> list[str]:
+    return [
         SNAKEMAKE,
         "-s",
         str(REPO / "Snakefile"),
@@ -66,15 +71,25 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = Tru
         "--configfile",
         str(configfile),
         "--cores",
-        "2",
+        str(cores),
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, cores: int = 2):
+    env = snakemake_env()
+    command = snakemake_command(workdir, configfile, *args, cores=cores)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def shards_run(result: subprocess.CompletedProcess) -> list[str]:
+    """Shard ids of the preprocess jobs a run executed."""
+    return re.findall(r"wildcards: shard=([0-9a-f]+)", result.stdout + result.stderr)
 
 
 def jobs_run(result: subprocess.CompletedProcess) -> list[str]:
@@ -106,7 +121,8 @@ def make_tree(root, per_class=7):
 
 def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False):
     src = tmp_path / "src"
-    index = build_index(scan_tree(src, [".png"]), folder_label, target, 1, 4 * target)
+    listing = scan_tree(src, [".png"])
+    index = build_index(listing, class_names(listing.paths, "folder"), target, 1, 4 * target)
     manifests = tmp_path / tag / "manifests"
     write_manifests(index, manifests)
     npzs, failures = [], []

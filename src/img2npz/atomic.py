@@ -11,11 +11,13 @@ from typing import BinaryIO
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike, durable: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only when the block ends without an error.
 
     The temporary file sits in the same directory (so the rename is atomic) and starts with a dot,
-    so a tree scan or a glob for ``*.npz`` never mistakes it for a finished output.
+    so a tree scan or a glob for ``*.npz`` never mistakes it for a finished output. ``durable``
+    fsyncs before the rename (survives power loss, not just a killed process); small files that are
+    cheap to rebuild skip it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +26,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "w+b") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:
@@ -33,12 +36,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_output(path) as handle:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    with atomic_output(path, durable) as handle:
         handle.write(data)
 
 
-def write_if_changed(path: str | os.PathLike, data: bytes) -> bool:
+def write_if_changed(path: str | os.PathLike, data: bytes, durable: bool = True) -> bool:
     """Write ``data`` unless the file already holds exactly it; return whether it was written.
 
     Unchanged files keep their mtime, so Snakemake does not rerun the jobs that read them.
@@ -49,5 +52,5 @@ def write_if_changed(path: str | os.PathLike, data: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, data, durable)
     return True

@@ -106,7 +106,7 @@ def shard_bounds(config: dict) -> tuple[int, int, int]:
     """(target, min, max) with the null defaults resolved."""
     shards = config["shards"]
     target = shards["target_images"]
-    low = shards["min_images"] if shards["min_images"] is not None else max(1, target // 4)
+    low = shards["min_images"] if shards["min_images"] is not None else max(1, target // 10)
     high = shards["max_images"] if shards["max_images"] is not None else 4 * target
     return target, low, high
 

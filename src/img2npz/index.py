@@ -1,25 +1,27 @@
-"""index-images: walk the source tree once, label every image and cut the list into shards.
+"""index-images: label every image of the tree and cut the sorted list into shards.
 
 Outputs (see design.md): one manifest per shard ``{shard}.tsv`` (path, size, mtime_ns, class name),
 rewritten only when its content changes so Snakemake reruns only that shard; ``images.parquet`` (one
-row per image) and ``classes.tsv``. Manifests of shards that no longer exist are removed.
+row per image) and ``classes.tsv``. Manifests of shards that no longer exist are removed. The tree
+itself is walked by :mod:`img2npz.scan`, normally in the main Snakemake process.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import os
-import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from img2npz.atomic import write_if_changed
+from img2npz.scan import Listing, scan_tree
 from img2npz.sharding import Shard, assign_shards, path_sort_key
-from img2npz.tsv import read_tsv, write_tsv_if_changed
+from img2npz.tsv import escape_field, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -28,74 +30,9 @@ CLASSES_HEADER = ("index", "class", "images")
 UNLABELLED = ""
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One image file as found by the scan; ``path`` is relative to the source, POSIX separators."""
-
-    path: str
-    size: int
-    mtime_ns: int
-
-
 def table_path(path: str) -> str:
     """A path as valid UTF-8 for tables (parquet): undecodable bytes of a file name become ``\\xNN``."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def scan_tree(root: str | os.PathLike, extensions: Sequence[str]) -> list[Entry]:
-    """Every regular image file below ``root``, in no particular order.
-
-    Skips hidden files and folders (which covers macOS ``._*`` files), broken links, and directories
-    with image-like names. Links to folders are followed, each real folder once, so a link loop ends.
-    """
-    root = os.fspath(root)
-    exts = tuple(ext.lower() for ext in extensions)
-    root_stat = os.stat(root)
-    seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
-    entries: list[Entry] = []
-    pending = [("", root)]
-    while pending:
-        prefix, directory = pending.pop()
-        try:
-            with os.scandir(directory) as listing:
-                children = sorted(listing, key=lambda child: child.name)
-        except OSError as error:
-            log.warning("cannot list %s: %s", directory, error)
-            continue
-        for child in children:
-            name = child.name
-            if name.startswith("."):
-                continue
-            try:
-                if child.is_dir():
-                    info = child.stat()
-                    key = (info.st_dev, info.st_ino)
-                    if key not in seen_dirs:
-                        seen_dirs.add(key)
-                        pending.append((f"{prefix}{name}/", child.path))
-                    continue
-                if not name.lower().endswith(exts):
-                    continue
-                info = child.stat()
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                entries.append(Entry(f"{prefix}{name}", info.st_size, info.st_mtime_ns))
-    return entries
-
-
-def fingerprint(entries: Iterable[Entry]) -> str:
-    """A cheap digest of paths, sizes and mtimes: changes whenever the tree's images change."""
-    digest = hashlib.blake2b(digest_size=16)
-    for entry in sorted(entries, key=lambda e: e.path):
-        digest.update(f"{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
-
-
-def tree_fingerprint(root: str | os.PathLike, extensions: Sequence[str]) -> str:
-    if not os.path.isdir(root):
-        return "missing"
-    return fingerprint(scan_tree(root, extensions))
 
 
 def folder_label(path: str) -> str:
@@ -124,44 +61,44 @@ def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
     return labels
 
 
-def make_labeller(mode: str, csv_path: str | os.PathLike | None = None) -> Callable[[str], str]:
+def class_names(paths: Sequence[str], mode: str, csv_path: str | os.PathLike | None = None) -> list[str]:
+    """Class name of every path (``""`` when unlabelled) for label mode folder, none or csv."""
     if mode == "folder":
-        return folder_label
+        return [folder_label(path) for path in paths]
     if mode == "none":
-        return lambda path: UNLABELLED
+        return [UNLABELLED] * len(paths)
     labels = read_labels_csv(csv_path)
-    return lambda path: labels.get(path, UNLABELLED)
+    return [labels.get(path, UNLABELLED) for path in paths]
 
 
 @dataclass
 class Index:
     """The sorted image list with class names and shard assignment."""
 
-    entries: list[Entry]
+    listing: Listing
     class_names: list[str]
     shards: list[Shard]
 
     @property
     def classes(self) -> list[str]:
-        return sorted({name for name in self.class_names if name != UNLABELLED})
+        return sorted(set(self.class_names) - {UNLABELLED})
 
 
-def build_index(
-    entries: Iterable[Entry], labeller: Callable[[str], str], target: int, min_images: int, max_images: int
-) -> Index:
-    ordered = sorted(entries, key=lambda e: path_sort_key(e.path))
-    names = [labeller(entry.path) for entry in ordered]
-    shards = assign_shards([entry.path for entry in ordered], target, min_images, max_images)
-    return Index(ordered, names, shards)
+def build_index(listing: Listing, names: list[str], target: int, min_images: int, max_images: int) -> Index:
+    """``listing`` must already be in component order (as :func:`img2npz.scan.scan_tree` returns it)."""
+    return Index(listing, names, assign_shards(listing.paths, target, min_images, max_images, listing.hashes))
 
 
-def manifest_rows(index: Index, shard: Shard) -> list[tuple]:
-    return [
-        (entry.path, entry.size, entry.mtime_ns, name)
-        for entry, name in zip(
-            index.entries[shard.start : shard.stop], index.class_names[shard.start : shard.stop], strict=True
-        )
-    ]
+def manifest_bytes(index: Index, shard: Shard, escape: bool = True) -> bytes:
+    """``escape=False`` when no path or class name holds a tab, newline or backslash (checked once)."""
+    paths = index.listing.paths[shard.start : shard.stop]
+    names = index.class_names[shard.start : shard.stop]
+    sizes = index.listing.sizes[shard.start : shard.stop].tolist()
+    mtimes = index.listing.mtimes[shard.start : shard.stop].tolist()
+    if escape:
+        paths, names = [escape_field(p) for p in paths], [escape_field(n) for n in names]
+    lines = "\n".join(map("\t".join, zip(paths, map(str, sizes), map(str, mtimes), names, strict=True)))
+    return ("\t".join(MANIFEST_HEADER) + "\n" + lines + ("\n" if lines else "")).encode("utf-8", "surrogateescape")
 
 
 def read_manifest(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
@@ -173,8 +110,9 @@ def write_manifests(index: Index, directory: str | os.PathLike) -> tuple[int, in
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     wanted = {f"{shard.id}.tsv": shard for shard in index.shards}
+    escape = needs_escape("\0".join(index.listing.paths)) or needs_escape("\0".join(set(index.class_names)))
     written = sum(
-        write_tsv_if_changed(directory / name, MANIFEST_HEADER, manifest_rows(index, shard))
+        write_if_changed(directory / name, manifest_bytes(index, shard, escape), durable=False)
         for name, shard in wanted.items()
     )
     removed = 0
@@ -202,23 +140,36 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    names = sorted(set(index.class_names))
+    code_of = {name: code for code, name in enumerate(names)}
+    codes = pa.array([code_of[name] for name in index.class_names], pa.int32())
     label_of = {name: number for number, name in enumerate(index.classes)}
-    shard_of = [""] * len(index.entries)
-    for shard in index.shards:
-        shard_of[shard.start : shard.stop] = [shard.id] * len(shard)
+    label_of_code = [label_of.get(name, -1) for name in names]
+    shard_codes = np.repeat(np.arange(len(index.shards), dtype=np.int32), [len(shard) for shard in index.shards])
+    paths = index.listing.paths
     table = pa.table(
         {
-            "path": pa.array([table_path(e.path) for e in index.entries], pa.string()),
-            "size": pa.array([e.size for e in index.entries], pa.int64()),
-            "mtime_ns": pa.array([e.mtime_ns for e in index.entries], pa.int64()),
-            "class": pa.array([table_path(name) for name in index.class_names], pa.string()),
-            "label": pa.array([label_of.get(name, -1) for name in index.class_names], pa.int64()),
-            "shard": pa.array(shard_of, pa.string()),
+            "path": pa.array([table_path(p) for p in paths] if _needs_table_paths(paths) else paths, pa.string()),
+            "size": pa.array(index.listing.sizes, pa.int64()),
+            "mtime_ns": pa.array(index.listing.mtimes, pa.int64()),
+            "class": pa.DictionaryArray.from_arrays(codes, pa.array([table_path(n) for n in names], pa.string())),
+            "label": pa.array(np.asarray(label_of_code, np.int64)[codes.to_numpy()], pa.int64()),
+            "shard": pa.DictionaryArray.from_arrays(
+                pa.array(shard_codes, pa.int32()), pa.array([shard.id for shard in index.shards], pa.string())
+            ),
         }
     )
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     return write_if_changed(path, buffer.getvalue())
+
+
+def _needs_table_paths(paths: Sequence[str]) -> bool:
+    try:
+        "\n".join(paths).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_indexed_paths(path: str | os.PathLike) -> list[str]:
@@ -236,18 +187,21 @@ def run_index(
     manifest_dir: str | os.PathLike,
     images_table: str | os.PathLike,
     classes_table: str | os.PathLike,
+    listing: Listing | None = None,
 ) -> Index:
-    """The whole index-images step; raises ``ValueError`` naming the problem on bad input."""
-    entries = scan_tree(source, extensions)
-    if not entries:
+    """The whole index-images step; raises ``ValueError`` naming the problem on bad input.
+
+    ``listing`` is the main process's walk of the tree; without it the tree is walked here.
+    """
+    if listing is None:
+        listing = scan_tree(source, extensions)
+    if not len(listing):
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
-    labeller = make_labeller(labels, label_csv)
-    index = build_index(entries, labeller, *bounds)
+    index = build_index(listing, class_names(listing.paths, labels, label_csv), *bounds)
     if labels == "csv":
-        known = {entry.path for entry in index.entries}
         listed = read_labels_csv(label_csv)
-        unknown = sorted(set(listed) - known, key=path_sort_key)
-        unlabelled = sum(1 for name in index.class_names if name == UNLABELLED)
+        unknown = sorted(set(listed) - set(listing.paths), key=path_sort_key)
+        unlabelled = index.class_names.count(UNLABELLED)
         if unknown:
             log.warning("%d paths in %s are not indexed images, e.g. %s", len(unknown), label_csv, unknown[:3])
         if unlabelled:
@@ -257,7 +211,7 @@ def run_index(
     write_classes(index, classes_table)
     log.info(
         "indexed %d images in %d classes into %d shards (%d manifests written, %d removed)",
-        len(index.entries),
+        len(listing),
         len(index.classes),
         len(index.shards),
         written,

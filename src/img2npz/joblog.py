@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import sys
 import traceback
 from collections.abc import Iterator
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @contextlib.contextmanager
@@ -21,6 +27,7 @@ def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
     logger = logging.getLogger("img2npz")
     try:
         yield logger
+        logger.info("peak RSS of this job: %.1f MB", peak_rss_mb())
     except Exception as error:
         if log_path:
             with open(log_path, "a", encoding="utf-8") as handle:

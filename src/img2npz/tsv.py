@@ -8,20 +8,26 @@ file name that is not valid UTF-8 survives a round trip.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 from img2npz.atomic import write_bytes_atomic, write_if_changed
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_SPECIAL = re.compile(r"[\\\t\n\r]")
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 TAB = "\t"
 
 
+def needs_escape(text: str) -> bool:
+    return _SPECIAL.search(text) is not None
+
+
 def escape_field(value: object) -> str:
     text = str(value)
-    if not any(ch in text for ch in _ESCAPES):
+    if _SPECIAL.search(text) is None:
         return text
     return "".join(_ESCAPES.get(ch, ch) for ch in text)
 

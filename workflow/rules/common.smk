@@ -1,5 +1,6 @@
 # Config validation and the input functions the rules share, so rule files read as plain steps.
 
+import glob
 import os
 
 from img2npz.config import (
@@ -12,7 +13,7 @@ from img2npz.config import (
     shard_bounds,
     validate_config,
 )
-from img2npz.index import tree_fingerprint
+from img2npz.scan import tree_fingerprint
 
 try:
     config = validate_config(
@@ -27,6 +28,7 @@ LABEL_MODE = label_mode(config)
 SHARD_BOUNDS = shard_bounds(config)
 
 
+LISTINGS = "results/index/listing"
 _FINGERPRINTS = {}
 
 
@@ -34,18 +36,27 @@ def source_fingerprint():
     """Digest of the image tree, taken once per invocation in the main process only.
 
     Passed to index_images as a param, so any added, removed or changed image reruns the index
-    with no flag from the user. Job processes (cluster jobs re-parse this file) never rescan. A tree
-    that does not exist yet (the demo, before its rule ran) is not remembered, so the index job
+    with no flag from the user. The walk is saved under LISTINGS for the index job, so that job does
+    not walk the tree again; other job processes (cluster jobs re-parse this file) never walk it. A
+    tree that does not exist yet (the demo, before its rule ran) is not remembered, so the index job
     planned after the demo checkpoint sees the real tree.
     """
     if not workflow.is_main_process:
-        return "computed-by-the-main-process"
+        return saved_fingerprint()
     if "source" not in _FINGERPRINTS:
-        value = tree_fingerprint(config["source"], config["extensions"])
+        value = tree_fingerprint(
+            config["source"], config["extensions"], save_to=LISTINGS
+        )
         if value == "missing":
             return value
         _FINGERPRINTS["source"] = value
     return _FINGERPRINTS["source"]
+
+
+def saved_fingerprint():
+    """In a job process: the fingerprint whose listing the main process saved (no walk)."""
+    saved = sorted(glob.glob(f"{LISTINGS}/*.npz"))
+    return os.path.basename(saved[-1]).removesuffix(".npz") if saved else "unknown"
 
 
 def index_inputs(wildcards):

@@ -21,5 +21,6 @@ checkpoint index_images:
         labels_csv=config["labels"] if LABEL_MODE == "csv" else None,
         shards=SHARD_BOUNDS,
         fingerprint=lambda wildcards: source_fingerprint(),
+        listings=LISTINGS,
     script:
         "../../scripts/index_images.py"

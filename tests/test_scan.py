@@ -1,0 +1,94 @@
+import os
+
+import numpy as np
+
+from img2npz import scan
+from img2npz.scan import Listing, scan_tree, tree_fingerprint
+from img2npz.sharding import path_hashes, sort_paths
+
+EXTS = [".jpg", ".png"]
+
+
+def touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_walk_keeps_images_and_skips_the_rest(tmp_path):
+    touch(tmp_path / "cat" / "a.jpg")
+    touch(tmp_path / "cat" / "B.JPG")
+    touch(tmp_path / "cat" / "notes.txt")
+    touch(tmp_path / "cat" / ".hidden.jpg")
+    touch(tmp_path / "cat" / "._a.jpg")
+    touch(tmp_path / ".cache" / "c.jpg")
+    touch(tmp_path / "dog" / "deep" / "er" / "d.png")
+    (tmp_path / "dog" / "folder.jpg").mkdir()
+    touch(tmp_path / "dog" / "folder.jpg" / "inside.png")
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "dog" / "dangling.jpg")
+    os.symlink(tmp_path / "dog", tmp_path / "dog" / "loop")
+    os.symlink(tmp_path, tmp_path / "dog" / "deep" / "up")
+    os.symlink("self.jpg", tmp_path / "dog" / "self.jpg")
+    os.mkfifo(tmp_path / "dog" / "pipe.jpg")
+    listing = scan_tree(tmp_path, EXTS)
+    assert listing.paths == ["cat/B.JPG", "cat/a.jpg", "dog/deep/er/d.png", "dog/folder.jpg/inside.png"]
+    assert listing.sizes.tolist() == [1, 1, 1, 1]
+
+
+def test_walk_order_is_component_order(tmp_path):
+    names = ["cat-big/a.jpg", "cat/z.jpg", "cat/a/b.jpg", "top.jpg", "cat/b.jpg", "a b/ü.jpg", "cat.d/x.jpg"]
+    for name in names:
+        touch(tmp_path / name)
+    assert scan_tree(tmp_path, EXTS).paths == sort_paths(names)
+
+
+def test_links_to_folders_are_followed_but_loops_are_cut(tmp_path):
+    touch(tmp_path / "real" / "a.jpg")
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    os.symlink(tmp_path / "real", tmp_path / "real" / "again")
+    assert scan_tree(tmp_path, EXTS).paths == ["alias/a.jpg", "real/a.jpg"]
+
+
+def test_parallel_walk_equals_serial(tmp_path, monkeypatch):
+    for i in range(300):
+        touch(tmp_path / f"c{i % 7}" / f"sub{i % 3}" / f"{i:04d}.jpg", b"x" * (i % 11))
+    touch(tmp_path / "flat.png")
+    serial = scan_tree(tmp_path, EXTS, workers=1)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_FOLDERS", 2)
+    parallel = scan_tree(tmp_path, EXTS, workers=3)
+    assert parallel.paths == serial.paths and len(serial) == 301
+    assert np.array_equal(parallel.sizes, serial.sizes) and np.array_equal(parallel.mtimes, serial.mtimes)
+    assert np.array_equal(parallel.hashes, path_hashes(serial.paths))
+    assert np.array_equal(serial.hashes, path_hashes(serial.paths))
+
+
+def test_fingerprint_sees_additions_and_changes_and_saves_the_listing(tmp_path):
+    tree = tmp_path / "tree"
+    image = touch(tree / "cat" / "a.jpg")
+    saved = tmp_path / "listings"
+    first = tree_fingerprint(tree, EXTS, save_to=saved)
+    assert tree_fingerprint(tree, EXTS) == first
+    touch(tree / "cat" / "deep" / "b.jpg")
+    second = tree_fingerprint(tree, EXTS, save_to=saved)
+    assert second != first
+    os.utime(image, ns=(1, 1))
+    assert tree_fingerprint(tree, EXTS) != second
+    assert tree_fingerprint(tmp_path / "absent", EXTS) == "missing"
+    assert [p.stem for p in saved.iterdir()] == [second]
+    loaded = Listing.load(saved / f"{second}.npz")
+    assert loaded.paths == ["cat/a.jpg", "cat/deep/b.jpg"] and loaded.fingerprint() == second
+
+
+def test_scan_log_counts_walks(tmp_path, monkeypatch):
+    touch(tmp_path / "t" / "a.jpg")
+    monkeypatch.setenv(scan.SCAN_LOG_ENV, str(tmp_path / "walks.log"))
+    scan_tree(tmp_path / "t", EXTS)
+    scan_tree(tmp_path / "t", EXTS)
+    assert len((tmp_path / "walks.log").read_text().splitlines()) == 2
+
+
+def test_empty_listing_round_trip(tmp_path):
+    empty = Listing([], np.zeros(0, np.int64), np.zeros(0, np.int64))
+    empty.save(tmp_path / "e.npz")
+    assert Listing.load(tmp_path / "e.npz").paths == []
