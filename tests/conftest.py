@@ -76,8 +76,8 @@ def snakemake_command(workdir: Path, configfile: Path, *args: str, cores: int = 
     ]
 
 
-def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, cores: int = 2):
-    env = snakemake_env()
+def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True, cores: int = 2, env=None):
+    env = {**snakemake_env(), **(env or {})}
     command = snakemake_command(workdir, configfile, *args, cores=cores)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     if check and result.returncode != 0:

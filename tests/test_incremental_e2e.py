@@ -93,6 +93,17 @@ def test_nothing_changed_nothing_runs(grown):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_the_tree_is_walked_once_per_invocation_by_the_main_process_only(grown, tmp_path):
+    _base, source, config, work = grown
+    walks = tmp_path / "walks.log"
+    save(solid((4, 4, 4), (9, 9)), source / "class0" / "img0002x.png")
+    result = run_snakemake(work, config, env={"IMG2NPZ_SCAN_LOG": str(walks)})
+    assert "index_images" in jobs_run(result) and shards_run(result)
+    lines = walks.read_text().splitlines()
+    assert len(lines) == 1 and "snakemake" in lines[0] and ".snakemake/scripts" not in lines[0]
+    assert "tree listing: results/index/listing/" in (work / "results" / "logs" / "index_images.log").read_text()
+
+
 def test_incremental_equals_from_scratch_whatever_cores_and_shards(grown):
     base, source, _, work = grown
     incremental = sha(work / "results" / "dataset.npz")

@@ -1,6 +1,9 @@
+from dataclasses import dataclass
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from img2npz.merge import in_index_order
 from img2npz.sharding import assign_shards, path_hash, shard_id, sort_paths
 
 path_lists = st.lists(
@@ -67,3 +70,24 @@ def test_over_long_runs_are_split_evenly():
     paths = [f"x{i:04d}" for i in range(1000)]
     shards = assign_shards(paths, 10**9, 1, 300)
     assert [len(s) for s in shards] == [250, 250, 250, 250]
+
+
+@dataclass
+class Piece:
+    first_path: str
+    rows: list
+
+
+@settings(max_examples=200, deadline=None)
+@given(path_lists, st.integers(1, 15), st.integers(1, 5), st.integers(0, 30), st.randoms(), st.integers(0, 4))
+def test_merged_row_order_never_depends_on_the_shard_layout(paths, target, low, extra, rng, fail_every):
+    low = min(low, target)
+    shards = assign_shards(paths, target, low, target + extra)
+    keep = [fail_every == 0 or i % (fail_every + 1) for i in range(len(paths))]
+    pieces = [
+        Piece(paths[s.start], [p for p, k in zip(paths[s.start : s.stop], keep[s.start : s.stop], strict=True) if k])
+        for s in shards
+    ]
+    rng.shuffle(pieces)
+    merged = [row for piece in in_index_order(pieces) for row in piece.rows]
+    assert merged == [p for p, k in zip(paths, keep, strict=True) if k]

@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from img2npz.sharding import path_sort_key
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 DATASET_FORMAT = "img2npz/1"
 UNLABELLED = -1
 
@@ -53,6 +55,12 @@ def _summarise(npz: str, failures: str, pixel: dict) -> ShardSummary:
         raise ValueError(f"{npz}: built with pixel config {meta['pixel']}, expected {pixel}; rerun its shard")
     histogram = read_array(npz, "histogram", layouts["histogram"])
     return ShardSummary(npz, failures, meta["first_path"], layouts, meta["images"], histogram)
+
+
+def in_index_order(shards: Sequence[T]) -> list[T]:
+    """Shards are contiguous runs of the index's path order: sorting them by the first path of their
+    manifest restores that order, whatever the shard sizes or the order the files were listed in."""
+    return sorted(shards, key=lambda shard: path_sort_key(shard.first_path))
 
 
 def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
@@ -116,7 +124,7 @@ def merge_shards(
         if stem not in by_stem:
             raise ValueError(f"{npz}: no matching failures file")
         summaries.append(_summarise(npz, by_stem[stem], pixel))
-    summaries.sort(key=lambda s: path_sort_key(s.first_path))
+    summaries = in_index_order(summaries)
 
     total = sum(s.images for s in summaries)
     height, width = pixel["size"]
