@@ -10,4 +10,6 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         pixel=dict(snakemake.params.pixel),  # noqa: F821
         out_npz=snakemake.output.npz,  # noqa: F821
         out_failures=snakemake.output.failures,  # noqa: F821
+        timeout_s=snakemake.params.timeout_s,  # noqa: F821
+        max_pixels=snakemake.params.max_pixels,  # noqa: F821
     )

@@ -160,3 +160,22 @@ def test_jpeg_draft_stays_within_the_resize_error(tmp_path, mode, monkeypatch):
     full = load_rgb(path, (128, 96), mode).astype(int)
     assert np.abs(drafted - full).mean() < 1.5
     assert np.abs(drafted - full).max() < 40
+
+
+def test_a_hanging_decode_is_cut_off_and_reported(tmp_path, monkeypatch):
+    path = save(solid((1, 2, 3), (10, 10)), tmp_path / "slow.png")
+
+    def never_finishes(*args):
+        while True:
+            pass
+
+    monkeypatch.setattr(decode, "_open_and_load", never_finishes)
+    with pytest.raises(ImageFailure) as caught:
+        load_rgb(path, (8, 8), timeout_s=0.2)
+    assert caught.value.stage == "decode" and "image_timeout_s" in caught.value.reason
+
+
+def test_a_normal_image_is_not_disturbed_by_the_time_limit(tmp_path):
+    path = save(solid((1, 2, 3), (10, 10)), tmp_path / "ok.png")
+    assert load_rgb(path, (8, 8), timeout_s=5).shape == (8, 8, 3)
+    assert load_rgb(path, (8, 8), timeout_s=5)[0, 0].tolist() == [1, 2, 3]

@@ -72,3 +72,25 @@ def test_shard_job_imports_no_torch_and_no_pyarrow():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
+
+
+def test_files_deleted_or_replaced_after_indexing_fail_and_the_shard_completes(tmp_path):
+    import os
+
+    from img2npz.index import build_index, class_names, write_manifests
+    from img2npz.preprocess import process_shard
+    from img2npz.scan import scan_tree
+
+    make_tree(tmp_path / "src", per_class=2)
+    listing = scan_tree(tmp_path / "src", [".png"])
+    index = build_index(listing, class_names(listing.paths, "folder"), 1000, 1, 4000)
+    write_manifests(index, tmp_path / "m")
+    os.remove(tmp_path / "src" / "blue" / "00.png")
+    replaced = tmp_path / "src" / "red" / "01.png"
+    replaced.write_bytes(replaced.read_bytes() + b"extra")
+    [manifest] = (tmp_path / "m").iterdir()
+    stored, failed = process_shard(manifest, tmp_path / "src", DEFAULT_PIXEL, tmp_path / "s.npz", tmp_path / "f.tsv")
+    rows = {row[0]: row for row in read_tsv(tmp_path / "f.tsv", FAILURE_HEADER)}
+    assert stored == 4 and failed == 3
+    assert "No such file" in rows["blue/00.png"][2]
+    assert "changed since it was indexed" in rows["red/01.png"][2]

@@ -63,7 +63,10 @@ def fill_defaults(value: Any, schema: dict) -> Any:
 
 
 def _key_name(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    name = ""
+    for part in error.absolute_path:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name or "(top level)"
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

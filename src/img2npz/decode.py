@@ -8,9 +8,12 @@ set) and so do images over Pillow's decompression-bomb limit.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -33,6 +36,33 @@ TRANSPOSE_FOR_ORIENTATION = {
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 DRAFT_MARGIN = 2
+
+
+class ImageTimeout(TimeoutError):
+    """Decoding one image took longer than its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with :class:`ImageTimeout` (SIGALRM, main thread only).
+
+    Pillow decodes in blocks driven from Python, so a decoder that never finishes is interrupted
+    between blocks; a single C call that never returns would not be.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise ImageTimeout(f"took longer than the {seconds:g} s limit (preprocess.image_timeout_s)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class ImageFailure(Exception):
@@ -134,15 +164,20 @@ def load_rgb(
     target: tuple[int, int] | None = None,
     mode: ResizeMode | str = ResizeMode.CENTER_CROP,
     background: tuple[int, int, int] = (255, 255, 255),
+    timeout_s: float | None = None,
 ) -> np.ndarray:
-    """Decode ``path`` to an upright RGB ``uint8`` array (H, W, 3), resized to ``target`` (W, H) if given."""
+    """Decode ``path`` to an upright RGB ``uint8`` array (H, W, 3), resized to ``target`` (W, H) if given.
+
+    ``timeout_s`` bounds the whole image; the stage that runs out of time is the one reported.
+    """
     mode = ResizeMode(mode)
-    source = _stage("decode", lambda: _open_and_load(path, target, mode))
-    try:
-        image = _stage("exif", lambda: _upright(source))
-        image = _stage("convert", lambda: to_rgb(image, background))
-        if target is not None:
-            image = _stage("resize", lambda: resize(image, target, mode, background))
-        return np.asarray(image)
-    finally:
-        source.close()
+    with time_limit(timeout_s):
+        source = _stage("decode", lambda: _open_and_load(path, target, mode))
+        try:
+            image = _stage("exif", lambda: _upright(source))
+            image = _stage("convert", lambda: to_rgb(image, background))
+            if target is not None:
+                image = _stage("resize", lambda: resize(image, target, mode, background))
+            return np.asarray(image)
+        finally:
+            source.close()

@@ -17,9 +17,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from img2npz.atomic import atomic_output
-from img2npz.decode import ImageFailure, load_rgb
+from img2npz.decode import ImageFailure, load_rgb, one_line
 from img2npz.index import read_manifest
 from img2npz.npzformat import write_npz
 from img2npz.tsv import write_tsv
@@ -47,14 +48,31 @@ def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> n
     return values.astype(dtype)
 
 
+def check_unchanged(path: str, size: int, mtime_ns: int) -> None:
+    """A file deleted or replaced since the index ran is a failure now; the next run indexes it anew."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise ImageFailure("decode", one_line(error)) from error
+    if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+        raise ImageFailure("decode", "changed since it was indexed (size or mtime differ); the next run takes it anew")
+
+
 def process_shard(
     manifest: str | os.PathLike,
     source: str | os.PathLike,
     pixel: dict,
     out_npz: str | os.PathLike,
     out_failures: str | os.PathLike,
+    timeout_s: float | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[int, int]:
-    """Decode every image of ``manifest``; return (images stored, failures). Never fails on one image."""
+    """Decode every image of ``manifest``; return (images stored, failures). Never fails on one image.
+
+    ``timeout_s`` bounds each image's decoding; ``max_pixels`` is Pillow's decompression-bomb limit.
+    """
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     rows = read_manifest(manifest)
     height, width = pixel["size"]
     background = tuple(pixel["background"])
@@ -62,12 +80,14 @@ def process_shard(
     histogram = np.zeros((3, 256), dtype=np.int64)
     paths, class_names, failures = [], [], []
     source = Path(source)
-    for rel_path, _size, _mtime, class_name in rows:
+    source_prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
+    for rel_path, size, mtime, class_name in rows:
         full_path = os.fspath(source / rel_path)
         try:
-            pixels = load_rgb(full_path, (width, height), pixel["resize"], background)
+            check_unchanged(full_path, size, mtime)
+            pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s)
         except ImageFailure as failure:
-            failures.append((rel_path, failure.stage, failure.reason.replace(full_path, rel_path)))
+            failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
             continue
         histogram += channel_histogram(pixels)
         images[len(paths)] = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])

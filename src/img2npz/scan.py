@@ -253,14 +253,23 @@ def scan_tree(root: str | os.PathLike, extensions: Sequence[str], workers: int |
     return Listing(paths, np.array(sizes, np.int64), np.array(mtimes, np.int64), all_hashes)
 
 
+class EmptyTreeError(ValueError):
+    """The source holds no image with the configured extensions."""
+
+
 def tree_fingerprint(
     root: str | os.PathLike, extensions: Sequence[str], save_to: str | os.PathLike | None = None
 ) -> str:
     """Fingerprint of the tree, or ``"missing"``; saves the listing to ``save_to/<fingerprint>.npz``
-    (removing older ones) so that the index job can load it instead of walking again."""
+    (removing older ones) so that the index job can load it instead of walking again.
+
+    Raises :class:`EmptyTreeError` when the tree has no image, so the run stops before any job.
+    """
     if not os.path.isdir(root):
         return "missing"
     listing = scan_tree(root, extensions)
+    if not len(listing):
+        raise EmptyTreeError(f"no images with extensions {' '.join(extensions)} under {os.fspath(root)!r}")
     value = listing.fingerprint()
     if save_to is not None:
         folder = Path(save_to)

@@ -13,7 +13,7 @@ from img2npz.config import (
     shard_bounds,
     validate_config,
 )
-from img2npz.scan import tree_fingerprint
+from img2npz.scan import EmptyTreeError, tree_fingerprint
 
 try:
     config = validate_config(
@@ -44,9 +44,12 @@ def source_fingerprint():
     if not workflow.is_main_process:
         return saved_fingerprint()
     if "source" not in _FINGERPRINTS:
-        value = tree_fingerprint(
-            config["source"], config["extensions"], save_to=LISTINGS
-        )
+        try:
+            value = tree_fingerprint(
+                config["source"], config["extensions"], save_to=LISTINGS
+            )
+        except EmptyTreeError as error:
+            raise WorkflowError(f"config key 'source': {error}") from None
         if value == "missing":
             return value
         _FINGERPRINTS["source"] = value

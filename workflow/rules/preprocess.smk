@@ -17,5 +17,7 @@ rule preprocess_shard:
     params:
         source=config["source"],
         pixel=PIXEL,
+        timeout_s=config["preprocess"]["image_timeout_s"],
+        max_pixels=config["preprocess"]["max_image_pixels"],
     script:
         "../../scripts/preprocess_shard.py"
