@@ -246,6 +246,7 @@ def test_pixels_of_every_readable_case(torture):
     for path in ("modes/i16_gradient.png", "modes/int32.tif", "modes/float.tif"):
         row = data["images"][index[path]][8, :, 0].astype(int)
         assert row[0] < 20 and row[-1] > 235 and np.all(np.diff(row) >= 0), path
+    assert "empty_class" not in data["classes"].tolist() and "names" in data["classes"].tolist()
     cmyk = data["images"][index["modes/cmyk.jpg"]][8, 8]
     assert cmyk[2] > 200 and cmyk[0] < 60
     assert "modes/ycck.jpg" in index

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from img2npz.resize import ResizeMode, geometry, needed_source_size, resize
@@ -41,3 +43,24 @@ def test_needed_source_size():
     assert needed_source_size((1600, 1200), (128, 128), "center-crop") == (171, 128)
     assert needed_source_size((1600, 1200), (128, 128), "pad") == (128, 96)
     assert needed_source_size((1600, 1200), (128, 64), "stretch") == (128, 64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.integers(1, 3000),
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.sampled_from(list(ResizeMode)),
+)
+def test_geometry_stays_inside_the_source_for_any_sizes(sw, sh, tw, th, mode):
+    geo = geometry((sw, sh), (tw, th), mode)
+    left, top, right, bottom = geo.box
+    assert 0 <= left < right <= sw and 0 <= top < bottom <= sh
+    assert 1 <= geo.size[0] <= tw and 1 <= geo.size[1] <= th
+    assert geo.offset[0] >= 0 and geo.offset[0] + geo.size[0] <= tw and geo.offset[1] + geo.size[1] <= th
+
+
+def test_sizes_that_broke_the_crop_box_once():
+    for size in [(541, 406), (499, 374), (333, 500), (2000, 1500), (559, 331)]:
+        assert resize(Image.new("RGB", size, (1, 2, 3)), (256, 256), "center-crop", (0, 0, 0)).size == (256, 256)

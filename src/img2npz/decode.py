@@ -73,6 +73,9 @@ class ImageFailure(Exception):
         self.stage = stage
         self.reason = reason
 
+    def __reduce__(self):
+        return type(self), (self.stage, self.reason)
+
 
 def one_line(error: BaseException) -> str:
     text = str(error) or "no message"

@@ -34,8 +34,8 @@ def geometry(source: tuple[int, int], target: tuple[int, int], mode: ResizeMode 
         return Geometry((0.0, 0.0, float(sw), float(sh)), (tw, th), (0, 0))
     if mode is ResizeMode.CENTER_CROP:
         scale = max(tw / sw, th / sh)
-        bw, bh = tw / scale, th / scale
-        left, top = (sw - bw) / 2, (sh - bh) / 2
+        bw, bh = min(sw, tw / scale), min(sh, th / scale)  # min: float error must not leave the image
+        left, top = max(0.0, (sw - bw) / 2), max(0.0, (sh - bh) / 2)
         return Geometry((left, top, left + bw, top + bh), (tw, th), (0, 0))
     scale = min(tw / sw, th / sh)
     iw, ih = max(1, min(tw, round(sw * scale))), max(1, min(th, round(sh * scale)))

@@ -1,0 +1,256 @@
+"""Throughput of the whole workflow against the machine's decode+resize limit and a naive converter.
+
+In one run, on one bench tree (bench/corpus.py), with C cores:
+  (a) lower bound: the workflow's own decode+resize (img2npz.decode.load_rgb) in C processes,
+      reading the files and nothing else;
+  (b) the real workflow, `snakemake --cores C` from an empty results/, end to end (index,
+      preprocess, merge and validate included), with the peak RSS of every shard job and the merge;
+  (c) a naive converter on a subset: PIL + torchvision Resize/CenterCrop/ToTensor/Normalize in a
+      thread pool, everything kept in RAM, then np.savez_compressed of float32 (numpy stands in for
+      torchvision when torch is not installed);
+  (d) merge throughput against `cat` of the same shard bytes to the same disk, and merge peak RSS
+      for half and all of the shards.
+Prints the figures and writes them to bench/RESULTS.md. Usage:
+python bench/throughput.py [--images 20000] [--cores 2] [--naive 300] [--dir /tmp/img2npz-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import contextlib
+
+from corpus import make_corpus  # noqa: E402
+
+from img2npz.scan import scan_tree  # noqa: E402
+
+SIZE = (256, 256)
+EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp"]
+
+
+def _decode_share(paths: list[str]) -> int:
+    from img2npz.decode import ImageFailure, load_rgb
+
+    for path in paths:
+        with contextlib.suppress(ImageFailure):
+            load_rgb(path, SIZE, "center-crop", (255, 255, 255))
+    return len(paths)
+
+
+def lower_bound(paths: list[str], cores: int) -> float:
+    shares = [paths[k::cores] for k in range(cores)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(cores) as pool:
+        done = sum(pool.map(_decode_share, shares))
+    return done / (time.perf_counter() - start)
+
+
+NAIVE = r"""
+import json, resource, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from PIL import Image
+paths, out = json.loads(sys.argv[1]), sys.argv[2]
+try:
+    import torch
+    from torchvision import transforms
+    pipeline = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(256), transforms.ToTensor(),
+                                   transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    convert = lambda image: pipeline(image).numpy()
+    engine = "torchvision " + torch.__version__
+except ImportError:
+    def convert(image):
+        scale = 256 / min(image.size)
+        image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))))
+        left, top = (image.width - 256) // 2, (image.height - 256) // 2
+        x = np.asarray(image.crop((left, top, left + 256, top + 256)), np.float32).transpose(2, 0, 1) / 255
+        return (x - np.float32([[[0.485]], [[0.456]], [[0.406]]])) / np.float32([[[0.229]], [[0.224]], [[0.225]]])
+    engine = "numpy stand-in"
+start = time.perf_counter()
+with ThreadPoolExecutor(8) as pool:
+    arrays = list(pool.map(lambda p: convert(Image.open(p).convert("RGB")), paths))
+np.savez_compressed(out, images=np.stack(arrays).astype(np.float32))
+print(json.dumps({"seconds": time.perf_counter() - start, "engine": engine,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def naive(paths: list[str], out: Path, python: str) -> dict:
+    result = subprocess.run(
+        [python, "-c", NAIVE, json.dumps(paths), str(out)], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_workflow(source: Path, work: Path, cores: int) -> float:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    config = work / "bench-config.yaml"
+    config.write_text(f"source: {source}\nvalidate: {{max_failure_fraction: 0.01, samples: 16}}\n")
+    command = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(config),
+        "--cores",
+        str(cores),
+        "--quiet",
+    ]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+def peak_rss(log: Path) -> float:
+    match = re.search(r"peak RSS of this job: ([\d.]+) MB", log.read_text())
+    return float(match.group(1)) if match else float("nan")
+
+
+MERGE = r"""
+import json, resource, sys, time
+from img2npz.index import read_classes
+from img2npz.merge import merge_shards
+npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "background": [255, 255, 255],
+         "normalize": None}
+start = time.perf_counter()
+meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv")
+print(json.dumps({"seconds": time.perf_counter() - start, "images": meta["images"],
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def merge_alone(work: Path, fraction: float, out: Path) -> dict:
+    npzs = sorted(str(p) for p in (work / "results" / "shards").glob("*.npz"))
+    npzs = npzs[: max(1, round(len(npzs) * fraction))]
+    failures = [p[: -len(".npz")] + ".failures.tsv" for p in npzs]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MERGE,
+            json.dumps(npzs),
+            json.dumps(failures),
+            str(work / "results" / "index" / "classes.tsv"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out.unlink()
+    Path(f"{out}.failures.tsv").unlink()
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def copy_speed(work: Path, out: Path) -> float:
+    shards = sorted((work / "results" / "shards").glob("*.npz"))
+    size = sum(p.stat().st_size for p in shards)
+    start = time.perf_counter()
+    with open(out, "wb") as target:
+        subprocess.run(["cat", *map(str, shards)], stdout=target, check=True)
+        os.fsync(target.fileno())
+    seconds = time.perf_counter() - start
+    out.unlink()
+    return size / seconds / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--naive", type=int, default=300, help="images in the naive baseline's subset")
+    parser.add_argument("--naive-python", default=sys.executable, help="a python with torch, if not this one")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/img2npz-bench"))
+    parser.add_argument("--corpus", type=Path, help="an existing bench/corpus.py tree (default: made under --dir)")
+    args = parser.parse_args()
+
+    source = make_corpus(args.corpus or args.dir / f"corpus-{args.images}", args.images)
+    paths = [str(source / p) for p in scan_tree(source, EXTENSIONS).paths]
+    for path in paths:  # warm the page cache, as every measurement below reads the same files
+        Path(path).read_bytes()
+
+    bound = lower_bound(paths, args.cores)
+    work = args.dir / "work"
+    seconds = run_workflow(source, work, args.cores)
+    workflow = len(paths) / seconds
+    baseline = naive(
+        paths[:: max(1, len(paths) // args.naive)][: args.naive], args.dir / "naive.npz", args.naive_python
+    )
+    naive_rate = min(args.naive, len(paths)) / baseline["seconds"]
+    shard_logs = sorted((work / "results" / "logs" / "preprocess_shard").glob("*.log"))
+    shard_rss = max(peak_rss(log) for log in shard_logs)
+    largest_rows = max(
+        len(p.read_text().splitlines()) - 1 for p in (work / "results" / "index" / "shards").glob("*.tsv")
+    )
+    shard_array_mb = largest_rows * SIZE[0] * SIZE[1] * 3 / 2**20
+    merge_rss = peak_rss(work / "results" / "logs" / "merge_npz.log")
+    half, full = merge_alone(work, 0.5, args.dir / "m.npz"), merge_alone(work, 1.0, args.dir / "m.npz")
+    dataset_mb = (work / "results" / "dataset.npz").stat().st_size / 2**20
+    copy_mb_s = copy_speed(work, args.dir / "cat.bin")
+
+    rows = [
+        ("images", f"{len(paths):,}", ""),
+        ("cores", str(args.cores), ""),
+        ("(a) lower bound: load_rgb in C processes", f"{bound:.0f} images/s", ""),
+        ("(b) workflow end to end", f"{workflow:.0f} images/s", f"{seconds:.1f} s"),
+        (
+            "(c) naive converter",
+            f"{naive_rate:.1f} images/s",
+            f"{baseline['engine']}, {baseline['rss_mb']:.0f} MB peak for {args.naive} images",
+        ),
+        ("(b) / (a)", f"{workflow / bound:.2f}", "target >= 0.9"),
+        ("(b) / (c)", f"{workflow / naive_rate:.0f}x", "target >= 20x"),
+        (
+            "shard job peak RSS, largest",
+            f"{shard_rss:.0f} MB",
+            f"{len(shard_logs)} shards; largest shard array {shard_array_mb:.0f} MB, target <= array + 300 MB",
+        ),
+        ("merge peak RSS (in the run)", f"{merge_rss:.0f} MB", f"dataset {dataset_mb:.0f} MB"),
+        (
+            "merge peak RSS, half / all shards",
+            f"{half['rss_mb']:.0f} / {full['rss_mb']:.0f} MB",
+            f"{half['images']:,} / {full['images']:,} images",
+        ),
+        (
+            "merge speed",
+            f"{dataset_mb / full['seconds']:.0f} MB/s",
+            f"cat of the shards: {copy_mb_s:.0f} MB/s, ratio {dataset_mb / full['seconds'] / copy_mb_s:.2f}",
+        ),
+    ]
+    width = max(len(name) for name, _, _ in rows)
+    lines = [f"{name:<{width}}  {value:>16}  {note}" for name, value, note in rows]
+    print("\n".join(lines))
+    machine = (
+        f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}"
+    )
+    (REPO / "bench" / "RESULTS.md").write_text(
+        "# Throughput (generated by bench/throughput.py)\n\n"
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {machine}.\n\n"
+        "| measure | value | note |\n|---|---|---|\n"
+        + "".join(f"| {name} | {value} | {note} |\n" for name, value, note in rows)
+    )
+
+
+if __name__ == "__main__":
+    main()
