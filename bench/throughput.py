@@ -33,7 +33,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-import contextlib
 
 from corpus import make_corpus  # noqa: E402
 

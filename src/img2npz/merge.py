@@ -13,7 +13,6 @@ histograms, and the sha256 of the ``images`` member's array bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 
 from img2npz.atomic import atomic_output
+from img2npz.hashing import BackgroundSha256
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, iter_chunks, read_array
 from img2npz.preprocess import FAILURE_HEADER, SHARD_FORMAT
 from img2npz.sharding import path_sort_key
@@ -132,7 +132,7 @@ def merge_shards(
     path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
     class_index = {name: number for number, name in enumerate(classes)}
     histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
-    images_sha = hashlib.sha256()
+    images_sha = BackgroundSha256()
 
     with atomic_output(out_npz) as handle:
         writer = NpzWriter(handle, compress=compress)

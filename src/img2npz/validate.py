@@ -19,6 +19,7 @@ import numpy as np
 
 from img2npz import report
 from img2npz.atomic import write_bytes_atomic
+from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
 from img2npz.preprocess import FAILURE_HEADER
@@ -105,19 +106,19 @@ def _paths_unique_sorted(npz: str, layout) -> tuple[int, str | None]:
 
 
 def _scan_images(npz: str, layout) -> dict:
-    import hashlib
-
-    digest = hashlib.sha256()
+    """sha256 (in a second thread) and, for float dtypes, finiteness and range; uint8 is 0..255 by type."""
+    digest = BackgroundSha256()
     low, high, finite = None, None, True
     for chunk in iter_chunks(npz, "images", layout=layout):
         digest.update(chunk)
-        if chunk.size:
-            if chunk.dtype.kind == "f":
-                finite = finite and bool(np.isfinite(chunk).all())
-                chunk = np.nan_to_num(chunk)
-            c_low, c_high = float(chunk.min()), float(chunk.max())
+        if chunk.size and chunk.dtype.kind == "f":
+            finite = finite and bool(np.isfinite(chunk).all())
+            values = np.nan_to_num(chunk)
+            c_low, c_high = float(values.min()), float(values.max())
             low = c_low if low is None else min(low, c_low)
             high = c_high if high is None else max(high, c_high)
+    if layout.dtype == np.uint8:
+        low, high = 0.0, 255.0
     return {"sha256": digest.hexdigest(), "min": low, "max": high, "finite": finite}
 
 
