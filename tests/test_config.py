@@ -13,7 +13,7 @@ def test_defaults_fill_every_key():
         "background": [255, 255, 255],
         "normalize": None,
     }
-    assert shard_bounds(config) == (1000, 100, 4000)
+    assert shard_bounds(config) == (1000, 100, 2000)
     assert config["validate"]["max_failure_fraction"] == 0.05
 
 

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree
+from PIL import Image
 
 from img2npz.merge import channel_stats
 from img2npz.preprocess import FAILURE_HEADER, channel_histogram
@@ -94,3 +95,15 @@ def test_files_deleted_or_replaced_after_indexing_fail_and_the_shard_completes(t
     assert stored == 4 and failed == 3
     assert "No such file" in rows["blue/00.png"][2]
     assert "changed since it was indexed" in rows["red/01.png"][2]
+
+
+def test_pillow_histogram_equals_numpy_counts(tmp_path):
+    from conftest import save
+
+    from img2npz.decode import load_rgb
+
+    rng = np.random.default_rng(0)
+    path = save(Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)), tmp_path / "n.png")
+    counts = np.zeros((3, 256), np.int64)
+    pixels = load_rgb(path, (16, 12), "stretch", (0, 0, 0), None, counts)
+    assert np.array_equal(counts, channel_histogram(pixels))

@@ -110,7 +110,7 @@ def shard_bounds(config: dict) -> tuple[int, int, int]:
     shards = config["shards"]
     target = shards["target_images"]
     low = shards["min_images"] if shards["min_images"] is not None else max(1, target // 10)
-    high = shards["max_images"] if shards["max_images"] is not None else 4 * target
+    high = shards["max_images"] if shards["max_images"] is not None else 2 * target
     return target, low, high
 
 

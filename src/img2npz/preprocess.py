@@ -85,11 +85,12 @@ def process_shard(
         full_path = os.fspath(source / rel_path)
         try:
             check_unchanged(full_path, size, mtime)
-            pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s)
+            counts = np.zeros((3, 256), np.int64)
+            pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s, counts)
         except ImageFailure as failure:
             failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
             continue
-        histogram += channel_histogram(pixels)
+        histogram += counts
         images[len(paths)] = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
         paths.append(rel_path)
         class_names.append(class_name)
