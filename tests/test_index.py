@@ -98,3 +98,17 @@ def test_names_that_are_not_utf8_survive(tmp_path):
     assert read_classes(out / "classes.tsv") == ["cl\udce9"]
     [manifest] = (out / "m").iterdir()
     assert read_manifest(manifest)[0][0] == "cl\udce9/caf\udce9.jpg"
+
+
+def test_run_beside_returns_the_foreground_and_reports_a_failing_background(tmp_path):
+    from img2npz.index import run_beside
+
+    marker = tmp_path / "background-ran"
+    assert run_beside(lambda: marker.write_text("yes"), lambda: 42) == 42
+    assert marker.read_text() == "yes"
+
+    def broken():
+        raise OSError("disk full")
+
+    with pytest.raises(RuntimeError, match="parquet"):
+        run_beside(broken, lambda: None)

@@ -12,9 +12,11 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from img2npz.sharding import Shard, assign_shards, path_sort_key
 from img2npz.tsv import escape_field, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANIFEST_HEADER = ("path", "size", "mtime_ns", "class")
 CLASSES_HEADER = ("index", "class", "images")
@@ -178,6 +181,31 @@ def read_indexed_paths(path: str | os.PathLike) -> list[str]:
     return pq.read_table(path, columns=["path"]).column("path").to_pylist()
 
 
+def run_beside(background: Callable[[], None], foreground: Callable[[], T]) -> T:
+    """Run ``background`` in a forked child while ``foreground`` runs here (at 10^6 images the
+    manifests and the parquet table each take about a second); serially where fork is missing."""
+    if not hasattr(os, "fork"):
+        background()
+        return foreground()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            background()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    try:
+        result = foreground()
+    finally:
+        _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("writing images.parquet or classes.tsv failed (see the traceback above)")
+    return result
+
+
 def run_index(
     source: str | os.PathLike,
     extensions: Sequence[str],
@@ -206,9 +234,12 @@ def run_index(
             log.warning("%d paths in %s are not indexed images, e.g. %s", len(unknown), label_csv, unknown[:3])
         if unlabelled:
             log.warning("%d indexed images have no row in %s: their label is -1", unlabelled, label_csv)
-    written, removed = write_manifests(index, manifest_dir)
-    write_images_table(index, images_table)
-    write_classes(index, classes_table)
+
+    def tables() -> None:
+        write_images_table(index, images_table)
+        write_classes(index, classes_table)
+
+    written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir))
     log.info(
         "indexed %d images in %d classes into %d shards (%d manifests written, %d removed)",
         len(listing),
