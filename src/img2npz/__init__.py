@@ -7,3 +7,12 @@ The package mirrors the workflow's rules: :mod:`img2npz.index` (walk and shard t
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy, so the workflow's jobs (which import this package) never import the loader or torch.
+    if name in ("NPZDataset", "ShardedNPZDataset", "normalizer"):
+        from img2npz import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'img2npz' has no attribute {name!r}")

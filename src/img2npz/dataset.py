@@ -1,0 +1,242 @@
+"""PyTorch datasets over img2npz output that never decompress or copy the image array.
+
+``np.load("dataset.npz")["images"][i]`` reads the whole ``images`` member on every access: numpy
+ignores ``mmap_mode`` for ``.npz``. Our writer stores every member uncompressed at a 64-byte-aligned
+offset (:mod:`img2npz.npzformat`), so :class:`NPZDataset` maps each array straight from the file.
+Opening costs a few headers; the maps are made lazily in each process, so a ``DataLoader`` with
+workers pickles only paths. :class:`ShardedNPZDataset` does the same over ``results/shards/`` in the
+merged file's row order. :func:`normalizer` turns uint8 batches into normalised floats on their device.
+
+``torch`` is imported lazily: the workflow's jobs import this package without it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from img2npz.index import read_classes
+from img2npz.merge import DATASET_FORMAT, in_index_order
+from img2npz.npzformat import array_layout, read_array
+from img2npz.preprocess import SHARD_FORMAT
+
+
+class DatasetFormatError(ValueError):
+    """Not an img2npz dataset, or one whose images cannot be memory-mapped."""
+
+
+def _map(path: str, layout) -> np.ndarray:
+    # mode "c" (copy-on-write): pages are shared with the page cache, and torch accepts the array as
+    # writable, so no per-item warning and no copy.
+    if layout.offset is None:
+        raise DatasetFormatError(
+            f"{path}: member {layout.name!r} is compressed and cannot be memory-mapped; rebuild with "
+            "merge.compress: false, or read the shards with ShardedNPZDataset"
+        )
+    if not layout.shape or 0 in layout.shape:
+        return np.zeros(layout.shape, layout.dtype)
+    return np.memmap(path, dtype=layout.dtype, mode="c", offset=layout.offset, shape=layout.shape)
+
+
+def _to_item(pixels: np.ndarray, label: int, transform: Callable | None, target_transform: Callable | None):
+    import torch
+
+    image = torch.from_numpy(pixels).permute(2, 0, 1)  # a CHW view of the mapped HWC row
+    if transform is not None:
+        image = transform(image)
+    if target_transform is not None:
+        label = target_transform(label)
+    return image, label
+
+
+class _ImageFolderLike:
+    """``classes``, ``class_to_idx``, ``targets`` and ``samples`` as torchvision's ImageFolder has them."""
+
+    classes: list[str]
+    root: str
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: index for index, name in enumerate(self.classes)}
+
+    @property
+    def targets(self) -> list[int]:
+        return self._labels().tolist()
+
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        return [
+            (os.path.join(self.root, path), int(label))
+            for path, label in zip(self._paths(), self._labels(), strict=True)
+        ]
+
+    def _labels(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _paths(self) -> list[str]:
+        raise NotImplementedError
+
+
+class NPZDataset(_ImageFolderLike):
+    """``dataset.npz`` as a map-style dataset: ``ds[i] -> (uint8 CHW tensor, label)``.
+
+    ``transform`` gets the CHW uint8 tensor (torchvision.transforms.v2 works on it); ``root`` is
+    prefixed to ``samples`` paths (the ``source`` the dataset was built from), as ImageFolder does.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        root: str | os.PathLike = "",
+    ):
+        self.path = os.fspath(path)
+        self.transform = transform
+        self.target_transform = target_transform
+        self.root = os.fspath(root)
+        try:
+            self._layouts = array_layout(self.path)
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise DatasetFormatError(f"{self.path}: not a readable .npz ({error})") from error
+        missing = {"images", "labels", "classes", "paths", "meta"} - set(self._layouts)
+        if missing:
+            raise DatasetFormatError(f"{self.path}: not an img2npz dataset (no {', '.join(sorted(missing))})")
+        self.meta: dict[str, Any] = json.loads(str(read_array(self.path, "meta", self._layouts["meta"])))
+        if self.meta.get("format") != DATASET_FORMAT:
+            raise DatasetFormatError(f"{self.path}: format {self.meta.get('format')!r}, expected {DATASET_FORMAT!r}")
+        if self._layouts["images"].offset is None:
+            _map(self.path, self._layouts["images"])  # raises the clear error for compressed files
+        self.classes = read_array(self.path, "classes", self._layouts["classes"]).tolist()
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def _array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = _map(self.path, self._layouts[name])
+        return self._arrays[name]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}  # each worker maps the file itself
+        return state
+
+    def __len__(self) -> int:
+        return self._layouts["images"].shape[0]
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        return _to_item(
+            self._array("images")[index], int(self._array("labels")[index]), self.transform, self.target_transform
+        )
+
+    def _labels(self) -> np.ndarray:
+        return self._array("labels")
+
+    def _paths(self) -> list[str]:
+        return self._array("paths").tolist()
+
+
+class ShardedNPZDataset(_ImageFolderLike):
+    """The shards in ``results/shards/`` as one dataset, in the merged file's row order.
+
+    For datasets too large to merge, or when ``merge.compress`` is on. ``classes`` come from the
+    index's ``classes.tsv`` (default: ``results/index/classes.tsv`` beside the shards folder).
+    """
+
+    def __init__(
+        self,
+        shards: str | os.PathLike,
+        classes: str | os.PathLike | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        root: str | os.PathLike = "",
+        files: Sequence[str | os.PathLike] | None = None,
+    ):
+        folder = Path(shards)
+        self.transform = transform
+        self.target_transform = target_transform
+        self.root = os.fspath(root)
+        classes_path = Path(classes) if classes else folder.parent / "index" / "classes.tsv"
+        self.classes = read_classes(classes_path)
+        class_index = {name: number for number, name in enumerate(self.classes)}
+        found = []
+        for npz in files or sorted(folder.glob("*.npz")):
+            layouts = array_layout(npz)
+            meta = json.loads(str(read_array(npz, "meta", layouts["meta"])))
+            if meta.get("format") != SHARD_FORMAT:
+                raise DatasetFormatError(f"{npz}: not an img2npz shard")
+            if meta["images"]:
+                found.append(_Shard(os.fspath(npz), meta["first_path"], layouts))
+        self._shards = in_index_order(found)
+        self._starts = np.cumsum([0] + [s.layouts["images"].shape[0] for s in self._shards]).tolist()
+        self._label_arrays = [
+            np.array([class_index.get(n, -1) for n in read_array(s.path, "class_names").tolist()], np.int64)
+            for s in self._shards
+        ]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_shards"] = [_Shard(s.path, s.first_path, s.layouts) for s in self._shards]
+        return state
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, index: int):
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        number = bisect.bisect_right(self._starts, index) - 1
+        row = index - self._starts[number]
+        shard = self._shards[number]
+        return _to_item(
+            shard.images()[row], int(self._label_arrays[number][row]), self.transform, self.target_transform
+        )
+
+    def _labels(self) -> np.ndarray:
+        return np.concatenate(self._label_arrays) if self._label_arrays else np.zeros(0, np.int64)
+
+    def _paths(self) -> list[str]:
+        return [p for s in self._shards for p in read_array(s.path, "paths", s.layouts["paths"]).tolist()]
+
+
+class _Shard:
+    def __init__(self, path: str, first_path: str, layouts: dict):
+        self.path, self.first_path, self.layouts = path, first_path, layouts
+        self._images: np.ndarray | None = None
+
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = _map(self.path, self.layouts["images"])
+        return self._images
+
+
+def normalizer(meta: dict):
+    """A function ``uint8 (N, 3, H, W) batch -> normalised float32`` on the batch's device.
+
+    Mean and std are the dataset's own, from ``meta`` (computed exactly by the workflow). Do the
+    division on the GPU: the DataLoader then moves a quarter of the bytes.
+    """
+    import torch
+
+    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    cache: dict[Any, tuple] = {}
+
+    def normalise(batch):
+        key = batch.device
+        if key not in cache:
+            cache[key] = (mean.to(key) * 255, std.to(key) * 255)
+        scaled_mean, scaled_std = cache[key]
+        return (batch.to(torch.float32) - scaled_mean) / scaled_std
+
+    return normalise

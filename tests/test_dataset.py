@@ -1,0 +1,161 @@
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, build_dataset, make_tree
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader  # noqa: E402
+
+from img2npz import NPZDataset, ShardedNPZDataset, normalizer  # noqa: E402
+from img2npz.dataset import DatasetFormatError  # noqa: E402
+from img2npz.npzformat import NpzWriter, write_npz  # noqa: E402
+from img2npz.tsv import write_tsv  # noqa: E402
+
+
+@pytest.fixture
+def built(tmp_path):
+    make_tree(tmp_path / "src", per_class=5)
+    out, _, meta, _ = build_dataset(tmp_path, 4, "d")
+    with np.load(out) as data:
+        arrays = {key: data[key] for key in data}
+    write_tsv(
+        tmp_path / "d" / "classes.tsv",
+        ["index", "class", "images"],
+        [(i, name, 0) for i, name in enumerate(arrays["classes"].tolist())],
+    )
+    return out, arrays, meta
+
+
+def test_items_are_chw_uint8_views_with_labels(built):
+    out, arrays, _ = built
+    ds = NPZDataset(out, root="/data")
+    assert len(ds) == len(arrays["paths"]) == 15
+    for i in (0, 7, -1):
+        image, label = ds[i]
+        assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 8, 8)
+        assert torch.equal(image, torch.from_numpy(arrays["images"][i]).permute(2, 0, 1))
+        assert label == arrays["labels"][i]
+    assert isinstance(ds._array("images"), np.memmap)
+    assert ds.classes == arrays["classes"].tolist() and ds.class_to_idx == {"blue": 0, "red": 1, "red-ish": 2}
+    assert ds.targets == arrays["labels"].tolist()
+    assert ds.samples[0] == (os.path.join("/data", arrays["paths"][0]), arrays["labels"][0])
+    with pytest.raises(IndexError):
+        ds[15]
+    image, _ = ds[0]
+    image[0, 0, 0] = 7  # copy-on-write: the file is never changed
+    assert np.array_equal(np.load(out)["images"], arrays["images"])
+
+
+def test_transforms_apply(built):
+    ds = NPZDataset(built[0], transform=lambda x: x.float() / 255, target_transform=lambda y: y + 100)
+    image, label = ds[3]
+    assert image.dtype == torch.float32 and label >= 99
+
+
+def test_compressed_and_foreign_files_get_a_clear_error(built, tmp_path):
+    _, arrays, _ = built
+    with open(tmp_path / "c.npz", "wb") as handle:
+        write_npz(handle, arrays, compress=True)
+    with pytest.raises(DatasetFormatError, match="compressed"):
+        NPZDataset(tmp_path / "c.npz")
+    np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
+    with pytest.raises(DatasetFormatError, match="not an img2npz dataset"):
+        NPZDataset(tmp_path / "foreign.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(DatasetFormatError):
+        NPZDataset(tmp_path / "text.npz")
+
+
+def test_pickles_small_and_works_with_dataloader_workers(built):
+    out, arrays, _ = built
+    ds = NPZDataset(out)
+    ds[0]
+    assert len(pickle.dumps(ds)) < 5000
+    loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)
+    seen = []
+    for images, labels in loader:
+        assert images.shape[1:] == (3, 8, 8)
+        seen.extend(zip(labels.tolist(), images.sum(dim=(1, 2, 3)).tolist(), strict=True))
+    expected = [(int(label), int(image.sum())) for label, image in zip(arrays["labels"], arrays["images"], strict=True)]
+    assert sorted(seen) == sorted(expected)
+
+
+def test_sharded_reader_matches_the_merged_file(built, tmp_path):
+    out, _arrays, _ = built
+    shards = ShardedNPZDataset(
+        tmp_path / "d",
+        classes=tmp_path / "d" / "classes.tsv",
+        files=sorted(p for p in (tmp_path / "d").glob("*.npz") if p.name != "dataset.npz"),
+    )
+    merged = NPZDataset(out)
+    assert len(shards) == len(merged) and shards.classes == merged.classes
+    assert [p for p, _ in shards.samples] == [p for p, _ in merged.samples]
+    for i in range(len(merged)):
+        assert torch.equal(shards[i][0], merged[i][0]) and shards[i][1] == merged[i][1]
+    assert len(list(DataLoader(shards, batch_size=5, num_workers=2))) == 3
+
+
+def test_normalizer_uses_the_dataset_statistics(built):
+    _, arrays, meta = built
+    normalise = normalizer(meta)
+    batch = torch.from_numpy(arrays["images"][:4]).permute(0, 3, 1, 2)
+    out = normalise(batch)
+    mean, std = np.array(meta["mean"]), np.array(meta["std"])
+    expected = (arrays["images"][:4].astype(np.float64) / 255 - mean) / std
+    assert out.dtype == torch.float32
+    assert np.allclose(out.permute(0, 2, 3, 1).numpy(), expected, atol=1e-4)
+
+
+def test_opening_a_large_dataset_costs_little_memory(tmp_path):
+    path = tmp_path / "big.npz"
+    rows = 3000
+    with open(path, "wb") as handle:
+        writer = NpzWriter(handle)
+        chunk = np.full((100, 128, 128, 3), 9, np.uint8)
+        with writer.stream("images", np.uint8, (rows, 128, 128, 3)) as member:
+            for _ in range(rows // 100):
+                member.write(chunk)
+        writer.add("labels", np.zeros(rows, np.int64))
+        writer.add("classes", np.array(["a"]))
+        writer.add("paths", np.array([f"a/{i:06d}.jpg" for i in range(rows)]))
+        writer.add("meta", np.array('{"format": "img2npz/1", "mean": [0, 0, 0], "std": [1, 1, 1]}'))
+        writer.close()
+    code = (
+        "import resource, sys; from img2npz import NPZDataset; import torch;"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "ds = NPZDataset(sys.argv[1]); x = ds[len(ds) - 1]; n = len(ds);"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)"
+    )
+    grown_mb = float(
+        subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    )
+    assert path.stat().st_size > 140 * 2**20 and grown_mb < 50
+
+
+@pytest.mark.slow
+def test_train_demo_learns_the_demo_classes(tmp_path, repo):
+    from conftest import run_snakemake
+
+    run_snakemake(tmp_path / "work", repo / "config.yaml")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "train_demo.py"),
+            "--epochs",
+            "6",
+            "--workers",
+            "2",
+            "--dataset",
+            str(tmp_path / "work" / "results" / "dataset.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    accuracy = float(result.stdout.split("validation accuracy:")[1].split()[0])
+    assert accuracy >= 0.45, result.stdout  # chance is 0.2
