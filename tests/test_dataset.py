@@ -159,3 +159,18 @@ def test_train_demo_learns_the_demo_classes(tmp_path, repo):
     )
     accuracy = float(result.stdout.split("validation accuracy:")[1].split()[0])
     assert accuracy >= 0.45, result.stdout  # chance is 0.2
+
+
+def test_row_order_equals_imagefolder_for_a_flat_class_tree(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    from img2npz.scan import scan_tree
+
+    make_tree(tmp_path / "src", per_class=4)
+    for name in ("cat", "cat-big", "cat.d"):
+        (tmp_path / "src" / name).mkdir()
+        for stem in ("b", "a", "A"):
+            (tmp_path / "src" / name / f"{stem}.png").write_bytes((tmp_path / "src" / "red" / "00.png").read_bytes())
+    folder = ImageFolder(tmp_path / "src")
+    expected = [os.path.relpath(path, tmp_path / "src") for path, _ in folder.samples]
+    assert scan_tree(tmp_path / "src", [".png"]).paths == expected
