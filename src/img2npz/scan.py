@@ -87,6 +87,17 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
+def _folder_identity(entry: os.DirEntry) -> tuple[int, int] | None:
+    """(device, inode) of a folder entry, links followed; None when it is not a readable folder."""
+    if not _is_dir(entry):
+        return None
+    try:
+        info = entry.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def _identity(path: str) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_dev, info.st_ino
@@ -114,12 +125,8 @@ class _Walk:
                 children = sorted((c for c in listing if not c.name.startswith(".")), key=_name)
             for child in children:
                 name = child.name
-                if _is_dir(child):
-                    try:
-                        info = child.stat()
-                    except OSError:
-                        continue
-                    identity = (info.st_dev, info.st_ino)
+                identity = _folder_identity(child)
+                if identity is not None:
                     if identity not in ancestors:
                         self.folder(f"{prefix}{name}/", os.path.join(directory, name), ancestors)
                 elif name.lower().endswith(self.extensions):
@@ -140,7 +147,8 @@ def _name(entry: os.DirEntry) -> str:
 
 
 def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, list[tuple[int, int]]]]) -> list:
-    """Walk each unit (a folder below root, with its ancestors); one result triple per unit."""
+    """Walk each unit (a folder below root, with its ancestors): per unit, its paths joined by NUL, their
+    count, sizes, mtimes and path hashes (compact to pickle back from a worker)."""
     results = []
     for prefix, ancestors in units:
         walk = _Walk(extensions)
@@ -151,18 +159,14 @@ def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, l
 
 
 def _top_level(root: str, extensions: tuple[str, ...]) -> tuple[list, frozenset]:
-    """The root's own images and its sub-folders, in order: ("file", walk of one) or ("dir", prefix)."""
+    """The root's own image names and sub-folders, in order: ("file", name) or ("dir", "name/")."""
     root_id = _identity(root)
     items: list[tuple[str, object]] = []
     with os.scandir(root) as listing:
         children = sorted((c for c in listing if not c.name.startswith(".")), key=_name)
     for child in children:
-        if _is_dir(child):
-            try:
-                info = child.stat()
-            except OSError:
-                continue
-            identity = (info.st_dev, info.st_ino)
+        identity = _folder_identity(child)
+        if identity is not None:
             if identity != root_id:
                 items.append(("dir", f"{child.name}/"))
         elif child.name.lower().endswith(extensions):
