@@ -51,9 +51,16 @@ def test_items_are_chw_uint8_views_with_labels(built):
 
 
 def test_transforms_apply(built):
+    from torchvision.transforms import v2
+
     ds = NPZDataset(built[0], transform=lambda x: x.float() / 255, target_transform=lambda y: y + 100)
     image, label = ds[3]
     assert image.dtype == torch.float32 and label >= 99
+    pipeline = v2.Compose(
+        [v2.RandomResizedCrop(4, antialias=True), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)]
+    )
+    image, _ = NPZDataset(built[0], transform=pipeline)[3]
+    assert tuple(image.shape) == (3, 4, 4) and float(image.max()) <= 1.0
 
 
 def test_compressed_and_foreign_files_get_a_clear_error(built, tmp_path):
