@@ -12,7 +12,9 @@ import threading
 
 
 class BackgroundSha256:
-    def __init__(self, depth: int = 4):
+    DEPTH = 4  # chunks queued at most; a reader reusing buffers needs a ring of DEPTH + 2
+
+    def __init__(self, depth: int = DEPTH):
         self._digest = hashlib.sha256()
         self._chunks: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._consume, name="sha256", daemon=True)

@@ -32,6 +32,7 @@ from img2npz.sharding import path_sort_key
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RING = BackgroundSha256.DEPTH + 2  # read buffers in turn: queued for hashing, being written, being read
 DATASET_FORMAT = "img2npz/1"
 UNLABELLED = -1
 
@@ -139,7 +140,8 @@ def merge_shards(
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             for shard in summaries:
                 if shard.images:
-                    for chunk in iter_chunks(shard.npz, "images", layout=shard.layouts["images"]):
+                    chunks = iter_chunks(shard.npz, "images", layout=shard.layouts["images"], ring=RING)
+                    for chunk in chunks:
                         images_sha.update(chunk)
                         member.write(chunk)
         with writer.stream("labels", np.int64, (total,)) as member:

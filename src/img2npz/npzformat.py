@@ -36,7 +36,7 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 PADDING_EXTRA_ID = 0xD935
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _ZIP64_EXTRA_BYTES = 20
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -177,9 +177,17 @@ def array_layout(path: str | os.PathLike) -> dict[str, ArrayLayout]:
 
 
 def iter_chunks(
-    path: str | os.PathLike, name: str, chunk_bytes: int = CHUNK_BYTES, layout: ArrayLayout | None = None
+    path: str | os.PathLike,
+    name: str,
+    chunk_bytes: int = CHUNK_BYTES,
+    layout: ArrayLayout | None = None,
+    ring: int = 0,
 ) -> Iterator[np.ndarray]:
-    """Yield member ``name`` in whole-row chunks of about ``chunk_bytes``, with bounded memory."""
+    """Yield member ``name`` in whole-row chunks of about ``chunk_bytes``, with bounded memory.
+
+    ``ring > 0`` reuses that many buffers in turn (no allocation or page faults per chunk): the
+    caller must be done with a chunk before ``ring`` more have been yielded.
+    """
     layout = layout or array_layout(path)[name]
     row_bytes = layout.nbytes // layout.shape[0] if layout.shape and layout.shape[0] else layout.nbytes
     rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
@@ -194,10 +202,11 @@ def iter_chunks(
             handle = stack.enter_context(archive.open(f"{name}.npy"))
             _read_npy_header(handle, f"{os.fspath(path)}:{name}.npy")
         done = 0
+        buffers = [np.empty(rows_per_chunk * row_bytes, np.uint8) for _ in range(ring)]
         while done < total_rows:
             rows = min(rows_per_chunk, total_rows - done)
             want = rows * row_bytes
-            buffer = bytearray(want)
+            buffer = buffers[(done // rows_per_chunk) % ring][:want] if ring else np.empty(want, np.uint8)
             view = memoryview(buffer)
             got = 0
             while got < want:
@@ -205,7 +214,7 @@ def iter_chunks(
                 if not count:
                     raise ValueError(f"{os.fspath(path)}: member {name!r} ends early")
                 got += count
-            chunk = np.frombuffer(buffer, dtype=layout.dtype)
+            chunk = buffer.view(layout.dtype)
             yield chunk.reshape((rows, *row_shape)) if layout.shape else chunk.reshape(())
             done += rows
 

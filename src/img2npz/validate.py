@@ -109,7 +109,7 @@ def _scan_images(npz: str, layout) -> dict:
     """sha256 (in a second thread) and, for float dtypes, finiteness and range; uint8 is 0..255 by type."""
     digest = BackgroundSha256()
     low, high, finite = None, None, True
-    for chunk in iter_chunks(npz, "images", layout=layout):
+    for chunk in iter_chunks(npz, "images", layout=layout, ring=BackgroundSha256.DEPTH + 2):
         digest.update(chunk)
         if chunk.size and chunk.dtype.kind == "f":
             finite = finite and bool(np.isfinite(chunk).all())
