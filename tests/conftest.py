@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
+def channel_histogram(pixels: np.ndarray) -> np.ndarray:
+    """Reference (3, 256) counts of each channel of a uint8 (..., 3) array, computed with numpy."""
+    flat = pixels.reshape(-1, 3).astype(np.intp) + np.array([0, 256, 512], dtype=np.intp)
+    return np.bincount(flat.ravel(), minlength=768).reshape(3, 256).astype(np.int64)
+
+
 def solid(colour, size=(40, 30), mode="RGB") -> Image.Image:
     return Image.new(mode, size, colour)
 

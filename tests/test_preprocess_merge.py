@@ -3,11 +3,11 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree
+from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, make_tree
 from PIL import Image
 
 from img2npz.merge import channel_stats
-from img2npz.preprocess import FAILURE_HEADER, channel_histogram
+from img2npz.preprocess import FAILURE_HEADER
 from img2npz.tsv import read_tsv
 
 

@@ -87,7 +87,7 @@ def _stage(stage: str, step: Callable[[], T]) -> T:
         return step()
     except ImageFailure:
         raise
-    except (Exception, Image.DecompressionBombWarning) as error:
+    except Exception as error:  # DecompressionBombWarning, raised as an error, is one too
         raise ImageFailure(stage, one_line(error)) from error
 
 

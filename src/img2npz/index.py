@@ -225,9 +225,13 @@ def run_index(
         listing = scan_tree(source, extensions)
     if not len(listing):
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
-    index = build_index(listing, class_names(listing.paths, labels, label_csv), *bounds)
     if labels == "csv":
         listed = read_labels_csv(label_csv)
+        names = [listed.get(path, UNLABELLED) for path in listing.paths]
+    else:
+        names = class_names(listing.paths, labels)
+    index = build_index(listing, names, *bounds)
+    if labels == "csv":
         unknown = sorted(set(listed) - set(listing.paths), key=path_sort_key)
         unlabelled = index.class_names.count(UNLABELLED)
         if unknown:

@@ -31,13 +31,6 @@ FAILURE_HEADER = ("path", "stage", "error")
 SHARD_FORMAT = "img2npz-shard/1"
 
 
-def channel_histogram(pixels: np.ndarray) -> np.ndarray:
-    """(3, 256) counts of each channel's values in a uint8 (..., 3) array."""
-    flat = pixels.reshape(-1, 3).astype(np.intp)
-    flat += np.array([0, 256, 512], dtype=np.intp)
-    return np.bincount(flat.ravel(), minlength=768).reshape(3, 256).astype(np.int64)
-
-
 def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> np.ndarray:
     """uint8 pixels to the configured dtype: floats are scaled to 0..1, then normalised if asked."""
     if dtype == "uint8":

@@ -40,6 +40,22 @@ class Check:
     threshold: Any = None
 
 
+class Counted:
+    """An iterator that counts what has been taken from it, so a stream is read once for both."""
+
+    def __init__(self, items: Iterator[str]):
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> Counted:
+        return self
+
+    def __next__(self) -> str:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+
 class ValidationFailed(Exception):
     """One or more checks failed; the message names them."""
 
@@ -187,14 +203,13 @@ def run_checks(
         Check("paths_unique_sorted", disorder == 0, {"out_of_order_or_duplicate": disorder, "example": example}, 0)
     )
 
+    failure_paths = Counted(map(table_path, _iter_failure_paths(failures)))
     accounting = account_for_index(
-        map(table_path, _iter_dataset_paths(npz, paths)),
-        map(table_path, _iter_failure_paths(failures)),
-        _iter_indexed_paths(images_table),
+        map(table_path, _iter_dataset_paths(npz, paths)), failure_paths, _iter_indexed_paths(images_table)
     )
     checks.append(Check("rows_plus_failures_equal_index", accounting["problems"] == 0, accounting, 0))
 
-    failed = sum(1 for _ in _iter_failure_paths(failures))
+    failed = failure_paths.count  # account_for_index reads the failures to their end
     indexed = accounting["indexed"]
     fraction = failed / indexed if indexed else 0.0
     checks.append(
