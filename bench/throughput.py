@@ -8,7 +8,7 @@ In one run, on one bench tree (bench/corpus.py), with C cores:
   (c) a naive converter on a subset: PIL + torchvision Resize/CenterCrop/ToTensor/Normalize in a
       thread pool, everything kept in RAM, then np.savez_compressed of float32 (numpy stands in for
       torchvision when torch is not installed);
-  (d) merge throughput against `cat` of the same shard bytes to the same disk, and merge peak RSS
+  (d) merge throughput against `cp` of the same shard bytes to the same disk, and merge peak RSS
       for half and all of the shards.
 Prints the figures and writes them to bench/RESULTS.md. Usage:
 python bench/throughput.py [--images 20000] [--cores 2] [--naive 300] [--dir /tmp/img2npz-bench]
@@ -124,6 +124,26 @@ def peak_rss(log: Path) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def job_wall(log: Path) -> float:
+    """Seconds the rule's script ran (joblog), without the job's start-up."""
+    match = re.search(r"([\d.]+) s wall", log.read_text())
+    return float(match.group(1)) if match else float("nan")
+
+
+def phases(work: Path, cores: int, seconds: float) -> str:
+    """Where the end-to-end time went: the scripts' own time per rule, the rest is Snakemake and
+    job start-up (the shard jobs' time is shared by ``cores`` processes)."""
+    logs = work / "results" / "logs"
+    index = job_wall(logs / "index_images.log")
+    shards = sum(job_wall(log) for log in (logs / "preprocess_shard").glob("*.log")) / cores
+    merge, validate = job_wall(logs / "merge_npz.log"), job_wall(logs / "validate_report.log")
+    rest = seconds - index - shards - merge - validate
+    return (
+        f"index {index:.1f}, shard jobs {shards:.1f} (sum / cores), merge {merge:.1f}, "
+        f"validate {validate:.1f}, rest {rest:.1f}"
+    )
+
+
 MERGE = r"""
 import json, resource, sys, time
 from img2npz.index import read_classes
@@ -162,14 +182,16 @@ def merge_alone(work: Path, fraction: float, out: Path) -> dict:
 
 
 def copy_speed(work: Path, out: Path) -> float:
+    """`cp` of the same shard files to the same disk, flushed to it as the merge's output is."""
     shards = sorted((work / "results" / "shards").glob("*.npz"))
     size = sum(p.stat().st_size for p in shards)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     start = time.perf_counter()
-    with open(out, "wb") as target:
-        subprocess.run(["cat", *map(str, shards)], stdout=target, check=True)
-        os.fsync(target.fileno())
+    subprocess.run(["cp", *map(str, shards), str(out)], check=True)
+    subprocess.run(["sync", *map(str, out.iterdir())], check=True)
     seconds = time.perf_counter() - start
-    out.unlink()
+    shutil.rmtree(out)
     return size / seconds / 2**20
 
 
@@ -206,9 +228,9 @@ def main() -> None:
     half = merge_alone(work, 0.5, args.dir / "m.npz")
     dataset_mb = (work / "results" / "dataset.npz").stat().st_size / 2**20
     merges, copies = [], []
-    for _ in range(2):  # interleaved, best of two: this disk's speed swings between minutes
+    for _ in range(3):  # interleaved, best of three: this disk's speed swings between minutes
         merges.append(merge_alone(work, 1.0, args.dir / "m.npz"))
-        copies.append(copy_speed(work, args.dir / "cat.bin"))
+        copies.append(copy_speed(work, args.dir / "cp"))
     full = min(merges, key=lambda m: m["seconds"])
     copy_mb_s = max(copies)
 
@@ -217,6 +239,8 @@ def main() -> None:
         ("cores", str(args.cores), ""),
         ("(a) lower bound: load_rgb in C processes", f"{bound:.0f} images/s", ""),
         ("(b) workflow end to end", f"{workflow:.0f} images/s", f"{seconds:.1f} s"),
+        ("(b) seconds by phase", f"{seconds:.1f} s", phases(work, args.cores, seconds)),
+        ("(a) seconds for the same images", f"{len(paths) / bound:.1f} s", ""),
         (
             "(c) naive converter",
             f"{naive_rate:.1f} images/s",
@@ -238,7 +262,7 @@ def main() -> None:
         (
             "merge speed",
             f"{dataset_mb / full['seconds']:.0f} MB/s",
-            f"cat of the shards: {copy_mb_s:.0f} MB/s, ratio {dataset_mb / full['seconds'] / copy_mb_s:.2f}",
+            f"cp of the shards: {copy_mb_s:.0f} MB/s, ratio {dataset_mb / full['seconds'] / copy_mb_s:.2f}",
         ),
     ]
     width = max(len(name) for name, _, _ in rows)

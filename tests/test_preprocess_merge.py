@@ -93,6 +93,10 @@ def test_files_deleted_or_replaced_after_indexing_fail_and_the_shard_completes(t
     stored, failed = process_shard(manifest, tmp_path / "src", DEFAULT_PIXEL, tmp_path / "s.npz", tmp_path / "f.tsv")
     rows = {row[0]: row for row in read_tsv(tmp_path / "f.tsv", FAILURE_HEADER)}
     assert stored == 4 and failed == 3
+    with np.load(tmp_path / "s.npz") as shard:  # a row per manifest line: decoded ones, then zero padding
+        assert shard["images"].shape[0] == 7 and len(shard["paths"]) == 4
+        assert json.loads(str(shard["meta"]))["images"] == 4
+        assert shard["images"][:4].any(axis=(1, 2, 3)).all() and not shard["images"][4:].any()
     assert "No such file" in rows["blue/00.png"][2]
     assert "changed since it was indexed" in rows["red/01.png"][2]
 

@@ -3,7 +3,8 @@
 The package mirrors the workflow's rules: :mod:`img2npz.scan` and :mod:`img2npz.index` (walk, label
 and shard the tree), :mod:`img2npz.preprocess` (decode and resize one shard), :mod:`img2npz.merge`
 (stream shards into ``dataset.npz``) and :mod:`img2npz.validate` (check the result and draw it).
-Shared pieces live in :mod:`img2npz.decode`, :mod:`img2npz.resize`, :mod:`img2npz.npzformat` and
+Shared pieces live in :mod:`img2npz.decode`, :mod:`img2npz.resize`, :mod:`img2npz.npzformat` (with
+:mod:`img2npz.crc32`, which lets the merge copy bytes it never reads) and
 :mod:`img2npz.tsv`; :mod:`img2npz.dataset` is the PyTorch loader (``from img2npz import NPZDataset``).
 """
 

@@ -174,9 +174,9 @@ class ShardedNPZDataset(_ImageFolderLike):
             if meta.get("format") != SHARD_FORMAT:
                 raise DatasetFormatError(f"{npz}: not an img2npz shard")
             if meta["images"]:
-                found.append(_Shard(os.fspath(npz), meta["first_path"], layouts))
+                found.append(_Shard(os.fspath(npz), meta["first_path"], layouts, meta["images"]))
         self._shards = in_index_order(found)
-        self._starts = np.cumsum([0] + [s.layouts["images"].shape[0] for s in self._shards]).tolist()
+        self._starts = np.cumsum([0] + [s.count for s in self._shards]).tolist()
         self._label_arrays = [
             np.array([class_index.get(n, -1) for n in read_array(s.path, "class_names").tolist()], np.int64)
             for s in self._shards
@@ -184,7 +184,7 @@ class ShardedNPZDataset(_ImageFolderLike):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_shards"] = [_Shard(s.path, s.first_path, s.layouts) for s in self._shards]
+        state["_shards"] = [_Shard(s.path, s.first_path, s.layouts, s.count) for s in self._shards]
         return state
 
     def __len__(self) -> int:
@@ -210,13 +210,15 @@ class ShardedNPZDataset(_ImageFolderLike):
 
 
 class _Shard:
-    def __init__(self, path: str, first_path: str, layouts: dict):
-        self.path, self.first_path, self.layouts = path, first_path, layouts
+    """One shard npz; its first ``count`` image rows are real (padding rows for failures follow)."""
+
+    def __init__(self, path: str, first_path: str, layouts: dict, count: int):
+        self.path, self.first_path, self.layouts, self.count = path, first_path, layouts, count
         self._images: np.ndarray | None = None
 
     def images(self) -> np.ndarray:
         if self._images is None:
-            self._images = _map(self.path, self.layouts["images"])
+            self._images = _map(self.path, self.layouts["images"])[: self.count]
         return self._images
 
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import resource
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 
@@ -25,9 +26,11 @@ def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
     logger = logging.getLogger("img2npz")
+    started = time.perf_counter(), time.process_time()
     try:
         yield logger
-        logger.info("peak RSS of this job: %.1f MB", peak_rss_mb())
+        wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+        logger.info("peak RSS of this job: %.1f MB; %.2f s wall, %.2f s CPU in this script", peak_rss_mb(), wall, cpu)
     except Exception as error:
         if log_path:
             with open(log_path, "a", encoding="utf-8") as handle:

@@ -1,7 +1,8 @@
 """merge-npz: stream every shard into ``results/dataset.npz`` and every failure list into one.
 
 Peak memory is bounded by a shard's small arrays plus one read chunk, never by the number of images:
-pass one reads only headers and path lists shard by shard, pass two copies each member in chunks.
+pass one reads only headers and path lists shard by shard, pass two copies the image bytes file to
+file in the kernel (``copy_file_range``, while a second thread hashes them) and the rest in chunks.
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 
@@ -13,6 +14,7 @@ histograms, and the sha256 of the ``images`` member's array bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,15 +26,13 @@ from typing import TypeVar
 import numpy as np
 
 from img2npz.atomic import atomic_output
-from img2npz.hashing import BackgroundSha256
-from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, iter_chunks, read_array
+from img2npz.npzformat import ArrayLayout, ByteRange, NpzWriter, array_layout, read_array
 from img2npz.preprocess import FAILURE_HEADER, SHARD_FORMAT
 from img2npz.sharding import path_sort_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RING = BackgroundSha256.DEPTH + 2  # read buffers in turn: queued for hashing, being written, being read
 DATASET_FORMAT = "img2npz/1"
 UNLABELLED = -1
 
@@ -54,8 +54,20 @@ def _summarise(npz: str, failures: str, pixel: dict) -> ShardSummary:
         raise ValueError(f"{npz}: not an img2npz shard (format {meta.get('format')!r})")
     if meta["pixel"] != pixel:
         raise ValueError(f"{npz}: built with pixel config {meta['pixel']}, expected {pixel}; rerun its shard")
+    if layouts["images"].offset is None:
+        raise ValueError(f"{npz}: images member is compressed; shards are stored uncompressed, rerun its shard")
+    if not 0 <= meta["images"] <= layouts["images"].shape[0]:
+        raise ValueError(f"{npz}: claims {meta['images']} images in {layouts['images'].shape[0]} rows")
     histogram = read_array(npz, "histogram", layouts["histogram"])
     return ShardSummary(npz, failures, meta["first_path"], layouts, meta["images"], histogram)
+
+
+def _image_bytes(shard: ShardSummary) -> ByteRange:
+    """A shard's decoded rows (its padding rows for failures follow them)."""
+    layout = shard.layouts["images"]
+    rows = layout.shape[0]
+    nbytes = layout.nbytes // rows * shard.images if rows else 0
+    return ByteRange(shard.npz, layout.offset, nbytes, layout.crc32 if shard.images == rows else None)
 
 
 def in_index_order(shards: Sequence[T]) -> list[T]:
@@ -133,17 +145,12 @@ def merge_shards(
     path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
     class_index = {name: number for number, name in enumerate(classes)}
     histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
-    images_sha = BackgroundSha256()
+    images_sha = hashlib.sha256()
 
     with atomic_output(out_npz) as handle:
         writer = NpzWriter(handle, compress=compress)
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
-            for shard in summaries:
-                if shard.images:
-                    chunks = iter_chunks(shard.npz, "images", layout=shard.layouts["images"], ring=RING)
-                    for chunk in chunks:
-                        images_sha.update(chunk)
-                        member.write(chunk)
+            member.copy_from([_image_bytes(shard) for shard in summaries], images_sha.update)
         with writer.stream("labels", np.int64, (total,)) as member:
             for shard in summaries:
                 names = read_array(shard.npz, "class_names", shard.layouts["class_names"])

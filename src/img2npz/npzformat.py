@@ -21,15 +21,20 @@ memory map whose pages would count against the reader's resident memory).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import struct
+import threading
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+
+from img2npz import crc32
 
 ALIGNMENT = 64
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -50,13 +55,144 @@ def _as_bytes(array: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
+@dataclass(frozen=True)
+class ByteRange:
+    """``nbytes`` bytes of file ``path`` from ``offset`` (e.g. a stored member's array data), and
+    their CRC-32 when known (:attr:`ArrayLayout.crc32`), which spares recomputing it."""
+
+    path: str
+    offset: int
+    nbytes: int
+    crc32: int | None = None
+
+
+def _read_ranges(ranges: Sequence[ByteRange], chunk_bytes: int = CHUNK_BYTES, ring: int = 2) -> Iterator[memoryview]:
+    """The ranges' bytes in chunks, through ``ring`` reused buffers (a chunk is valid until
+    ``ring`` more have been yielded)."""
+    buffers = [bytearray(chunk_bytes) for _ in range(ring)]
+    turn = 0
+    for byte_range in ranges:
+        with open(byte_range.path, "rb", buffering=0) as handle:
+            handle.seek(byte_range.offset)
+            left = byte_range.nbytes
+            while left:
+                view = memoryview(buffers[turn % ring])[: min(left, chunk_bytes)]
+                got = 0
+                while got < len(view):
+                    count = handle.readinto(view[got:])
+                    if not count:
+                        raise ValueError(f"{byte_range.path}: ends before byte {byte_range.offset + byte_range.nbytes}")
+                    got += count
+                yield view
+                left -= len(view)
+                turn += 1
+
+
+# zipfile's member writer keeps its running CRC and sizes in these fields; where a future Python
+# renames them, copy_from falls back to reading and writing through the member.
+_KERNEL_COPY_FIELDS = {"_crc", "_file_size", "_compress_size"}
+
+
+def _kernel_copy(
+    ranges: Sequence[ByteRange], member: BinaryIO, fileobj: BinaryIO, observe: Callable[[memoryview], None] | None
+) -> bool:
+    """copy_file_range the ranges to ``fileobj``'s position while a thread reads them for ``observe``
+    and for the CRCs not known beforehand; return False, having written nothing, when the kernel or
+    file system cannot copy that way."""
+    try:
+        out_fd = fileobj.fileno()
+    except (OSError, ValueError):  # an in-memory file
+        return False
+    fileobj.flush()
+    start = position = fileobj.tell()
+    range_crcs = [byte_range.crc32 for byte_range in ranges]
+    state = {"error": None, "stop": False}
+
+    def digest() -> None:
+        try:
+            for number, byte_range in enumerate(ranges):
+                if range_crcs[number] is not None and observe is None:
+                    continue
+                crc = 0
+                for chunk in _read_ranges([byte_range]):
+                    if state["stop"]:
+                        return
+                    if range_crcs[number] is None:
+                        crc = zlib.crc32(chunk, crc)
+                    if observe is not None:
+                        observe(chunk)
+                if range_crcs[number] is None:
+                    range_crcs[number] = crc
+        except BaseException as error:  # re-raised in the caller's thread
+            state["error"] = error
+
+    thread = None
+    try:
+        for byte_range in ranges:
+            with open(byte_range.path, "rb") as source:
+                end = byte_range.offset + byte_range.nbytes
+                offset = byte_range.offset
+                while offset < end:
+                    try:
+                        count = os.copy_file_range(source.fileno(), out_fd, end - offset, offset, position)
+                    except OSError as error:
+                        if thread is None and error.errno in _NO_KERNEL_COPY:
+                            return False
+                        raise
+                    if not count:
+                        raise ValueError(f"{byte_range.path}: ends before byte {end}")
+                    if thread is None:  # the kernel can copy: from here on every byte goes this way
+                        thread = threading.Thread(target=digest, name="crc32", daemon=True)
+                        thread.start()
+                    offset += count
+                    position += count
+    except BaseException:
+        state["stop"] = True
+        raise
+    finally:
+        if thread is not None:
+            thread.join()
+    if state["error"] is not None:
+        raise state["error"]
+    fileobj.seek(position)
+    for byte_range, range_crc in zip(ranges, range_crcs, strict=True):
+        if byte_range.nbytes:
+            member._crc = crc32.combine(member._crc, range_crc, byte_range.nbytes)
+    member._file_size += position - start
+    member._compress_size += position - start
+    return True
+
+
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+
+
 class _StreamedMember:
     """Accepts an array's rows in order; checks that exactly the declared bytes arrive."""
 
-    def __init__(self, handle: BinaryIO, dtype: np.dtype, expected: int):
+    def __init__(self, handle: BinaryIO, dtype: np.dtype, expected: int, fileobj: BinaryIO, stored: bool):
         self._handle = handle
         self._dtype = dtype
+        self._fileobj = fileobj
+        self._stored = stored
         self.remaining = expected
+
+    def copy_from(self, ranges: Sequence[ByteRange], observe: Callable[[memoryview], None] | None = None) -> None:
+        """Append raw array bytes of other files, in order; ``observe`` sees every byte once.
+
+        Where it can (a stored member, a kernel with ``copy_file_range``), the kernel copies the bytes
+        file to file, and a second thread reads the same bytes from the page cache for the zip CRC and
+        ``observe``: on a 2-core machine that runs near ``cp`` speed instead of read + write.
+        """
+        nbytes = sum(r.nbytes for r in ranges)
+        if nbytes > self.remaining:
+            raise ValueError("more data than the member's declared shape")
+        kernel = self._stored and hasattr(os, "copy_file_range") and vars(self._handle).keys() >= _KERNEL_COPY_FIELDS
+        if not (kernel and _kernel_copy(ranges, self._handle, self._fileobj, observe)):
+            for chunk in _read_ranges(ranges):
+                if observe is not None:
+                    observe(chunk)
+                self._handle.write(chunk)
+        self.remaining -= nbytes
 
     def write(self, rows: np.ndarray) -> None:
         if rows.dtype != self._dtype:
@@ -73,6 +209,7 @@ class NpzWriter:
 
     def __init__(self, fileobj: BinaryIO, compress: bool = False):
         self.compress = compress
+        self._fileobj = fileobj
         self._zip = zipfile.ZipFile(
             fileobj, mode="w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED, allowZip64=True
         )
@@ -106,7 +243,7 @@ class NpzWriter:
         info, zip64 = self._member_info(name, len(header) + nbytes)
         with self._zip.open(info, mode="w", force_zip64=zip64) as handle:
             handle.write(header)
-            member = _StreamedMember(handle, dtype, nbytes)
+            member = _StreamedMember(handle, dtype, nbytes, self._fileobj, not self.compress)
             yield member
             if member.remaining:
                 raise ValueError(f"member {name!r} is {member.remaining} bytes short of its declared shape")
@@ -130,12 +267,14 @@ def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray], compress: boo
 
 @dataclass(frozen=True)
 class ArrayLayout:
-    """Where one member's array lives: ``offset`` of its first byte when stored, else ``None``."""
+    """Where one member's array lives: ``offset`` of its first byte when stored, else ``None``;
+    ``crc32`` of the array bytes alone (stored members: from the zip's CRC, without reading them)."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
     offset: int | None
+    crc32: int | None = None
 
     @property
     def nbytes(self) -> int:
@@ -166,13 +305,15 @@ def array_layout(path: str | os.PathLike) -> dict[str, ArrayLayout]:
             with archive.open(info) as member:
                 dtype, shape = _read_npy_header(member, f"{os.fspath(path)}:{info.filename}")
                 header_len = member.tell()
-            offset = None
+            offset = array_crc = None
             if info.compress_type == zipfile.ZIP_STORED:
                 raw.seek(info.header_offset)
                 fields = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
                 name_len, extra_len = fields[-2], fields[-1]
                 offset = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + header_len
-            layouts[name] = ArrayLayout(name, dtype, shape, offset)
+                raw.seek(offset - header_len)
+                array_crc = crc32.tail(info.CRC, zlib.crc32(raw.read(header_len)), info.file_size - header_len)
+            layouts[name] = ArrayLayout(name, dtype, shape, offset, array_crc)
     return layouts
 
 
