@@ -21,5 +21,4 @@ include: "workflow/rules/validate.smk"
 rule all:
     default_target: True
     input:
-        "results/validation.json",
-        "results/report/samples.png",
+        rules.validate_report.output,

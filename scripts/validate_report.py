@@ -1,18 +1,24 @@
-"""Rule validate_report: check results/dataset.npz and draw the sample grid."""
+"""Rule validate_report: check results/dataset.npz, draw it and write the HTML report."""
 
 from img2npz.joblog import rule_logging
-from img2npz.validate import validate_dataset
+from img2npz.validate import ReportFiles, Thresholds, validate_dataset
 
-with rule_logging(snakemake.log[0]):  # noqa: F821
-    inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
+with rule_logging(snakemake.log.main):  # noqa: F821
+    inputs, params, output, log = snakemake.input, snakemake.params, snakemake.output, snakemake.log  # noqa: F821
+    limits = dict(params.limits)
     validate_dataset(
         npz=inputs.npz,
         failures=inputs.failures,
         images_table=inputs.images,
         pixel=dict(params.pixel),
         label_mode=params.labels,
-        max_failure_fraction=params.max_failure_fraction,
-        samples=params.samples,
+        limits=Thresholds(
+            max_failure_fraction=limits["max_failure_fraction"],
+            min_class_images=limits["min_class_images"],
+            max_class_imbalance=limits["max_class_imbalance"],
+            fail_on=tuple(limits["fail_on"]),
+        ),
+        samples=limits["samples"],
         out_json=output.json,
-        out_samples=output.samples,
+        files=ReportFiles(output.samples, output.class_counts, output.histograms, output.html, log.html),
     )

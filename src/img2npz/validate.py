@@ -8,6 +8,7 @@ stays bounded by a chunk, never by the number of images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from img2npz import report
+from img2npz import htmlreport, report
 from img2npz.atomic import write_bytes_atomic
 from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
@@ -32,12 +33,17 @@ REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "meta")
 FLOAT_TOLERANCE = 1e-2
 
 
+SOFT_CHECKS = ("class_counts", "duplicate_images", "constant_images")  # warn; validate.fail_on makes them fail
+LISTED = 50  # duplicate groups (and paths per group) / constant images named in validation.json and the report
+
+
 @dataclass
 class Check:
     name: str
     passed: bool
     value: Any
     threshold: Any = None
+    severity: str = "hard"
 
 
 class Counted:
@@ -121,13 +127,67 @@ def _paths_unique_sorted(npz: str, layout) -> tuple[int, str | None]:
     return disorder, example
 
 
-def _scan_images(npz: str, layout) -> dict:
-    """sha256 (in a second thread) and, for float dtypes, finiteness and range; uint8 is 0..255 by type."""
+@dataclass
+class ImageScan:
+    sha256: str
+    low: float | None
+    high: float | None
+    finite: bool
+    fingerprints: np.ndarray  # (N, 2) uint64 per row: wrapping sum and xor of its 8-byte words
+    constant: list[int]  # rows whose pixels are all one colour
+
+
+def _row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (sum, xor) of its 8-byte words, and whether it is one colour throughout.
+
+    The fingerprint only proposes duplicates (they are confirmed byte for byte); a row of one colour
+    repeats every 24 bytes (8 pixels' worth of any dtype), which the fingerprint tests for free.
+    Rows whose size is not a multiple of 24 bytes take an exact, slower path.
+    """
+    count = len(rows)
+    flat = rows.reshape(count, -1).view(np.uint8)
+    if flat.shape[1] % 24 or not flat.shape[1]:
+        pixels = rows.reshape(count, -1, rows.shape[-1]) if rows.ndim > 1 else rows.reshape(count, -1, 1)
+        constant = (pixels == pixels[:, :1]).all(axis=(1, 2))
+        digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+        prints = (
+            np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(count, 2)
+            if count
+            else np.empty((0, 2), np.uint64)
+        )
+        return prints, constant
+    words = flat.view(np.uint64)
+    prints = np.stack([words.sum(axis=1, dtype=np.uint64), np.bitwise_xor.reduce(words, axis=1)], axis=1)
+    repeats = np.uint64(words.shape[1] // 3)
+    period = words[:, :3]
+    with np.errstate(over="ignore"):
+        candidate_sum = period.sum(axis=1, dtype=np.uint64) * repeats
+    candidate_xor = np.bitwise_xor.reduce(period, axis=1) if int(repeats) % 2 else np.zeros(count, np.uint64)
+    candidates = np.flatnonzero((prints[:, 0] == candidate_sum) & (prints[:, 1] == candidate_xor))
+    constant = np.zeros(count, bool)
+    for row in candidates:
+        constant[row] = bool((words[row].reshape(-1, 3) == period[row]).all())
+    return prints, constant
+
+
+def _scan_images(npz: str, layout) -> ImageScan:
+    """One streaming pass: sha256 (in a second thread), per-row fingerprints and one-colour rows, and
+    for float dtypes finiteness and range (uint8 is 0..255 by type)."""
     digest = BackgroundSha256()
     low, high, finite = None, None, True
+    count = layout.shape[0] if layout.shape else 0
+    fingerprints = np.zeros((count, 2), np.uint64)
+    constant: list[int] = []
+    start = 0
     for chunk in iter_chunks(npz, "images", layout=layout, ring=BackgroundSha256.DEPTH + 2):
         digest.update(chunk)
-        if chunk.size and chunk.dtype.kind == "f":
+        if not chunk.size:
+            continue
+        prints, one_colour = _row_fingerprints(chunk)
+        fingerprints[start : start + len(chunk)] = prints
+        constant.extend((np.flatnonzero(one_colour) + start).tolist())
+        start += len(chunk)
+        if chunk.dtype.kind == "f":
             finite = finite and bool(np.isfinite(chunk).all())
             values = np.nan_to_num(chunk)
             c_low, c_high = float(values.min()), float(values.max())
@@ -135,7 +195,26 @@ def _scan_images(npz: str, layout) -> dict:
             high = c_high if high is None else max(high, c_high)
     if layout.dtype == np.uint8:
         low, high = 0.0, 255.0
-    return {"sha256": digest.hexdigest(), "min": low, "max": high, "finite": finite}
+    return ImageScan(digest.hexdigest(), low, high, finite, fingerprints, constant)
+
+
+def duplicate_groups(npz: str, layout, fingerprints: np.ndarray) -> list[list[int]]:
+    """Groups of rows with the same pixels: equal fingerprints, confirmed byte for byte."""
+    if not len(fingerprints):
+        return []
+    _, inverse, counts = np.unique(fingerprints, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    groups = []
+    for key in np.flatnonzero(counts > 1):
+        rows = sorted(order[starts[key] : starts[key + 1]].tolist())
+        pixels = read_rows(npz, "images", rows, layout)
+        by_bytes: dict[bytes, list[int]] = {}
+        for row, image in zip(rows, pixels, strict=True):
+            by_bytes.setdefault(image.tobytes(), []).append(row)
+        groups.extend(group for group in by_bytes.values() if len(group) > 1)
+    return sorted(groups)
 
 
 def expected_range(pixel: dict) -> tuple[float, float]:
@@ -149,14 +228,61 @@ def expected_range(pixel: dict) -> tuple[float, float]:
     return min(lows), max(highs)
 
 
+@dataclass
+class Thresholds:
+    """The configurable limits (config ``validate``)."""
+
+    max_failure_fraction: float = 0.05
+    min_class_images: int = 1
+    max_class_imbalance: float = 10.0
+    fail_on: tuple[str, ...] = ()
+
+
+@dataclass
+class Findings:
+    """What the checks learnt that the report shows."""
+
+    meta: dict
+    classes: list[str]
+    labels: np.ndarray
+    class_counts: list[int]
+    duplicates: list[list[str]]
+    constant: list[str]
+
+
+def _paths_of(npz: str, layout, rows: list[int]) -> list[str]:
+    return read_rows(npz, "paths", rows, layout).tolist() if rows else []
+
+
+def _class_check(names: list[str], labels: np.ndarray, label_mode: str, limits: Thresholds) -> tuple[Check, list[int]]:
+    counts = np.bincount(labels[labels >= 0], minlength=len(names)).tolist() if names else []
+    if label_mode == "none" or not names:
+        return Check("class_counts", True, "unlabelled", None, "soft"), counts
+    below = [name for name, n in zip(names, counts, strict=True) if n < limits.min_class_images]
+    smallest, largest = min(counts), max(counts)
+    imbalance = largest / smallest if smallest else None  # None: some class is empty
+    passed = not below and imbalance is not None and imbalance <= limits.max_class_imbalance
+    order = sorted(range(len(names)), key=lambda i: (counts[i], i))
+    value = {
+        "classes": len(names),
+        "smallest": {names[i]: counts[i] for i in order[:5]},
+        "largest": {names[i]: counts[i] for i in order[::-1][:5]},
+        "empty": [name for name, n in zip(names, counts, strict=True) if n == 0][:LISTED],
+        "below_min": below[:LISTED],
+        "imbalance": round(imbalance, 3) if imbalance is not None else None,
+    }
+    threshold = {"min_class_images": limits.min_class_images, "max_class_imbalance": limits.max_class_imbalance}
+    return Check("class_counts", passed, value, threshold, "soft"), counts
+
+
 def run_checks(
-    npz: str, failures: str, images_table: str, pixel: dict, label_mode: str, max_failure_fraction: float
-) -> tuple[list[Check], dict]:
+    npz: str, failures: str, images_table: str, pixel: dict, label_mode: str, limits: Thresholds
+) -> tuple[list[Check], Findings | None]:
     layouts = array_layout(npz)
     missing_members = [key for key in REQUIRED_MEMBERS if key not in layouts]
     checks = [Check("members", not missing_members, missing_members or list(layouts), list(REQUIRED_MEMBERS))]
     if missing_members:
-        return checks, {}
+        return checks, None
     meta = json.loads(str(read_array(npz, "meta", layouts["meta"])))
     images, labels, paths, classes = (layouts[k] for k in ("images", "labels", "paths", "classes"))
     count = images.shape[0] if images.shape else -1
@@ -173,19 +299,20 @@ def run_checks(
     )
     shapes = {k: [list(v.shape), str(v.dtype)] for k, v in layouts.items()}
     checks.append(Check("shapes_and_dtypes", shape_ok, shapes, {"images": [["N", height, width, 3], pixel["dtype"]]}))
+    if not shape_ok:
+        return checks, None
 
     scan = _scan_images(npz, images)
     low, high = expected_range(pixel)
     tol = FLOAT_TOLERANCE * (high - low) if pixel["dtype"] != "uint8" else 0
-    in_range = scan["finite"] and (count == 0 or (scan["min"] >= low - tol and scan["max"] <= high + tol))
+    in_range = scan.finite and (count == 0 or (scan.low >= low - tol and scan.high <= high + tol))
     checks.append(
-        Check("value_range", in_range, {"min": scan["min"], "max": scan["max"], "finite": scan["finite"]}, [low, high])
+        Check("value_range", in_range, {"min": scan.low, "max": scan.high, "finite": scan.finite}, [low, high])
     )
 
     class_names = read_array(npz, "classes", classes).tolist()
     label_values = read_array(npz, "labels", labels)
-    allowed_low = -1
-    bad_labels = int(((label_values < allowed_low) | (label_values >= len(class_names))).sum())
+    bad_labels = int(((label_values < -1) | (label_values >= len(class_names))).sum())
     if label_mode == "none":
         bad_labels += int((label_values != -1).sum())
     checks.append(
@@ -197,6 +324,26 @@ def run_checks(
         )
     )
     checks.append(Check("classes_sorted_unique", class_names == sorted(set(class_names)), len(class_names)))
+    class_check, class_counts = _class_check(
+        class_names, label_values if bad_labels == 0 else label_values[:0], label_mode, limits
+    )
+    checks.append(class_check)
+
+    groups = duplicate_groups(npz, images, scan.fingerprints)
+    duplicates = [_paths_of(npz, paths, group[:LISTED]) for group in groups[:LISTED]]
+    checks.append(
+        Check(
+            "duplicate_images",
+            not groups,
+            {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": duplicates},
+            0,
+            "soft",
+        )
+    )
+    constant = _paths_of(npz, paths, scan.constant[:LISTED])
+    checks.append(
+        Check("constant_images", not scan.constant, {"images": len(scan.constant), "examples": constant}, 0, "soft")
+    )
 
     disorder, example = _paths_unique_sorted(npz, paths)
     checks.append(
@@ -215,14 +362,14 @@ def run_checks(
     checks.append(
         Check(
             "failure_fraction",
-            fraction <= max_failure_fraction,
+            fraction <= limits.max_failure_fraction,
             {"failures": failed, "indexed": indexed, "fraction": round(fraction, 6)},
-            max_failure_fraction,
+            limits.max_failure_fraction,
         )
     )
 
     checks.append(
-        Check("images_sha256", scan["sha256"] == meta.get("images_sha256"), scan["sha256"], meta.get("images_sha256"))
+        Check("images_sha256", scan.sha256 == meta.get("images_sha256"), scan.sha256, meta.get("images_sha256"))
     )
     checks.append(
         Check(
@@ -232,19 +379,87 @@ def run_checks(
             {"pixel": pixel},
         )
     )
-    return checks, meta
+    for check in checks:
+        if check.name in limits.fail_on:
+            check.severity = "hard"
+    return checks, Findings(meta, class_names, label_values, class_counts, duplicates, constant)
 
 
-def draw_samples(npz: str, pixel: dict, samples: int, out_png: str | os.PathLike) -> int:
+def failure_groups(failures: str, examples: int = 3) -> list[dict]:
+    """Failures grouped by stage and reason (the exception's type), largest group first."""
+    groups: dict[tuple[str, str], dict] = {}
+    with open(failures, "rb") as handle:
+        handle.readline()
+        for line in handle:
+            path, stage, error = (
+                unescape_field(field) for field in line.decode("utf-8", "surrogateescape").rstrip("\n").split("\t", 2)
+            )
+            head = error.split(":", 1)[0]
+            reason = head if head and " " not in head else error[:80]
+            group = groups.setdefault(
+                (stage, reason), {"stage": stage, "reason": reason, "count": 0, "examples": [], "message": error}
+            )
+            group["count"] += 1
+            if len(group["examples"]) < examples:
+                group["examples"].append(path)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["stage"], g["reason"]))
+
+
+@dataclass
+class ReportFiles:
+    """Where the pictures and pages go (the rule's outputs)."""
+
+    samples: str | os.PathLike
+    class_counts: str | os.PathLike
+    histograms: str | os.PathLike
+    html: str | os.PathLike
+    failed_html: str | os.PathLike | None = None  # a copy kept where a failed job's outputs are not deleted
+
+
+def draw_pictures(npz: str, pixel: dict, samples: int, findings: Findings, files: ReportFiles) -> None:
     layouts = array_layout(npz)
-    count = layouts["images"].shape[0]
-    rows = report.sample_rows(count, samples)
-    classes = read_array(npz, "classes", layouts["classes"]).tolist()
-    labels = read_array(npz, "labels", layouts["labels"])
-    pixels = report.to_display(read_rows(npz, "images", rows, layouts["images"]), pixel["normalize"])
-    captions = [classes[labels[row]] if labels[row] >= 0 else "(unlabelled)" for row in rows]
-    report.save_png(report.sample_grid(pixels, captions), out_png)
-    return len(rows)
+    picked = report.rows_per_class(findings.labels, len(findings.classes), samples)
+    wanted = sorted({row for rows in picked.values() for row in rows})
+    pixels = report.to_display(read_rows(npz, "images", wanted, layouts["images"]), pixel["normalize"])
+    by_row = dict(zip(wanted, pixels, strict=True))
+    rows = [
+        (
+            findings.classes[label] if label >= 0 else "(all images)",
+            [by_row[r] for r in members],
+            findings.class_counts[label] if label >= 0 else len(findings.labels),
+        )
+        for label, members in picked.items()
+    ]
+    report.save_png(report.class_grid(rows), files.samples)
+    report.save_png(report.class_bar_chart(findings.classes, findings.class_counts), files.class_counts)
+    meta = findings.meta
+    report.save_png(
+        report.channel_histograms(np.asarray(meta["histogram"]), meta["mean"], meta["std"]), files.histograms
+    )
+
+
+def _summary(npz: str, failures: str, pixel: dict, findings: Findings, checks: list[Check]) -> list[tuple[str, Any]]:
+    meta = findings.meta
+    failed = next((c.value["failures"] for c in checks if c.name == "failure_fraction"), 0)
+    indexed = next((c.value["indexed"] for c in checks if c.name == "failure_fraction"), 0)
+    size = os.path.getsize(npz)
+    return [
+        ("images in the dataset", f"{len(findings.labels):,}"),
+        ("files indexed", f"{indexed:,}"),
+        ("files left out (unreadable)", f"{failed:,}"),
+        ("classes", f"{len(findings.classes):,}" if findings.classes else "none (unlabelled)"),
+        ("image shape and type", f"{pixel['size'][0]} x {pixel['size'][1]} x 3, {pixel['dtype']}"),
+        ("pixel config", json.dumps(pixel, sort_keys=True)),
+        ("channel mean (0..1)", ", ".join(f"{v:.4f}" for v in meta.get("mean", []))),
+        ("channel std (0..1)", ", ".join(f"{v:.4f}" for v in meta.get("std", []))),
+        ("dataset.npz", f"{os.fspath(npz)}: {size / 2**20:,.1f} MiB"),
+        ("failures.tsv", f"{os.fspath(failures)}: {os.path.getsize(failures) / 2**10:,.1f} KiB"),
+        ("sha256 of images", meta.get("images_sha256", "")),
+    ]
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate_dataset(
@@ -253,30 +468,45 @@ def validate_dataset(
     images_table: str,
     pixel: dict,
     label_mode: str,
-    max_failure_fraction: float,
+    limits: Thresholds,
     samples: int,
     out_json: str | os.PathLike,
-    out_samples: str | os.PathLike,
+    files: ReportFiles,
 ) -> list[Check]:
-    """Run every check, write the JSON and the sample grid; raise :class:`ValidationFailed` at the end."""
-    checks, _meta = run_checks(npz, failures, images_table, pixel, label_mode, max_failure_fraction)
-    passed = all(check.passed for check in checks)
+    """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
+    end when a hard check failed (soft ones only warn)."""
+    checks, findings = run_checks(npz, failures, images_table, pixel, label_mode, limits)
+    hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:
-        log.info(
-            "%s %s: %s (threshold %s)",
-            "PASS" if check.passed else "FAIL",
-            check.name,
-            json.dumps(check.value),
-            json.dumps(check.threshold),
-        )
-    document = {"passed": passed, "checks": [asdict(check) for check in checks]}
+        status = "PASS" if check.passed else ("FAIL" if check.severity == "hard" else "WARN")
+        log.info("%s %s: %s (threshold %s)", status, check.name, json.dumps(check.value), json.dumps(check.threshold))
+    document = {
+        "passed": not hard,
+        "warnings": [c.name for c in checks if not c.passed and c.severity == "soft"],
+        "checks": [asdict(check) for check in checks],
+    }
     write_bytes_atomic(out_json, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
-    if "images" in array_layout(npz):
-        draw_samples(npz, pixel, samples, out_samples)
-    failed = [check for check in checks if not check.passed]
-    if failed:
-        details = "; ".join(
-            f"{c.name} (measured {json.dumps(c.value)}, threshold {json.dumps(c.threshold)})" for c in failed
+    if findings is not None:
+        draw_pictures(npz, pixel, samples, findings, files)
+        page = htmlreport.render(
+            _summary(npz, failures, pixel, findings, checks),
+            document["checks"],
+            {"samples": files.samples, "class_counts": files.class_counts, "histograms": files.histograms},
+            list(zip(findings.classes, findings.class_counts, strict=True)),
+            failure_groups(failures),
+            {"duplicate_images": findings.duplicates, "constant_images": [[p] for p in findings.constant]},
         )
-        raise ValidationFailed(f"validation failed: {details}")
+    else:
+        page = htmlreport.render([], document["checks"], {}, [], [], {})
+    htmlreport.write_html(files.html, page)
+    if files.failed_html is not None:
+        note = f"<!DOCTYPE html><p>This run passed; the report is {os.fspath(files.html)}</p>\n"
+        htmlreport.write_html(files.failed_html, page if hard else note)
+    if hard:
+        details = "; ".join(
+            f"{c.name} (measured {_clip(json.dumps(c.value))}, threshold {_clip(json.dumps(c.threshold))})"
+            for c in hard
+        )
+        where = f"; report: {os.fspath(files.failed_html)}" if files.failed_html is not None else ""
+        raise ValidationFailed(f"validation failed: {details}{where}")
     return checks

@@ -1,4 +1,6 @@
-# Check the dataset against the contract; fail the run naming every failed check.
+# Check the dataset against the contract and show it: validation.json, pictures, one HTML page.
+# A failed hard check fails the job naming it; Snakemake then deletes the job's outputs, so the
+# page of a failed run is kept as a log (logs survive), results/logs/validate_report.html.
 
 
 rule validate_report:
@@ -8,9 +10,29 @@ rule validate_report:
         images="results/index/images.parquet",
     output:
         json="results/validation.json",
-        samples="results/report/samples.png",
+        samples=report(
+            "results/report/samples.png",
+            caption="../report/samples.rst",
+            category="Dataset",
+        ),
+        class_counts=report(
+            "results/report/class_counts.png",
+            caption="../report/class_counts.rst",
+            category="Dataset",
+        ),
+        histograms=report(
+            "results/report/histograms.png",
+            caption="../report/histograms.rst",
+            category="Dataset",
+        ),
+        html=report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="Dataset",
+        ),
     log:
-        "results/logs/validate_report.log",
+        main="results/logs/validate_report.log",
+        html="results/logs/validate_report.html",
     conda:
         "../../envs/img2npz.yaml"
     resources:
@@ -18,7 +40,6 @@ rule validate_report:
     params:
         pixel=PIXEL,
         labels=LABEL_MODE,
-        max_failure_fraction=config["validate"]["max_failure_fraction"],
-        samples=config["validate"]["samples"],
+        limits=config["validate"],
     script:
         "../../scripts/validate_report.py"
