@@ -90,9 +90,40 @@ def all_shard_failures(wildcards):
     return expand("results/shards/{shard}.failures.tsv", shard=shard_ids())
 
 
+# Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
+# runtime (minutes) grow with each retry (`retries` in a profile).
+BYTES_PER_PIXEL = {"uint8": 1, "float16": 2, "float32": 4}[PIXEL["dtype"]]
+ROW_MB = PIXEL["size"][0] * PIXEL["size"][1] * 3 * BYTES_PER_PIXEL / 2**20
+SLOW_SECONDS_PER_IMAGE = 0.1  # decode + resize of a large photo on a slow node and file system
+SLOW_MB_PER_SECOND = 50  # a busy cluster file system
+
+
 def shard_mem_mb(wildcards, attempt):
-    """A shard's array at its largest, plus room for decoding one big image."""
-    height, width = PIXEL["size"]
-    itemsize = {"uint8": 1, "float16": 2, "float32": 4}[PIXEL["dtype"]]
-    array_mb = SHARD_BOUNDS[2] * height * width * 3 * itemsize / 2**20
-    return int(array_mb + 500) * attempt
+    """A shard job holds one image at a time (pixels stream into the npz): the interpreter, the
+    largest image Pillow may decode (preprocess.max_image_pixels at 4 bytes a pixel, twice for a
+    mode conversion) and a few output rows. Independent of the shard's size."""
+    decode_mb = config["preprocess"]["max_image_pixels"] * 4 * 2 / 2**20
+    return int(200 + decode_mb + 8 * ROW_MB) * attempt
+
+
+def shard_runtime(wildcards, attempt):
+    """Minutes for the largest shard (shards.max_images) at a slow pace per image."""
+    return int(10 + SHARD_BOUNDS[2] * SLOW_SECONDS_PER_IMAGE / 60) * attempt
+
+
+def indexed_images():
+    """Images the index found (the footer of images.parquet; read after the checkpoint ran)."""
+    import pyarrow.parquet as pq
+
+    images = checkpoints.index_images.get().output.images
+    return pq.ParquetFile(images).metadata.num_rows
+
+
+def dataset_runtime(wildcards, attempt):
+    """Minutes to copy (merge) or read (validate) the whole dataset at a slow file system's speed."""
+    return int(10 + indexed_images() * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
+
+
+def validate_mem_mb(wildcards, attempt):
+    """Flat except for per-image arrays: labels and fingerprints, 24 bytes an image, and paths."""
+    return int(1000 + indexed_images() * 600 / 2**20) * attempt

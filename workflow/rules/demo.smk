@@ -9,5 +9,8 @@ checkpoint demo_source:
         "results/logs/demo_source.log",
     conda:
         "../../envs/img2npz.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
     script:
         "../../scripts/make_demo.py"

@@ -12,8 +12,10 @@ checkpoint index_images:
         "results/logs/index_images.log",
     conda:
         "../../envs/img2npz.yaml"
+    threads: 2  # large trees are listed by parallel worker processes
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,  # about 350 MB per 10^6 files
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         source=config["source"],
         extensions=config["extensions"],

@@ -13,8 +13,10 @@ rule merge_npz:
         "results/logs/merge_npz.log",
     conda:
         "../../envs/img2npz.yaml"
+    threads: 2  # the kernel copies the pixels while a second thread hashes them
     resources:
         mem_mb=1000,
+        runtime=dataset_runtime,
     params:
         pixel=PIXEL,
         compress=config["merge"]["compress"],

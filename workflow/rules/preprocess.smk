@@ -14,6 +14,7 @@ rule preprocess_shard:
     threads: 1
     resources:
         mem_mb=shard_mem_mb,
+        runtime=shard_runtime,
     params:
         source=config["source"],
         pixel=PIXEL,

@@ -35,8 +35,10 @@ rule validate_report:
         html="results/logs/validate_report.html",
     conda:
         "../../envs/img2npz.yaml"
+    threads: 2  # sha256 in a second thread while the checks read the pixels
     resources:
-        mem_mb=1000,
+        mem_mb=validate_mem_mb,
+        runtime=dataset_runtime,
     params:
         pixel=PIXEL,
         labels=LABEL_MODE,
