@@ -94,10 +94,9 @@ def all_shard_failures(wildcards):
 # runtime (minutes) grow with each retry (`retries` in a profile).
 BYTES_PER_PIXEL = {"uint8": 1, "float16": 2, "float32": 4}[PIXEL["dtype"]]
 ROW_MB = PIXEL["size"][0] * PIXEL["size"][1] * 3 * BYTES_PER_PIXEL / 2**20
-SLOW_SECONDS_PER_IMAGE = (
-    0.1  # decode + resize of a large photo on a slow node and file system
-)
-SLOW_MB_PER_SECOND = 50  # a busy cluster file system
+# Decode + resize of a large photo on a slow node and file system; a busy cluster file system.
+SLOW_SECONDS_PER_IMAGE = 0.1
+SLOW_MB_PER_SECOND = 50
 
 
 def shard_mem_mb(wildcards, attempt):
