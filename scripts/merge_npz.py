@@ -14,4 +14,6 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         out_npz=output.npz,
         out_failures=output.failures,
         compress=params.compress,
+        splits=dict(params.splits) if params.splits else None,
+        group_by=params.group_by,
     )

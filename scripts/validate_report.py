@@ -1,5 +1,6 @@
 """Rule validate_report: check results/dataset.npz, draw it and write the HTML report."""
 
+from img2npz.changes import shard_mtimes
 from img2npz.joblog import rule_logging
 from img2npz.validate import ReportFiles, Thresholds, validate_dataset
 
@@ -20,5 +21,14 @@ with rule_logging(snakemake.log.main):  # noqa: F821
         ),
         samples=limits["samples"],
         out_json=output.json,
-        files=ReportFiles(output.samples, output.class_counts, output.histograms, output.html, log.html),
+        files=ReportFiles(
+            output.samples,
+            output.class_counts,
+            output.histograms,
+            output.html,
+            log.html,
+            output.changes,
+            output.catalogue,
+        ),
+        shards=shard_mtimes(list(inputs.shards)),
     )

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from img2npz.index import build_index, class_names, write_images_table, write_manifests
+from img2npz.index import build_index, class_names, write_classes, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
 from img2npz.scan import scan_tree
@@ -125,7 +125,7 @@ def make_tree(root, per_class=7):
     (root / "red" / "zz_broken.png").write_bytes(b"nope")
 
 
-def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False):
+def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None):
     src = tmp_path / "src"
     listing = scan_tree(src, [".png"])
     index = build_index(listing, class_names(listing.paths, "folder"), target, 1, 4 * target)
@@ -140,8 +140,9 @@ def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False):
         failures.append(str(fail))
     out = tmp_path / tag / "dataset.npz"
     out_fail = tmp_path / tag / "failures.tsv"
-    meta = merge_shards(npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress)
+    meta = merge_shards(npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress, splits=splits)
     write_images_table(index, tmp_path / tag / "images.parquet")
+    write_classes(index, tmp_path / tag / "classes.tsv")
     return out, out_fail, meta, len(index.shards)
 
 

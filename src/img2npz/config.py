@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from img2npz.splits import check_fractions, group_function
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 DEMO_SOURCE = "results/demo"
@@ -91,6 +94,12 @@ def _check_semantics(config: dict) -> None:
     if high is not None and high < target:
         raise ConfigError(f"config key 'shards.max_images': {high} is smaller than shards.target_images ({target})")
     config["extensions"] = sorted({ext.lower() for ext in config["extensions"]})
+    if config["splits"] is not None and (problem := check_fractions(config["splits"])):
+        raise ConfigError(f"config key 'splits': {problem}")
+    try:
+        group_function(config["group_by"])
+    except (re.error, ValueError) as error:
+        raise ConfigError(f"config key 'group_by': {error}") from None
 
 
 def validate_config(raw: dict | None, schema: dict | None = None) -> dict:

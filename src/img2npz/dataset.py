@@ -16,7 +16,7 @@ import bisect
 import json
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from img2npz.index import read_classes
 from img2npz.merge import DATASET_FORMAT, in_index_order
 from img2npz.npzformat import array_layout, read_array
 from img2npz.preprocess import SHARD_FORMAT
+from img2npz.splits import assign
 
 
 class DatasetFormatError(ValueError):
@@ -89,6 +90,8 @@ class NPZDataset(_ImageFolderLike):
 
     ``transform`` gets the CHW uint8 tensor (torchvision.transforms.v2 works on it); ``root`` is
     prefixed to ``samples`` paths (the ``source`` the dataset was built from), as ImageFolder does.
+    ``split`` (a name from the config's ``splits``) keeps that split's rows only: an index array
+    over the same mapped file, no copy of the images.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class NPZDataset(_ImageFolderLike):
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         root: str | os.PathLike = "",
+        split: str | None = None,
     ):
         self.path = os.fspath(path)
         self.transform = transform
@@ -116,6 +120,15 @@ class NPZDataset(_ImageFolderLike):
             _map(self.path, self._layouts["images"])  # raises the clear error for compressed files
         self.classes = read_array(self.path, "classes", self._layouts["classes"]).tolist()
         self._arrays: dict[str, np.ndarray] = {}
+        self.split = split
+        self._rows: np.ndarray | None = None
+        if split is not None:
+            if "split" not in self._layouts:
+                raise DatasetFormatError(f"{self.path}: built without splits (config key 'splits')")
+            names = read_array(self.path, "splits", self._layouts["splits"]).tolist()
+            if split not in names:
+                raise ValueError(f"{self.path}: no split {split!r}; it has {', '.join(names)}")
+            self._rows = np.flatnonzero(read_array(self.path, "split", self._layouts["split"]) == names.index(split))
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
@@ -128,20 +141,23 @@ class NPZDataset(_ImageFolderLike):
         return state
 
     def __len__(self) -> int:
-        return self._layouts["images"].shape[0]
+        return self._layouts["images"].shape[0] if self._rows is None else len(self._rows)
 
     def __getitem__(self, index: int):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
+        row = index if self._rows is None else int(self._rows[index])
         return _to_item(
-            self._array("images")[index], int(self._array("labels")[index]), self.transform, self.target_transform
+            self._array("images")[row], int(self._array("labels")[row]), self.transform, self.target_transform
         )
 
     def _labels(self) -> np.ndarray:
-        return self._array("labels")
+        labels = self._array("labels")
+        return labels if self._rows is None else labels[self._rows]
 
     def _paths(self) -> list[str]:
-        return self._array("paths").tolist()
+        paths = self._array("paths")
+        return (paths if self._rows is None else paths[self._rows]).tolist()
 
 
 class ShardedNPZDataset(_ImageFolderLike):
@@ -149,6 +165,8 @@ class ShardedNPZDataset(_ImageFolderLike):
 
     For datasets too large to merge, or when ``merge.compress`` is on. ``classes`` come from the
     index's ``classes.tsv`` (default: ``results/index/classes.tsv`` beside the shards folder).
+    Shards do not record splits: for ``split``, pass the config's ``splits`` and ``group_by`` and
+    the same rows as in the merged file are chosen (:mod:`img2npz.splits` is a pure function).
     """
 
     def __init__(
@@ -159,6 +177,9 @@ class ShardedNPZDataset(_ImageFolderLike):
         target_transform: Callable | None = None,
         root: str | os.PathLike = "",
         files: Sequence[str | os.PathLike] | None = None,
+        split: str | None = None,
+        splits: Mapping[str, float] | None = None,
+        group_by: str = "path",
     ):
         folder = Path(shards)
         self.transform = transform
@@ -181,6 +202,13 @@ class ShardedNPZDataset(_ImageFolderLike):
             np.array([class_index.get(n, -1) for n in read_array(s.path, "class_names").tolist()], np.int64)
             for s in self._shards
         ]
+        self.split = split
+        self._rows: np.ndarray | None = None
+        if split is not None:
+            if not splits or split not in splits:
+                raise ValueError(f"split {split!r}: pass splits= (the config's splits) naming it")
+            chosen = assign(self._all_paths(), splits, group_by) == list(splits).index(split)
+            self._rows = np.flatnonzero(chosen)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -188,13 +216,15 @@ class ShardedNPZDataset(_ImageFolderLike):
         return state
 
     def __len__(self) -> int:
-        return self._starts[-1]
+        return self._starts[-1] if self._rows is None else len(self._rows)
 
     def __getitem__(self, index: int):
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
+        if self._rows is not None:
+            index = int(self._rows[index])
         number = bisect.bisect_right(self._starts, index) - 1
         row = index - self._starts[number]
         shard = self._shards[number]
@@ -203,10 +233,15 @@ class ShardedNPZDataset(_ImageFolderLike):
         )
 
     def _labels(self) -> np.ndarray:
-        return np.concatenate(self._label_arrays) if self._label_arrays else np.zeros(0, np.int64)
+        labels = np.concatenate(self._label_arrays) if self._label_arrays else np.zeros(0, np.int64)
+        return labels if self._rows is None else labels[self._rows]
+
+    def _all_paths(self) -> list[str]:
+        return [p for s in self._shards for p in read_array(s.path, "paths", s.layouts["paths"]).tolist()]
 
     def _paths(self) -> list[str]:
-        return [p for s in self._shards for p in read_array(s.path, "paths", s.layouts["paths"]).tolist()]
+        paths = self._all_paths()
+        return paths if self._rows is None else [paths[row] for row in self._rows.tolist()]
 
 
 class _Shard:

@@ -63,6 +63,8 @@ def render(
     class_counts: Sequence[tuple[str, int]],
     failure_groups: Sequence[dict],
     listed: dict[str, list[list[str]]],
+    splits: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
+    changes: Any = None,
 ) -> str:
     """The page; ``pictures`` maps samples / class_counts / histograms to PNG files."""
     hard = [c["name"] for c in checks if not c["passed"] and c["severity"] == "hard"]
@@ -91,6 +93,13 @@ def render(
         parts.append(_table(["class", "images"], [(name, f"{count:,}") for name, count in class_counts]))
     else:
         parts.append("<p>Unlabelled dataset (no classes).</p>")
+    if splits is not None:
+        parts += ["<h2>Splits (images per split and class)</h2>", _table(*splits)]
+    if changes is not None:
+        parts.append("<h2>Changes since the previous dataset</h2>")
+        parts.append(_table(["what", "class", "split", "count"], changes.rows))
+        for what, paths in changes.examples.items():
+            parts.append(f"<p>{_e(what)}, e.g.: " + ", ".join(f"<code>{_e(p)}</code>" for p in paths) + "</p>")
     if "histograms" in pictures:
         parts += ["<h2>Pixel values</h2>", _picture(pictures["histograms"], "per-channel histograms")]
     parts.append("<h2>Left out: files that could not be read</h2>")

@@ -6,7 +6,8 @@ file in the kernel (``copy_file_range``, while a second thread hashes them) and 
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 
-``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``meta``.
+``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``meta``, and
+with ``splits`` configured ``split`` and ``splits`` (:mod:`img2npz.splits`).
 ``meta`` is a JSON document (keys sorted) with the format version, the pixel config, counts,
 per-channel mean and std on the 0..1 scale (exact, from integer histograms), the per-channel
 histograms, and the sha256 of the ``images`` member's array bytes.
@@ -18,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeVar
@@ -29,6 +30,7 @@ from img2npz.atomic import atomic_output
 from img2npz.npzformat import ArrayLayout, ByteRange, NpzWriter, array_layout, read_array
 from img2npz.preprocess import FAILURE_HEADER, SHARD_FORMAT
 from img2npz.sharding import path_sort_key
+from img2npz.splits import assign
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,19 @@ def _copy_failures(shards: Sequence[ShardSummary], out_path: str | os.PathLike) 
     return count
 
 
+def _write_splits(
+    writer: NpzWriter, summaries: Sequence[ShardSummary], total: int, splits: Mapping[str, float], group_by: str
+) -> dict:
+    counts = np.zeros(len(splits), np.int64)
+    with writer.stream("split", np.int8, (total,)) as member:
+        for shard in summaries:
+            split = assign(read_array(shard.npz, "paths", shard.layouts["paths"]).tolist(), splits, group_by)
+            counts += np.bincount(split, minlength=len(splits))
+            member.write(split)
+    writer.add("splits", np.array(list(splits), dtype=str))
+    return {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts.tolist(), strict=True))}
+
+
 def merge_shards(
     shard_npzs: Sequence[str],
     shard_failures: Sequence[str],
@@ -126,8 +141,14 @@ def merge_shards(
     out_npz: str | os.PathLike,
     out_failures: str | os.PathLike,
     compress: bool = False,
+    splits: Mapping[str, float] | None = None,
+    group_by: str = "path",
 ) -> dict:
-    """Write the dataset and the failure list; return the ``meta`` document."""
+    """Write the dataset and the failure list; return the ``meta`` document.
+
+    With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
+    split; see :mod:`img2npz.splits`.
+    """
     if len(shard_npzs) != len(shard_failures):
         raise ValueError("every shard needs its failures file")
     by_stem = {os.path.basename(f).removesuffix(".failures.tsv"): f for f in shard_failures}
@@ -159,6 +180,7 @@ def merge_shards(
         with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
             for shard in summaries:
                 member.write(read_array(shard.npz, "paths", shard.layouts["paths"]).astype(f"<U{path_chars}"))
+        split_meta = _write_splits(writer, summaries, total, splits, group_by) if splits else None
         failures = _copy_failures(summaries, out_failures)
         mean, std = channel_stats(histogram)
         meta = {
@@ -171,6 +193,7 @@ def merge_shards(
             "std": std,
             "histogram": histogram.tolist(),
             "images_sha256": images_sha.hexdigest(),
+            **({"splits": split_meta} if split_meta else {}),
         }
         writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
         writer.close()

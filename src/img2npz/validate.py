@@ -13,18 +13,20 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from img2npz import htmlreport, report
 from img2npz.atomic import write_bytes_atomic
+from img2npz.changes import Catalogue, compare, write_changes
 from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
 from img2npz.preprocess import FAILURE_HEADER
 from img2npz.sharding import path_sort_key
+from img2npz.splits import group_function
 from img2npz.tsv import unescape_field
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,13 @@ REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "meta")
 FLOAT_TOLERANCE = 1e-2
 
 
-SOFT_CHECKS = ("class_counts", "duplicate_images", "constant_images")  # warn; validate.fail_on makes them fail
+SOFT_CHECKS = (
+    "class_counts",
+    "duplicate_images",
+    "constant_images",
+    "split_fractions",
+)  # warn; validate.fail_on makes them fail
+SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sigmas, if more)
 LISTED = 50  # duplicate groups (and paths per group) / constant images named in validation.json and the report
 
 
@@ -248,6 +256,80 @@ class Findings:
     class_counts: list[int]
     duplicates: list[list[str]]
     constant: list[str]
+    fingerprints: np.ndarray
+    split_names: list[str] = field(default_factory=list)
+    split: np.ndarray | None = None  # int8 per row, when the dataset has splits
+    split_class_counts: list[list[int]] = field(default_factory=list)  # [split][class]
+
+
+def _split_checks(
+    npz: str, layouts: dict, meta: dict, labels: np.ndarray, classes: int, groups: list[list[int]]
+) -> tuple[list[Check], list[str], np.ndarray | None, list[list[int]]]:
+    """Leakage between splits: the same pixels in two splits, or one group in two splits; and how
+    close each split came to its fraction."""
+    if "split" not in layouts:
+        return [], [], None, []
+    names = read_array(npz, "splits", layouts["splits"]).tolist()
+    split = read_array(npz, "split", layouts["split"])
+    config = meta.get("splits", {})
+    checks = []
+    bad = int(((split < 0) | (split >= len(names))).sum())
+    checks.append(
+        Check("split_values", bad == 0 and len(split) == len(labels), {"out_of_range": bad}, [0, len(names) - 1])
+    )
+    paths = layouts["paths"]
+    leaks = [group for group in groups if len(set(split[group].tolist())) > 1]
+    examples = [
+        [
+            f"{path} ({names[split[row]]})"
+            for path, row in zip(_paths_of(npz, paths, group[:LISTED]), group, strict=False)
+        ]
+        for group in leaks[:LISTED]
+    ]
+    checks.append(Check("split_duplicates", not leaks, {"groups": len(leaks), "examples": examples}, 0))
+    key = group_function(config.get("group_by", "path"))
+    first_split: dict[str, int] = {}
+    straddling: dict[str, set[int]] = {}
+    for chunk_start, chunk in _path_chunks(npz, paths):
+        for offset, path in enumerate(chunk):
+            group, where = key(path), int(split[chunk_start + offset])
+            if first_split.setdefault(group, where) != where:
+                straddling.setdefault(group, {first_split[group]}).add(where)
+    listed = {group: sorted(names[i] for i in where) for group, where in list(straddling.items())[:LISTED]}
+    checks.append(
+        Check(
+            "split_groups",
+            not straddling,
+            {"groups": len(first_split), "in_two_or_more": len(straddling), "examples": listed},
+            0,
+        )
+    )
+    per_split = np.bincount(split[split >= 0], minlength=len(names)) if len(split) else np.zeros(len(names), int)
+    matrix = [
+        np.bincount(labels[(split == number) & (labels >= 0)], minlength=classes).tolist()
+        for number in range(len(names))
+    ]
+    total = max(int(per_split.sum()), 1)
+    wanted = config.get("fractions", {})
+    drift = {name: round(per_split[i] / total - wanted.get(name, 0.0), 4) for i, name in enumerate(names)}
+    tolerance = max(SPLIT_TOLERANCE, 3 * max((f * (1 - f) / total) ** 0.5 for f in wanted.values()) if wanted else 0)
+    checks.append(
+        Check(
+            "split_fractions",
+            all(abs(d) <= tolerance for d in drift.values()),
+            {"counts": dict(zip(names, per_split.tolist(), strict=True)), "drift": drift},
+            {"fractions": wanted, "tolerance": round(tolerance, 4)},
+            "soft",
+        )
+    )
+    return checks, names, split, matrix
+
+
+def _path_chunks(npz: str, layout):
+    start = 0
+    for chunk in iter_chunks(npz, "paths", layout=layout):
+        yield start, chunk.tolist()
+        start += len(chunk)
 
 
 def _paths_of(npz: str, layout, rows: list[int]) -> list[str]:
@@ -379,10 +461,16 @@ def run_checks(
             {"pixel": pixel},
         )
     )
+    split_checks, split_names, split, split_matrix = _split_checks(
+        npz, layouts, meta, label_values, len(class_names), groups
+    )
+    checks.extend(split_checks)
     for check in checks:
         if check.name in limits.fail_on:
             check.severity = "hard"
-    return checks, Findings(meta, class_names, label_values, class_counts, duplicates, constant)
+    findings = Findings(meta, class_names, label_values, class_counts, duplicates, constant, scan.fingerprints)
+    findings.split_names, findings.split, findings.split_class_counts = split_names, split, split_matrix
+    return checks, findings
 
 
 def failure_groups(failures: str, examples: int = 3) -> list[dict]:
@@ -414,6 +502,22 @@ class ReportFiles:
     histograms: str | os.PathLike
     html: str | os.PathLike
     failed_html: str | os.PathLike | None = None  # a copy kept where a failed job's outputs are not deleted
+    changes: str | os.PathLike | None = None  # changes.tsv, against the catalogue of the last checked dataset
+    catalogue: str | os.PathLike | None = None
+
+
+def _change_report(npz: str, findings: Findings, files: ReportFiles, shards: dict[str, int]) -> Catalogue:
+    layouts = array_layout(npz)
+    paths = read_array(npz, "paths", layouts["paths"]).tolist()
+    names = [findings.classes[label] if label >= 0 else "" for label in findings.labels.tolist()]
+    splits = (
+        [findings.split_names[i] for i in findings.split.tolist()] if findings.split is not None else [""] * len(paths)
+    )
+    current = Catalogue(findings.meta.get("images_sha256", ""), paths, names, splits, findings.fingerprints, shards)
+    catalogue = compare(Catalogue.load(files.catalogue), current)
+    write_changes(files.changes, catalogue)
+    catalogue.save(files.catalogue)
+    return catalogue
 
 
 def draw_pictures(npz: str, pixel: dict, samples: int, findings: Findings, files: ReportFiles) -> None:
@@ -472,6 +576,7 @@ def validate_dataset(
     samples: int,
     out_json: str | os.PathLike,
     files: ReportFiles,
+    shards: dict[str, int] | None = None,
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
     end when a hard check failed (soft ones only warn)."""
@@ -488,6 +593,10 @@ def validate_dataset(
     write_bytes_atomic(out_json, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     if findings is not None:
         draw_pictures(npz, pixel, samples, findings, files)
+        changes = _change_report(npz, findings, files, shards or {}) if files.changes is not None else None
+        split_table = [
+            (name, sum(row), *row) for name, row in zip(findings.split_names, findings.split_class_counts, strict=True)
+        ]
         page = htmlreport.render(
             _summary(npz, failures, pixel, findings, checks),
             document["checks"],
@@ -495,6 +604,8 @@ def validate_dataset(
             list(zip(findings.classes, findings.class_counts, strict=True)),
             failure_groups(failures),
             {"duplicate_images": findings.duplicates, "constant_images": [[p] for p in findings.constant]},
+            splits=(["split", "images", *findings.classes], split_table) if split_table else None,
+            changes=changes,
         )
     else:
         page = htmlreport.render([], document["checks"], {}, [], [], {})

@@ -20,5 +20,7 @@ rule merge_npz:
     params:
         pixel=PIXEL,
         compress=config["merge"]["compress"],
+        splits=config["splits"],
+        group_by=config["group_by"],
     script:
         "../../scripts/merge_npz.py"

@@ -8,6 +8,7 @@ rule validate_report:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
         images="results/index/images.parquet",
+        shards=all_shard_npzs,
     output:
         json="results/validation.json",
         samples=report(
@@ -30,6 +31,14 @@ rule validate_report:
             caption="../report/index.rst",
             category="Dataset",
         ),
+        changes=report(
+            "results/report/changes.tsv",
+            caption="../report/changes.rst",
+            category="Dataset",
+        ),
+        # What the last checked dataset held, to report the next run's changes against; kept
+        # across runs (update) and restored by Snakemake when a run fails.
+        catalogue=update("results/report/catalogue.npz"),
     log:
         main="results/logs/validate_report.log",
         html="results/logs/validate_report.html",
