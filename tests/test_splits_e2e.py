@@ -35,13 +35,14 @@ def test_splits_never_move_and_every_run_reports_its_changes(tmp_path):
     source = tmp_path / "src"
     for i in range(120):
         save(image(i), source / ("cats" if i % 3 else "dogs") / f"{i:03d}.png")
-    config = write_config(
-        tmp_path / "config.yaml",
-        source=str(source),
-        image={"size": [8, 8]},
-        shards={"target_images": 10, "min_images": 2, "max_images": 25},
-        splits=SPLITS,
-    )
+
+    def config_file(name, **extra):
+        shards = {"target_images": 10, "min_images": 2, "max_images": 25}
+        return write_config(
+            tmp_path / name, source=str(source), image={"size": [8, 8]}, shards=shards, splits=SPLITS, **extra
+        )
+
+    config = config_file("config.yaml")
     work = tmp_path / "work"
     run_snakemake(work, config)
     before = splits_of(work)
@@ -82,13 +83,6 @@ def test_splits_never_move_and_every_run_reports_its_changes(tmp_path):
     page = (work / "results" / "report" / "index.html").read_text()
     assert "Changes since the previous dataset" in page and "Splits (images per split and class)" in page
 
-    relaxed = write_config(
-        tmp_path / "relaxed.yaml",
-        source=str(source),
-        image={"size": [8, 8]},
-        shards={"target_images": 10, "min_images": 2, "max_images": 25},
-        splits=SPLITS,
-        validate={"max_failure_fraction": 0.5},
-    )
+    relaxed = config_file("relaxed.yaml", validate={"max_failure_fraction": 0.5})
     run_snakemake(work, relaxed)  # only validation reruns: the dataset did not change
     assert changes(work) == rows
