@@ -120,17 +120,11 @@ def _copy_failures(shards: Sequence[ShardSummary], out_path: str | os.PathLike) 
     return count
 
 
-def _write_splits(
-    writer: NpzWriter, summaries: Sequence[ShardSummary], total: int, splits: Mapping[str, float], group_by: str
-) -> dict:
-    counts = np.zeros(len(splits), np.int64)
-    with writer.stream("split", np.int8, (total,)) as member:
-        for shard in summaries:
-            split = assign(read_array(shard.npz, "paths", shard.layouts["paths"]).tolist(), splits, group_by)
-            counts += np.bincount(split, minlength=len(splits))
-            member.write(split)
+def _write_splits(writer: NpzWriter, split: np.ndarray, splits: Mapping[str, float], group_by: str) -> dict:
+    writer.add("split", split)
     writer.add("splits", np.array(list(splits), dtype=str))
-    return {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts.tolist(), strict=True))}
+    counts = np.bincount(split, minlength=len(splits)).tolist()
+    return {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts, strict=True))}
 
 
 def merge_shards(
@@ -177,10 +171,16 @@ def merge_shards(
                 names = read_array(shard.npz, "class_names", shard.layouts["class_names"])
                 member.write(_label_array(names, class_index, shard.npz))
         writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
+        split = np.empty(total if splits else 0, np.int8)  # a byte an image, decided in the paths pass
+        start = 0
         with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
             for shard in summaries:
-                member.write(read_array(shard.npz, "paths", shard.layouts["paths"]).astype(f"<U{path_chars}"))
-        split_meta = _write_splits(writer, summaries, total, splits, group_by) if splits else None
+                paths = read_array(shard.npz, "paths", shard.layouts["paths"])
+                member.write(paths.astype(f"<U{path_chars}"))
+                if splits:
+                    split[start : start + len(paths)] = assign(paths.tolist(), splits, group_by)
+                start += len(paths)
+        split_meta = _write_splits(writer, split, splits, group_by) if splits else None
         failures = _copy_failures(summaries, out_failures)
         mean, std = channel_stats(histogram)
         meta = {

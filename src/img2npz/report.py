@@ -6,7 +6,7 @@ data by the constants below, so tests can predict them.
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 from collections.abc import Sequence
 
@@ -29,6 +29,7 @@ CHANNEL_COLOURS = ((220, 60, 60), (60, 180, 60), (70, 110, 230))
 FONT_SIZE = 12
 
 
+@functools.cache
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's bundled font at a readable size (its tiny bitmap font where FreeType is missing)."""
     return ImageFont.load_default(size=FONT_SIZE)
@@ -78,23 +79,6 @@ def _tile(pixels: np.ndarray) -> Image.Image:
         return tile.resize((tile.width * factor, tile.height * factor), Image.Resampling.NEAREST)
     tile.thumbnail((TILE, TILE), Image.Resampling.BICUBIC)
     return tile
-
-
-def sample_grid(images: np.ndarray, captions: Sequence[str]) -> Image.Image:
-    """Tiles of at most TILE pixels a side, each with its caption underneath."""
-    count = len(images)
-    columns = max(1, math.ceil(math.sqrt(count)))
-    rows = max(1, math.ceil(count / columns))
-    cell_w, cell_h = TILE + GAP, TILE + CAPTION + GAP
-    grid = Image.new("RGB", (columns * cell_w + GAP, rows * cell_h + GAP), BACKGROUND)
-    draw = ImageDraw.Draw(grid)
-    for slot, (pixels, caption) in enumerate(zip(images, captions, strict=True)):
-        tile = _tile(pixels)
-        x = GAP + (slot % columns) * cell_w
-        y = GAP + (slot // columns) * cell_h
-        grid.paste(tile, (x + (TILE - tile.width) // 2, y + (TILE - tile.height) // 2))
-        draw.text((x + 2, y + TILE + 1), caption[:20], fill=TEXT, font=_font())
-    return grid
 
 
 def class_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], int]]) -> Image.Image:

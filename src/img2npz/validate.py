@@ -1,9 +1,10 @@
 """validate-report: prove that ``dataset.npz`` keeps the contract, and draw what is in it.
 
-Each check records its name, whether it passed, the measured value and the threshold in
-``validation.json``. Images are streamed (sha256 and value range in one pass); the path lists of the
-dataset, the failure file and the index are walked together in their shared sorted order, so memory
-stays bounded by a chunk, never by the number of images.
+Each check records its name, whether it passed, the measured value, the threshold and its
+severity in ``validation.json``. Images are streamed once (sha256, range, a 16-byte fingerprint and
+a one-colour test per row); the path lists of the dataset, the failure file and the index are walked
+together in their shared sorted order. Memory holds a few dozen bytes per image (labels,
+fingerprints, the change catalogue's paths), never the pixels.
 """
 
 from __future__ import annotations
@@ -35,12 +36,8 @@ REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "meta")
 FLOAT_TOLERANCE = 1e-2
 
 
-SOFT_CHECKS = (
-    "class_counts",
-    "duplicate_images",
-    "constant_images",
-    "split_fractions",
-)  # warn; validate.fail_on makes them fail
+# These warn; validate.fail_on makes them fail. Every other check fails the run.
+SOFT_CHECKS = ("class_counts", "duplicate_images", "constant_images", "split_fractions")
 SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sigmas, if more)
 LISTED = 50  # duplicate groups (and paths per group) / constant images named in validation.json and the report
 
@@ -304,7 +301,7 @@ def _split_checks(
             0,
         )
     )
-    per_split = np.bincount(split[split >= 0], minlength=len(names)) if len(split) else np.zeros(len(names), int)
+    per_split = np.bincount(split[split >= 0], minlength=len(names))
     matrix = [
         np.bincount(labels[(split == number) & (labels >= 0)], minlength=classes).tolist()
         for number in range(len(names))
@@ -319,7 +316,6 @@ def _split_checks(
             all(abs(d) <= tolerance for d in drift.values()),
             {"counts": dict(zip(names, per_split.tolist(), strict=True)), "drift": drift},
             {"fractions": wanted, "tolerance": round(tolerance, 4)},
-            "soft",
         )
     )
     return checks, names, split, matrix
@@ -339,7 +335,7 @@ def _paths_of(npz: str, layout, rows: list[int]) -> list[str]:
 def _class_check(names: list[str], labels: np.ndarray, label_mode: str, limits: Thresholds) -> tuple[Check, list[int]]:
     counts = np.bincount(labels[labels >= 0], minlength=len(names)).tolist() if names else []
     if label_mode == "none" or not names:
-        return Check("class_counts", True, "unlabelled", None, "soft"), counts
+        return Check("class_counts", True, "unlabelled"), counts
     below = [name for name, n in zip(names, counts, strict=True) if n < limits.min_class_images]
     smallest, largest = min(counts), max(counts)
     imbalance = largest / smallest if smallest else None  # None: some class is empty
@@ -354,7 +350,7 @@ def _class_check(names: list[str], labels: np.ndarray, label_mode: str, limits: 
         "imbalance": round(imbalance, 3) if imbalance is not None else None,
     }
     threshold = {"min_class_images": limits.min_class_images, "max_class_imbalance": limits.max_class_imbalance}
-    return Check("class_counts", passed, value, threshold, "soft"), counts
+    return Check("class_counts", passed, value, threshold), counts
 
 
 def run_checks(
@@ -419,13 +415,10 @@ def run_checks(
             not groups,
             {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": duplicates},
             0,
-            "soft",
         )
     )
     constant = _paths_of(npz, paths, scan.constant[:LISTED])
-    checks.append(
-        Check("constant_images", not scan.constant, {"images": len(scan.constant), "examples": constant}, 0, "soft")
-    )
+    checks.append(Check("constant_images", not scan.constant, {"images": len(scan.constant), "examples": constant}, 0))
 
     disorder, example = _paths_unique_sorted(npz, paths)
     checks.append(
@@ -466,10 +459,19 @@ def run_checks(
     )
     checks.extend(split_checks)
     for check in checks:
-        if check.name in limits.fail_on:
-            check.severity = "hard"
-    findings = Findings(meta, class_names, label_values, class_counts, duplicates, constant, scan.fingerprints)
-    findings.split_names, findings.split, findings.split_class_counts = split_names, split, split_matrix
+        check.severity = "soft" if check.name in SOFT_CHECKS and check.name not in limits.fail_on else "hard"
+    findings = Findings(
+        meta,
+        class_names,
+        label_values,
+        class_counts,
+        duplicates,
+        constant,
+        scan.fingerprints,
+        split_names,
+        split,
+        split_matrix,
+    )
     return checks, findings
 
 
