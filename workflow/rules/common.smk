@@ -112,19 +112,20 @@ def shard_runtime(wildcards, attempt):
     return int(10 + SHARD_BOUNDS[2] * SLOW_SECONDS_PER_IMAGE / 60) * attempt
 
 
-def indexed_images():
-    """Images the index found (the footer of images.parquet; read after the checkpoint ran)."""
-    import pyarrow.parquet as pq
-
-    images = checkpoints.index_images.get().output.images
-    return pq.ParquetFile(images).metadata.num_rows
+def indexed_images_at_most():
+    """An upper bound on the images the index found: shards x shards.max_images. No file is read,
+    and pyarrow stays out of the main process (imported there, it made Snakemake hang on SIGTERM
+    now and then)."""
+    return len(shard_ids()) * SHARD_BOUNDS[2]
 
 
 def dataset_runtime(wildcards, attempt):
     """Minutes to copy (merge) or read (validate) the whole dataset at a slow file system's speed."""
-    return int(10 + indexed_images() * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
+    return (
+        int(10 + indexed_images_at_most() * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
+    )
 
 
 def validate_mem_mb(wildcards, attempt):
     """Flat except for per-image arrays: labels and fingerprints, 24 bytes an image, and paths."""
-    return int(1000 + indexed_images() * 600 / 2**20) * attempt
+    return int(1000 + indexed_images_at_most() * 600 / 2**20) * attempt

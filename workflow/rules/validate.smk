@@ -8,7 +8,7 @@ rule validate_report:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
         images="results/index/images.parquet",
-        shards=all_shard_npzs,
+        manifests="results/index/shards",
     output:
         json="results/validation.json",
         samples=report(
@@ -52,5 +52,6 @@ rule validate_report:
         pixel=PIXEL,
         labels=LABEL_MODE,
         limits=config["validate"],
+        shards=lambda wildcards: all_shard_npzs(wildcards),
     script:
         "../../scripts/validate_report.py"
