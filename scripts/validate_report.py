@@ -30,5 +30,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
             output.changes,
             output.catalogue,
         ),
-        shards=shard_mtimes(list(params.shards)),
+        shards=shard_mtimes(list(inputs.shards)),
     )

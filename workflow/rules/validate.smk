@@ -8,7 +8,7 @@ rule validate_report:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
         images="results/index/images.parquet",
-        manifests="results/index/shards",
+        shards=all_shard_npzs,
     output:
         json="results/validation.json",
         samples=report(
@@ -52,6 +52,5 @@ rule validate_report:
         pixel=PIXEL,
         labels=LABEL_MODE,
         limits=config["validate"],
-        shards=lambda wildcards: all_shard_npzs(wildcards),
     script:
         "../../scripts/validate_report.py"
