@@ -1,5 +1,6 @@
 """Rule merge_npz: stream all shards into results/dataset.npz."""
 
+from img2npz.changes import write_shard_table
 from img2npz.index import read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
@@ -17,3 +18,4 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         splits=dict(params.splits) if params.splits else None,
         group_by=params.group_by,
     )
+    write_shard_table(list(inputs.npzs), output.shards)

@@ -1,6 +1,6 @@
 """Rule validate_report: check results/dataset.npz, draw it and write the HTML report."""
 
-from img2npz.changes import shard_mtimes
+from img2npz.changes import read_shard_table
 from img2npz.joblog import rule_logging
 from img2npz.validate import ReportFiles, Thresholds, validate_dataset
 
@@ -30,5 +30,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
             output.changes,
             output.catalogue,
         ),
-        shards=shard_mtimes(list(inputs.shards)),
+        shards=read_shard_table(inputs.shards),
     )

@@ -1,4 +1,5 @@
 import json
+import os
 import random
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from conftest import build_dataset, save
 from PIL import Image
 
-from img2npz.changes import Catalogue, compare
+from img2npz.changes import Catalogue, compare, read_shard_table, write_shard_table
 from img2npz.config import ConfigError, validate_config
 from img2npz.splits import assign, group_function
 
@@ -94,6 +95,14 @@ def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
     ]
     same = compare(second, Catalogue("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
     assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
+
+
+def test_the_merge_notes_each_shard_npz_mtime_for_the_change_report(tmp_path):
+    for name, mtime in (("b", 2_000_000_123), ("a", 1_000_000_456)):
+        (tmp_path / f"{name}.npz").write_bytes(b"x")
+        os.utime(tmp_path / f"{name}.npz", ns=(mtime, mtime))
+    write_shard_table([str(tmp_path / "b.npz"), str(tmp_path / "a.npz")], tmp_path / "t.tsv")
+    assert read_shard_table(tmp_path / "t.tsv") == {"a": 1_000_000_456, "b": 2_000_000_123}
 
 
 def test_catalogue_round_trips(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from img2npz.atomic import atomic_output
 from img2npz.npzformat import write_npz
-from img2npz.tsv import write_tsv
+from img2npz.tsv import read_tsv, write_tsv
 
 CATALOGUE_FORMAT = "img2npz-catalogue/1"
 HEADER = ("what", "class", "split", "count")
@@ -91,9 +91,19 @@ class Catalogue:
             )
 
 
-def shard_mtimes(shard_npzs: list[str]) -> dict[str, int]:
-    """Shard id -> its npz's mtime: a shard rebuilt since the last check has a new one."""
-    return {os.path.basename(npz).removesuffix(".npz"): os.stat(npz).st_mtime_ns for npz in shard_npzs}
+SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns")
+
+
+def write_shard_table(shard_npzs: list[str], path: str | os.PathLike) -> None:
+    """Shard id -> its npz's mtime, noted by the merge: a shard rebuilt since the last check has a
+    new one. The merge notes it so validate-report need not list every shard npz as an input (with
+    10^3 inputs, Snakemake's job selection hung on SIGTERM now and then)."""
+    mtimes = sorted((os.path.basename(npz).removesuffix(".npz"), os.stat(npz).st_mtime_ns) for npz in shard_npzs)
+    write_tsv(path, SHARD_TABLE_HEADER, mtimes)
+
+
+def read_shard_table(path: str | os.PathLike) -> dict[str, int]:
+    return {shard: int(mtime) for shard, mtime in read_tsv(path, SHARD_TABLE_HEADER)}
 
 
 def compare(previous: Catalogue | None, current: Catalogue) -> Catalogue:

@@ -9,6 +9,8 @@ rule merge_npz:
     output:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
+        # shard id -> npz mtime, for validate-report's "shards rebuilt"
+        shards="results/dataset.shards.tsv",
     log:
         "results/logs/merge_npz.log",
     conda:

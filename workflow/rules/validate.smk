@@ -8,7 +8,7 @@ rule validate_report:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
         images="results/index/images.parquet",
-        shards=all_shard_npzs,
+        shards="results/dataset.shards.tsv",
     output:
         json="results/validation.json",
         samples=report(
