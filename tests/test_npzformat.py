@@ -109,11 +109,16 @@ def _sources(tmp_path, known_crc=False):
     return ranges, np.concatenate(parts)
 
 
+@pytest.mark.parametrize("release", [False, True])
 @pytest.mark.parametrize("way", ["kernel", "kernel-known-crc", "no-kernel-copy", "compressed", "in-memory"])
-def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, way):
+def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, way, release):
     ranges, expected = _sources(tmp_path, known_crc=way == "kernel-known-crc")
-    calls = []
+    sources = {r.path: open(r.path, "rb").read() for r in ranges}  # noqa: SIM115
+    calls, advice = [], []
     real_copy = os.copy_file_range
+
+    def posix_fadvise(fd, offset, length, what):
+        advice.append((os.readlink(f"/proc/self/fd/{fd}"), offset, length, what))
 
     def copy_file_range(*args):
         calls.append(args)
@@ -122,13 +127,14 @@ def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, w
         return real_copy(*args)
 
     monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    monkeypatch.setattr(os, "posix_fadvise", posix_fadvise)
     seen = hashlib.sha256()
     out = tmp_path / "out.npz"
     with open(out, "w+b") if way != "in-memory" else contextlib.nullcontext(io.BytesIO()) as handle:
         writer = NpzWriter(handle, compress=way == "compressed")
         writer.add("first", np.arange(3, dtype=np.int16))
         with writer.stream("images", np.uint8, expected.shape) as member:
-            member.copy_from(ranges, seen.update)
+            member.copy_from(ranges, seen.update, release=release)
         writer.add("last", np.array("after"))
         writer.close()
         if way == "in-memory":
@@ -140,6 +146,10 @@ def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, w
         assert np.array_equal(loaded["images"], expected)
         assert str(loaded["last"]) == "after"
     assert seen.hexdigest() == hashlib.sha256(expected.tobytes()).hexdigest()
+    # release: each copied source range is dropped from the page cache once, and never changed
+    wanted = [(r.path, r.offset, r.nbytes, os.POSIX_FADV_DONTNEED) for r in ranges if r.nbytes] if release else []
+    assert advice == wanted
+    assert {r.path: open(r.path, "rb").read() for r in ranges} == sources  # noqa: SIM115
 
 
 def test_copy_from_a_short_source_fails_and_names_it(tmp_path):

@@ -165,7 +165,8 @@ def merge_shards(
     with atomic_output(out_npz) as handle:
         writer = NpzWriter(handle, compress=compress)
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
-            member.copy_from([_image_bytes(shard) for shard in summaries], images_sha.update)
+            # each shard is read once here: release its pages for the copy's (npzformat.release_cache)
+            member.copy_from([_image_bytes(shard) for shard in summaries], images_sha.update, release=True)
         with writer.stream("labels", np.int64, (total,)) as member:
             for shard in summaries:
                 names = read_array(shard.npz, "class_names", shard.layouts["class_names"])
