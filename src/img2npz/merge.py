@@ -2,7 +2,8 @@
 
 Peak memory is bounded by a shard's small arrays plus one read chunk, never by the number of images:
 pass one reads only headers and path lists shard by shard, pass two copies the image bytes file to
-file in the kernel (``copy_file_range``, while a second thread hashes them) and the rest in chunks.
+file in the kernel (``copy_file_range``, while a second thread hashes them; each shard's page
+cache is released behind it, so the copy reuses those pages) and the rest in chunks.
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 

@@ -92,8 +92,8 @@ def release_cache(byte_range: ByteRange) -> None:
     """Ask the kernel to drop a copied range from the page cache (clean pages go at once).
 
     The copy's new pages are then taken from these instead of fresh memory, which is what costs
-    most where memory is short or a VM hands free pages back to its host (there, copying 3.9 GB
-    of just-built shards took 11 s without this and 4-5 s with it; bench/RESULTS.md).
+    most where memory is short or a VM hands free pages back to its host (on the bench VM, merging
+    3.9 GB of just-built shards took 11-12 s without this and 4-7 s with it).
     """
     if not hasattr(os, "posix_fadvise") or not byte_range.nbytes:
         return
