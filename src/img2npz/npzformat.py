@@ -133,7 +133,7 @@ def _kernel_copy(
         """Release the ranges that both the copy and the digest thread are done with."""
         if not release:
             return
-        done = min(copied, state["digested"] if thread is not None else copied)
+        done = min(copied, state["digested"])  # nothing is copied before the digest thread starts
         for byte_range in ranges[state["released"] : done]:
             release_cache(byte_range)
         state["released"] = max(state["released"], done)
