@@ -1,6 +1,8 @@
 import pytest
+import yaml
+from snakemake.cli import parse_config
 
-from img2npz.config import ConfigError, pixel_config, shard_bounds, validate_config
+from img2npz.config import ConfigError, coerce, load_schema, pixel_config, shard_bounds, validate_config
 
 
 def test_defaults_fill_every_key():
@@ -67,3 +69,116 @@ def test_normalize_with_float_dtype_is_accepted():
     norm = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
     config = validate_config({"image": {"dtype": "float32", "normalize": norm}})
     assert pixel_config(config)["normalize"] == norm
+
+
+# A value for every key of the schema, none of them the default: what a user may set.
+EVERY_KEY = {
+    "source": "data/pets",
+    "extensions": [".jpg", ".webp"],
+    "labels": "none",
+    "splits": {"train": 0.8, "val": 0.1, "test": 0.1},
+    "group_by": "^[^/]+/(subject\\d+)_",
+    "image": {
+        "size": [128, 96],
+        "resize": "pad",
+        "dtype": "float32",
+        "background": [0, 10, 20],
+        "normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]},
+    },
+    "preprocess": {"image_timeout_s": 2.5, "max_image_pixels": 1000000},
+    "shards": {"target_images": 500, "min_images": 10, "max_images": 2000},
+    "merge": {"compress": True},
+    "validate": {
+        "max_failure_fraction": 0.1,
+        "samples": 16,
+        "min_class_images": 3,
+        "max_class_imbalance": 4.5,
+        "fail_on": ["class_counts", "split_fractions"],
+    },
+}
+
+
+def _leaves(value, schema, prefix=""):
+    """Dotted names of the schema's named keys that ``value`` sets."""
+    for key, sub in schema.get("properties", {}).items():
+        if isinstance(value, dict) and key in value:
+            yield f"{prefix}{key}"
+            yield from _leaves(value[key], sub, f"{prefix}{key}.")
+
+
+def _schema_keys(schema, prefix=""):
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{prefix}{key}"
+        yield from _schema_keys(sub, f"{prefix}{key}.")
+
+
+def command_line(key: str, value) -> str:
+    """``key=value`` as a user types it after ``--config`` (nested values in YAML flow style)."""
+    if isinstance(value, dict | list):
+        return f"{key}={yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()}"
+    return f"{key}={value}"
+
+
+def test_every_key_example_sets_every_schema_key():
+    schema = load_schema()
+    assert set(_schema_keys(schema)) == set(_leaves(EVERY_KEY, schema))
+
+
+@pytest.mark.parametrize("key", list(EVERY_KEY))
+def test_command_line_gives_what_the_configfile_gives(key):
+    from_file = validate_config({key: EVERY_KEY[key]})
+    from_cli = validate_config(parse_config([command_line(key, EVERY_KEY[key])]))
+    assert from_cli == from_file
+    assert from_cli[key] == EVERY_KEY[key]
+
+
+def test_readme_splits_command_line():
+    # README: snakemake --cores all --config 'splits={train: 0.8, val: 0.1, test: 0.1}'
+    raw = parse_config(["splits={train: 0.8, val: 0.1, test: 0.1}"])
+    assert raw["splits"] == {"train": "0.8", "val": "0.1", "test": "0.1"}  # what Snakemake hands over
+    assert validate_config(raw)["splits"] == {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "expected"),
+    [
+        ("splits=null", ("splits",), None),
+        ("shards={target_images: 50, min_images: null}", ("shards", "min_images"), None),
+        ("image={dtype: float16, normalize: null}", ("image", "normalize"), None),
+        ("merge={compress: true}", ("merge", "compress"), True),
+        ("validate={fail_on: [constant_images]}", ("validate", "fail_on"), ["constant_images"]),
+    ],
+)
+def test_command_line_nulls_booleans_and_lists(entry, path, expected):
+    value = validate_config(parse_config([entry]))
+    for key in path:
+        value = value[key]
+    assert value == expected
+
+
+def test_bad_value_inside_a_free_form_map_names_the_key():
+    with pytest.raises(ConfigError, match=r"'splits\.val'"):
+        validate_config(parse_config(["splits={train: 0.8, val: lots}"]))
+
+
+def test_coerce_walks_every_shape_a_schema_can_give():
+    schema = {
+        "type": "object",
+        "properties": {
+            "pair": {
+                "type": "array",
+                "prefixItems": [{"type": "string"}, {"type": "number"}],
+                "items": {"type": "integer"},
+            }
+        },
+        "patternProperties": {"^n_": {"type": "integer"}},
+        "additionalProperties": {"type": "boolean"},
+    }
+    raw = {"pair": ["7", "2.5", "4", "5"], "n_files": "3", "verbose": "true"}
+    assert coerce(raw, schema) == {"pair": ["7", 2.5, 4, 5], "n_files": 3, "verbose": True}
+
+
+def test_strings_stay_strings_where_the_schema_allows_them():
+    schema = {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
+    assert coerce({"a": "1.5", "b": "null"}, schema) == {"a": "1.5", "b": "null"}
+    assert validate_config(parse_config(["labels=true"]))["labels"] == "true"

@@ -38,19 +38,43 @@ def _types(schema: dict) -> set[str]:
 
 
 def coerce(value: Any, schema: dict) -> Any:
-    """Parse strings as YAML where the schema wants something other than a string."""
+    """Parse strings as YAML where the schema wants something other than a string.
+
+    Walks every shape the schema can give a value: named ``properties``, ``patternProperties`` and
+    ``additionalProperties`` (maps whose keys the user chooses, such as ``splits``), ``prefixItems``
+    and ``items``. Where a string is allowed, a string is left alone.
+    """
     types = _types(schema)
     if isinstance(value, str) and types and "string" not in types:
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
-    if isinstance(value, dict) and "properties" in schema:
-        props = schema["properties"]
-        return {key: coerce(item, props[key]) if key in props else item for key, item in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [coerce(item, schema["items"]) for item in value]
+    if isinstance(value, dict):
+        return {key: coerce(item, _member_schema(schema, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [coerce(item, _item_schema(schema, number)) for number, item in enumerate(value)]
     return value
+
+
+def _member_schema(schema: dict, key: str) -> dict:
+    """The schema of map member ``key``, or ``{}`` (no coercion) where the schema names none."""
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]
+    for pattern, sub in schema.get("patternProperties", {}).items():
+        if re.search(pattern, key):
+            return sub
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else {}
+
+
+def _item_schema(schema: dict, number: int) -> dict:
+    """The schema of list item ``number``, or ``{}``."""
+    prefix = schema.get("prefixItems", [])
+    if number < len(prefix):
+        return prefix[number]
+    items = schema.get("items")
+    return items if isinstance(items, dict) else {}
 
 
 def fill_defaults(value: Any, schema: dict) -> Any:
