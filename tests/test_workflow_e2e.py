@@ -5,7 +5,17 @@ import os
 
 import numpy as np
 import pytest
-from conftest import asymmetric, jobs_run, run_snakemake, save, solid, with_orientation, write_config
+from conftest import (
+    asymmetric,
+    jobs_run,
+    make_tree,
+    run_snakemake,
+    save,
+    shards_run,
+    solid,
+    with_orientation,
+    write_config,
+)
 from PIL import Image
 
 from img2npz.tsv import read_tsv
@@ -197,3 +207,22 @@ def test_demo_runs_from_the_shipped_config(tmp_path, repo):
     assert (results / "report" / "samples.png").stat().st_size > 10_000
     again = run_snakemake(tmp_path / "work", repo / "config.yaml")
     assert jobs_run(again) == []
+
+
+def test_back_to_the_demo_after_another_source_plans_no_vanishing_shard(tmp_path, repo):
+    """The index rewrites the manifests when the source changes: no shard job of the old manifests
+    may be planned beside it (one was, with the demo behind its checkpoint, and failed on a cluster
+    once the index had deleted its manifest). Dry runs work before and after the index."""
+    work, config = tmp_path / "work", repo / "config.yaml"
+    small = ("--config", "image={size: [16, 16]}")
+    fresh = run_snakemake(work, config, *small, "--dry-run")  # resources known before the index ran
+    assert jobs_run(fresh)[:3] == ["demo_source", "index_images", "merge_npz"]
+    run_snakemake(work, config, *small)
+    demo_bytes = (work / "results" / "dataset.npz").read_bytes()
+    make_tree(tmp_path / "other")
+    run_snakemake(work, config, *small, f"source={tmp_path / 'other'}")
+    planned = run_snakemake(work, config, *small, "--dry-run", cores=4)
+    assert "index_images" in jobs_run(planned) and "preprocess_shard" not in jobs_run(planned)
+    back = run_snakemake(work, config, *small, cores=4)
+    assert shards_run(back) == []  # the demo's own shards are still there, for the same pixels
+    assert (work / "results" / "dataset.npz").read_bytes() == demo_bytes

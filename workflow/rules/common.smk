@@ -3,6 +3,8 @@
 import glob
 import os
 
+from snakemake.exceptions import IncompleteCheckpointException
+
 from img2npz.config import (
     ConfigError,
     DEMO_SOURCE,
@@ -68,10 +70,19 @@ def saved_fingerprint():
 
 
 def index_inputs(wildcards):
-    """The labels CSV when there is one; the generated demo tree when it is the source."""
+    """The labels CSV when there is one; the generated demo tree when it is the source.
+
+    Through the demo checkpoint only while the demo does not exist yet (it is written whole, by a
+    rename). Once it exists, a plain input: with one checkpoint behind another, Snakemake takes the
+    old shard manifests as final while the index is about to rewrite them, and plans jobs for
+    shards that are about to vanish (seen when a folder went back to the demo from another source).
+    """
     inputs = []
     if config["source"] == DEMO_SOURCE:
-        inputs.append(checkpoints.demo_source.get().output[0])
+        exists = os.path.isdir(DEMO_SOURCE)
+        inputs.append(
+            DEMO_SOURCE if exists else checkpoints.demo_source.get().output[0]
+        )
     if LABEL_MODE == "csv":
         inputs.append(config["labels"])
     return inputs
@@ -120,8 +131,13 @@ def shard_runtime(wildcards, attempt):
 def indexed_images_at_most():
     """An upper bound on the images the index found: shards x shards.max_images. No file is read,
     and pyarrow stays out of the main process (imported there, it made Snakemake hang on SIGTERM
-    now and then)."""
-    return len(shard_ids()) * SHARD_BOUNDS[2]
+    now and then). 0 while the index is yet to run: a dry run prints the jobs after it before
+    any shard is known (and Snakemake fails on a resource function that raises there).
+    """
+    try:
+        return len(shard_ids()) * SHARD_BOUNDS[2]
+    except IncompleteCheckpointException:
+        return 0
 
 
 def dataset_runtime(wildcards, attempt):
