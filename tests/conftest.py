@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,24 @@ def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, sp
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+SLURM_STATE = "/tmp/img2npz-slurm"  # tests/slurm/start-cluster.sh's default: the README's commands use it
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """The one-node SLURM cluster of tests/slurm (Debian's slurmctld, slurmd and munge, as root),
+    stopped at the end unless it was up before. Skips without it, or fails when
+    IMG2NPZ_REQUIRE_SLURM is set (.ci/run installs it)."""
+    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(tool) is None]
+    problem = f"missing {', '.join(missing)}" if missing else ("needs root" if os.geteuid() else None)
+    if problem and os.environ.get("IMG2NPZ_REQUIRE_SLURM"):
+        pytest.fail(f"SLURM test cluster: {problem}, and IMG2NPZ_REQUIRE_SLURM is set (.ci/run installs it)")
+    if problem:
+        pytest.skip(f"SLURM test cluster: {problem} (apt-get install slurmctld slurmd slurm-client munge)")
+    was_up = subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count("UP") > 0
+    subprocess.run(["bash", REPO / "tests" / "slurm" / "start-cluster.sh", SLURM_STATE], check=True, timeout=120)
+    yield SLURM_STATE
+    if not was_up:
+        subprocess.run(["bash", REPO / "tests" / "slurm" / "stop-cluster.sh", SLURM_STATE], check=True, timeout=120)

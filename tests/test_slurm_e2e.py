@@ -3,9 +3,7 @@ slurmctld, slurmd and munge, installed by .ci/run), the workflow submitted throu
 ``snakemake --profile profiles/slurm`` and Snakemake's SLURM executor plugin."""
 
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -13,7 +11,6 @@ from conftest import REPO, make_tree, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-STATE = "/tmp/img2npz-slurm"
 # The test cluster has no accounting (sacct) and no accounts: ask squeue for job states.
 LOCAL_CLUSTER = (
     "--slurm-status-command",
@@ -28,27 +25,12 @@ def sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(tool) is None]
-    problem = f"missing {', '.join(missing)}" if missing else ("needs root" if os.geteuid() else None)
-    if problem and os.environ.get("IMG2NPZ_REQUIRE_SLURM"):
-        pytest.fail(f"SLURM test cluster: {problem}, and IMG2NPZ_REQUIRE_SLURM is set (.ci/run installs it)")
-    if problem:
-        pytest.skip(f"SLURM test cluster: {problem} (apt-get install slurmctld slurmd slurm-client munge)")
-    was_up = subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count("UP") > 0
-    subprocess.run(["bash", REPO / "tests" / "slurm" / "start-cluster.sh", STATE], check=True, timeout=120)
-    yield
-    if not was_up:
-        subprocess.run(["bash", REPO / "tests" / "slurm" / "stop-cluster.sh", STATE], check=True, timeout=120)
-
-
 def job_field(job_id, field):
     shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
     return re.search(rf"\b{field}=(\S*)", shown).group(1)
 
 
-def test_the_workflow_runs_through_slurm_and_gives_the_local_bytes(cluster, tmp_path):
+def test_the_workflow_runs_through_slurm_and_gives_the_local_bytes(slurm_cluster, tmp_path):
     make_tree(tmp_path / "src", per_class=9)
     config = write_config(
         tmp_path / "config.yaml",

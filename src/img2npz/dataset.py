@@ -92,6 +92,18 @@ class NPZDataset(_ImageFolderLike):
     prefixed to ``samples`` paths (the ``source`` the dataset was built from), as ImageFolder does.
     ``split`` (a name from the config's ``splits``) keeps that split's rows only: an index array
     over the same mapped file, no copy of the images.
+
+    In the folder where the workflow built its demo tree (README command 1)::
+
+        >>> from img2npz import NPZDataset
+        >>> dataset = NPZDataset("results/dataset.npz")
+        >>> len(dataset), dataset.classes
+        (300, ['bubbles', 'checkers', 'rings', 'stripes', 'sunsets'])
+        >>> image, label = dataset[0]
+        >>> image.shape, image.dtype, dataset.classes[label]
+        (torch.Size([3, 256, 256]), torch.uint8, 'bubbles')
+        >>> dataset.samples[0]
+        ('bubbles/bubbles_000.jpg', 0)
     """
 
     def __init__(
@@ -167,6 +179,15 @@ class ShardedNPZDataset(_ImageFolderLike):
     index's ``classes.tsv`` (default: ``results/index/classes.tsv`` beside the shards folder).
     Shards do not record splits: for ``split``, pass the config's ``splits`` and ``group_by`` and
     the same rows as in the merged file are chosen (:mod:`img2npz.splits` is a pure function).
+
+    Beside the merged file, the same rows in the same order::
+
+        >>> from img2npz import NPZDataset, ShardedNPZDataset
+        >>> shards, merged = ShardedNPZDataset("results/shards"), NPZDataset("results/dataset.npz")
+        >>> len(shards) == len(merged) and shards.samples == merged.samples
+        True
+        >>> bool((shards[123][0] == merged[123][0]).all())
+        True
     """
 
     def __init__(
@@ -262,6 +283,18 @@ def normalizer(meta: dict):
 
     Mean and std are the dataset's own, from ``meta`` (computed exactly by the workflow). Do the
     division on the GPU: the DataLoader then moves a quarter of the bytes.
+
+    Over the whole dataset, every channel comes out with mean 0 and std 1::
+
+        >>> import torch
+        >>> from img2npz import NPZDataset, normalizer
+        >>> dataset = NPZDataset("results/dataset.npz")
+        >>> normalise = normalizer(dataset.meta)
+        >>> x = normalise(torch.stack([image for image, _ in dataset]))
+        >>> x.dtype, tuple(x.shape)
+        (torch.float32, (300, 3, 256, 256))
+        >>> bool(x.mean(dim=(0, 2, 3)).abs().max() < 1e-3), bool((x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3)
+        (True, True)
     """
     import torch
 
