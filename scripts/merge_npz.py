@@ -1,9 +1,11 @@
-"""Rule merge_npz: stream all shards into results/dataset.npz."""
+"""Rule merge_npz: stream all shards into results/dataset.npz, then prune the shards folder."""
 
 from img2npz.changes import write_shard_table
 from img2npz.index import read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
+from img2npz.preprocess import ShardStats
+from img2npz.reuse import prune
 
 with rule_logging(snakemake.log[0]):  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
@@ -18,4 +20,6 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         splits=dict(params.splits) if params.splits else None,
         group_by=params.group_by,
     )
-    write_shard_table(list(inputs.npzs), output.shards)
+    stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
+    write_shard_table(list(inputs.npzs), stats, output.shards)
+    prune(params.shards_dir, [(shard, s.first_path, s.last_path) for shard, s in stats.items()])

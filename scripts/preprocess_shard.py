@@ -4,7 +4,7 @@ from img2npz.joblog import rule_logging
 from img2npz.preprocess import process_shard
 
 with rule_logging(snakemake.log[0]):  # noqa: F821
-    process_shard(
+    stats = process_shard(
         manifest=snakemake.input.manifest,  # noqa: F821
         source=snakemake.params.source,  # noqa: F821
         pixel=dict(snakemake.params.pixel),  # noqa: F821
@@ -13,3 +13,4 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         timeout_s=snakemake.params.timeout_s,  # noqa: F821
         max_pixels=snakemake.params.max_pixels,  # noqa: F821
     )
+    stats.save(snakemake.output.stats)  # noqa: F821

@@ -90,7 +90,8 @@ def test_files_deleted_or_replaced_after_indexing_fail_and_the_shard_completes(t
     replaced = tmp_path / "src" / "red" / "01.png"
     replaced.write_bytes(replaced.read_bytes() + b"extra")
     [manifest] = (tmp_path / "m").iterdir()
-    stored, failed = process_shard(manifest, tmp_path / "src", DEFAULT_PIXEL, tmp_path / "s.npz", tmp_path / "f.tsv")
+    stats = process_shard(manifest, tmp_path / "src", DEFAULT_PIXEL, tmp_path / "s.npz", tmp_path / "f.tsv")
+    stored, failed = stats.images, stats.failures
     rows = {row[0]: row for row in read_tsv(tmp_path / "f.tsv", FAILURE_HEADER)}
     assert stored == 4 and failed == 3
     with np.load(tmp_path / "s.npz") as shard:  # a row per manifest line: decoded ones, then zero padding

@@ -7,8 +7,9 @@ import pytest
 from conftest import build_dataset, save
 from PIL import Image
 
-from img2npz.changes import Catalogue, compare, read_shard_table, write_shard_table
+from img2npz.changes import Catalogue, ShardRecord, compare, read_shard_table, write_shard_table
 from img2npz.config import ConfigError, validate_config
+from img2npz.preprocess import ShardStats
 from img2npz.splits import assign, group_function
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -85,24 +86,31 @@ def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
         "b", ["c/1", "d/3", "d/4", "e/5"], ["c", "d", "d", "e"], ["t"] * 4, changed[[0, 2, 3, 1]], {"s1": 1, "s2": 3}
     )
     second.fingerprints[3] = [99, 99]
-    second = compare(first, second)
+    work = {"s1": ShardRecord(1, 0, 7), "s2": ShardRecord(3, 5, 2)}  # s1 was not rebuilt: not counted
+    second = compare(first, second, work)
     assert second.rows == [
         ("added", "e", "t", 1),
         ("removed", "c", "t", 1),
         ("changed", "d", "t", 1),
         ("shards rebuilt", "", "", 1),
         ("shards in total", "", "", 2),
+        ("images decoded", "", "", 2),
+        ("images reused", "", "", 5),
     ]
     same = compare(second, Catalogue("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
     assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
 
 
-def test_the_merge_notes_each_shard_npz_mtime_for_the_change_report(tmp_path):
+def test_the_merge_notes_each_shard_npz_mtime_and_work_for_the_change_report(tmp_path):
     for name, mtime in (("b", 2_000_000_123), ("a", 1_000_000_456)):
         (tmp_path / f"{name}.npz").write_bytes(b"x")
         os.utime(tmp_path / f"{name}.npz", ns=(mtime, mtime))
-    write_shard_table([str(tmp_path / "b.npz"), str(tmp_path / "a.npz")], tmp_path / "t.tsv")
-    assert read_shard_table(tmp_path / "t.tsv") == {"a": 1_000_000_456, "b": 2_000_000_123}
+    stats = {"a": ShardStats(3, 1, 2, 2, "a/1", "a/4"), "b": ShardStats(5, 0, 0, 5, "b/1", "b/5")}
+    write_shard_table([str(tmp_path / "b.npz"), str(tmp_path / "a.npz")], stats, tmp_path / "t.tsv")
+    assert read_shard_table(tmp_path / "t.tsv") == {
+        "a": ShardRecord(1_000_000_456, 2, 2),
+        "b": ShardRecord(2_000_000_123, 0, 5),
+    }
 
 
 def test_catalogue_round_trips(tmp_path):

@@ -1,4 +1,5 @@
-"""What a run changed in the dataset: images added, removed and changed, and shards rebuilt.
+"""What a run changed in the dataset: images added, removed and changed, shards rebuilt, and the
+images their jobs decoded and reused.
 
 Snakemake deletes a job's outputs before it runs, so the previous ``dataset.npz`` is gone when its
 successor is checked. validate-report therefore keeps a small catalogue of the dataset it last
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from img2npz.atomic import atomic_output
 from img2npz.npzformat import write_npz
+from img2npz.preprocess import ShardStats
 from img2npz.tsv import read_tsv, write_tsv
 
 CATALOGUE_FORMAT = "img2npz-catalogue/1"
@@ -91,24 +94,37 @@ class Catalogue:
             )
 
 
-SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns")
+SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "reused", "decoded")
 
 
-def write_shard_table(shard_npzs: list[str], path: str | os.PathLike) -> None:
-    """Shard id -> its npz's mtime, noted by the merge: a shard rebuilt since the last check has a
-    new one. The merge notes it so validate-report need not list every shard npz as an input (with
-    10^3 inputs, Snakemake's job selection hung on SIGTERM now and then)."""
-    mtimes = sorted((os.path.basename(npz).removesuffix(".npz"), os.stat(npz).st_mtime_ns) for npz in shard_npzs)
-    write_tsv(path, SHARD_TABLE_HEADER, mtimes)
+@dataclass(frozen=True)
+class ShardRecord:
+    """One row of ``dataset.shards.tsv``: the npz's mtime, and the rows its job reused and decoded."""
+
+    mtime_ns: int
+    reused: int
+    decoded: int
 
 
-def read_shard_table(path: str | os.PathLike) -> dict[str, int]:
-    return {shard: int(mtime) for shard, mtime in read_tsv(path, SHARD_TABLE_HEADER)}
+def write_shard_table(shard_npzs: list[str], stats: Mapping[str, ShardStats], path: str | os.PathLike) -> None:
+    """Per shard, noted by the merge: its npz's mtime (a shard rebuilt since the last check has a
+    new one) and how its job got its rows. The merge notes it so validate-report need not list every
+    shard npz as an input (with 10^3 inputs, Snakemake's job selection hung on SIGTERM now and then)."""
+    rows = []
+    for npz in shard_npzs:
+        shard = os.path.basename(npz).removesuffix(".npz")
+        rows.append((shard, os.stat(npz).st_mtime_ns, stats[shard].reused, stats[shard].decoded))
+    write_tsv(path, SHARD_TABLE_HEADER, sorted(rows))
 
 
-def compare(previous: Catalogue | None, current: Catalogue) -> Catalogue:
+def read_shard_table(path: str | os.PathLike) -> dict[str, ShardRecord]:
+    return {shard: ShardRecord(*map(int, rest)) for shard, *rest in read_tsv(path, SHARD_TABLE_HEADER)}
+
+
+def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, ShardRecord] | None = None) -> Catalogue:
     """``current`` carrying the change rows against ``previous`` (everything added on a first run;
-    the previous rows again when the dataset is the same bytes)."""
+    the previous rows again when the dataset is the same bytes). ``work``: the shard table, whose
+    rebuilt shards' rows reused and decoded are the run's totals."""
     if previous is not None and previous.images_sha256 == current.images_sha256:
         current.rows, current.examples = previous.rows, previous.examples
         return current
@@ -133,15 +149,21 @@ def compare(previous: Catalogue | None, current: Catalogue) -> Catalogue:
             note("changed", path, now[0], now[1])
     for path, (name, split, _) in before.items():
         note("removed", path, name, split)
-    rebuilt = sum(
-        1 for shard, mtime in current.shards.items() if previous is None or previous.shards.get(shard) != mtime
-    )
+    rebuilt = [
+        shard for shard, mtime in current.shards.items() if previous is None or previous.shards.get(shard) != mtime
+    ]
+    work = work or {}
     order = {"added": 0, "removed": 1, "changed": 2}
     current.rows = [
         (what, name, split, n)
         for (what, name, split), n in sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1:]))
     ]
-    current.rows += [("shards rebuilt", "", "", rebuilt), ("shards in total", "", "", len(current.shards))]
+    current.rows += [
+        ("shards rebuilt", "", "", len(rebuilt)),
+        ("shards in total", "", "", len(current.shards)),
+        ("images decoded", "", "", sum(work[shard].decoded for shard in rebuilt if shard in work)),
+        ("images reused", "", "", sum(work[shard].reused for shard in rebuilt if shard in work)),
+    ]
     current.examples = examples
     return current
 

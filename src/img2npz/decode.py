@@ -36,6 +36,9 @@ TRANSPOSE_FOR_ORIENTATION = {
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 DRAFT_MARGIN = 2
+# Raise whenever a change here or in img2npz.resize changes the pixels of any image: shards built
+# before it are then decoded again instead of reused (img2npz.reuse).
+DECODER_VERSION = 1
 
 
 class ImageTimeout(TimeoutError):

@@ -6,10 +6,15 @@ decoding, so ``images`` has one row per manifest line: the decoded images first,
 then a zero row for each failure (``meta["images"]`` says how many rows are real; the merge copies
 only those). This module imports Pillow and numpy only (never torch), so a shard job starts fast.
 
+A rebuilt shard copies the rows it already had from the previous build (:mod:`img2npz.reuse`)
+and decodes only new and changed images; the bytes are those of a build from scratch.
+
 Shard ``.npz`` members (see :mod:`img2npz.npzformat`): ``images`` (rows, H, W, 3) in the configured
-dtype, ``paths`` and ``class_names`` (unicode, one per decoded image), ``histogram`` (int64, 3 x 256
-counts of the uint8 pixels, exact, so the merge can add shards up into a mean and std that never
-depend on the shard layout) and ``meta`` (JSON: the pixel config and counts).
+dtype, ``paths`` and ``class_names`` (unicode), ``sizes`` and ``mtimes_ns`` (int64: the file each row
+was decoded from, the reuse key), all one per decoded image; ``histogram`` (int64, 3 x 256 counts of
+the uint8 pixels, exact, so the merge can add shards up into a mean and std that never depend on the
+shard layout) and ``meta`` (JSON: the pixel config, the decoder key, the first and last manifest
+paths, counts). Beside it, ``{shard}.stats.json`` says how the job got its rows (:class:`ShardStats`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image
 
+from img2npz import reuse
 from img2npz.atomic import atomic_output
-from img2npz.decode import ImageFailure, load_rgb, one_line
+from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
 from img2npz.index import read_manifest
 from img2npz.npzformat import NpzWriter
 from img2npz.tsv import write_tsv
@@ -31,7 +39,7 @@ from img2npz.tsv import write_tsv
 log = logging.getLogger(__name__)
 
 FAILURE_HEADER = ("path", "stage", "error")
-SHARD_FORMAT = "img2npz-shard/2"
+SHARD_FORMAT = "img2npz-shard/3"
 
 
 def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> np.ndarray:
@@ -42,6 +50,55 @@ def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> n
     if normalize is not None:
         values = (values - np.asarray(normalize["mean"], np.float32)) / np.asarray(normalize["std"], np.float32)
     return values.astype(dtype)
+
+
+def uint8_of(stored: np.ndarray, dtype: str, normalize: dict | None) -> np.ndarray | None:
+    """The uint8 pixels that :func:`to_stored_dtype` turned into ``stored``, or None where they
+    cannot be recovered exactly (checked by converting them back), so a reused row's histogram is
+    the one its decoding gave."""
+    if dtype == "uint8":
+        return stored
+    values = stored.astype(np.float32)
+    if normalize is not None:
+        values = values * np.asarray(normalize["std"], np.float32) + np.asarray(normalize["mean"], np.float32)
+    pixels = np.clip(np.rint(values * np.float32(255)), 0, 255).astype(np.uint8)
+    again = to_stored_dtype(pixels, dtype, normalize)
+    return pixels if np.array_equal(again.view(np.uint8), stored.view(np.uint8)) else None
+
+
+def decoder_key(pixel: dict, max_pixels: int | None) -> dict:
+    """Everything besides the file that shapes a row's bytes: a kept row is reused only under the
+    same key (the decompression-bomb limit decides whether a large image is a row at all)."""
+    return {
+        "pixel": pixel,
+        "max_image_pixels": max_pixels,
+        "pillow": PIL.__version__,
+        "decoder": DECODER_VERSION,
+    }
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows stored,
+    ``failures``, how many rows it ``reused`` from the previous build and how many files it
+    ``decoded`` (new, changed, or failed before; failures included), and the manifest's first and
+    last path (its range in the index's order, for the next run's reuse)."""
+
+    images: int
+    failures: int
+    reused: int
+    decoded: int
+    first_path: str
+    last_path: str
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_output(path, durable=False) as handle:
+            handle.write(json.dumps(asdict(self), sort_keys=True).encode() + b"\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ShardStats:
+        with open(path, encoding="utf-8") as handle:
+            return cls(**json.load(handle))
 
 
 def check_unchanged(path: str, size: int, mtime_ns: int) -> None:
@@ -62,10 +119,12 @@ def process_shard(
     out_failures: str | os.PathLike,
     timeout_s: float | None = None,
     max_pixels: int | None = None,
-) -> tuple[int, int]:
-    """Decode every image of ``manifest``; return (images stored, failures). Never fails on one image.
+    reuse_previous: bool = True,
+) -> ShardStats:
+    """Build one shard; never fails on one image.
 
     ``timeout_s`` bounds each image's decoding; ``max_pixels`` is Pillow's decompression-bomb limit.
+    ``reuse_previous``: copy the rows the kept shards (:mod:`img2npz.reuse`) hold under the same key.
     """
     if max_pixels is not None:
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -73,41 +132,85 @@ def process_shard(
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
     background = tuple(pixel["background"])
+    decoder = decoder_key(pixel, Image.MAX_IMAGE_PIXELS)
     histogram = np.zeros((3, 256), dtype=np.int64)
-    paths, class_names, failures = [], [], []
+    paths, class_names, sizes, mtimes, failures = [], [], [], [], []
+    reused = decoded = 0
     source = Path(source)
     source_prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
-    with atomic_output(out_npz) as handle:
+    out_npz = Path(out_npz)
+    kept = reuse.candidates(out_npz.parent, out_npz.stem, rows[0][0], rows[-1][0]) if reuse_previous and rows else []
+    with (
+        reuse.PreviousRows(kept, SHARD_FORMAT, decoder, dtype, (height, width, 3)) as previous,
+        atomic_output(out_npz) as handle,
+    ):
         writer = NpzWriter(handle)
         with writer.stream("images", dtype, (len(rows), height, width, 3)) as images:
             for rel_path, size, mtime, class_name in rows:
                 full_path = os.fspath(source / rel_path)
                 try:
                     check_unchanged(full_path, size, mtime)
-                    counts = np.zeros((3, 256), np.int64)
-                    pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s, counts)
+                    row, counts = _reused(previous, rel_path, size, mtime, pixel)
+                    if row is None:
+                        decoded += 1
+                        counts = np.zeros((3, 256), np.int64)
+                        pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s, counts)
+                        row = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
+                    else:
+                        reused += 1
                 except ImageFailure as failure:
                     failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
                     continue
                 histogram += counts
-                images.write(to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])[np.newaxis])
+                images.write(row[np.newaxis])
                 paths.append(rel_path)
                 class_names.append(class_name)
+                sizes.append(size)
+                mtimes.append(mtime)
             padding = np.zeros((1, height, width, 3), dtype)
             for _ in failures:
                 images.write(padding)
         meta = {
             "format": SHARD_FORMAT,
             "pixel": pixel,
+            "decoder": decoder,
             "first_path": rows[0][0] if rows else "",
+            "last_path": rows[-1][0] if rows else "",
             "images": len(paths),
             "failures": len(failures),
         }
-        writer.add("paths", np.array(paths, dtype=str) if paths else np.empty(0, dtype="<U1"))
-        writer.add("class_names", np.array(class_names, dtype=str) if class_names else np.empty(0, dtype="<U1"))
+        writer.add("paths", _strings(paths))
+        writer.add("class_names", _strings(class_names))
+        writer.add("sizes", np.array(sizes, np.int64))
+        writer.add("mtimes_ns", np.array(mtimes, np.int64))
         writer.add("histogram", histogram)
         writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
         writer.close()
         write_tsv(out_failures, FAILURE_HEADER, failures)
-    log.info("%s: %d images, %d failures", Path(manifest).name, len(paths), len(failures))
-    return len(paths), len(failures)
+    how = reuse.keep(out_npz)
+    stats = ShardStats(len(paths), len(failures), reused, decoded, meta["first_path"], meta["last_path"])
+    log.info(
+        "%s: %d images (%d reused, %d decoded), %d failures; kept by %s",
+        Path(manifest).name,
+        stats.images,
+        reused,
+        decoded,
+        stats.failures,
+        how,
+    )
+    return stats
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    return np.array(values, dtype=str) if values else np.empty(0, dtype="<U1")
+
+
+def _reused(
+    previous: reuse.PreviousRows, path: str, size: int, mtime: int, pixel: dict
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A kept row of ``path`` and its channel counts, or (None, None) when it must be decoded."""
+    row = previous.take(path, size, mtime)
+    pixels = None if row is None else uint8_of(row, pixel["dtype"], pixel["normalize"])
+    if pixels is None:
+        return None, None
+    return row, np.asarray(Image.fromarray(pixels, "RGB").histogram(), np.int64).reshape(3, 256)

@@ -21,7 +21,7 @@ import numpy as np
 
 from img2npz import htmlreport, report
 from img2npz.atomic import write_bytes_atomic
-from img2npz.changes import Catalogue, compare, write_changes
+from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
 from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
@@ -508,15 +508,16 @@ class ReportFiles:
     catalogue: str | os.PathLike | None = None
 
 
-def _change_report(npz: str, findings: Findings, files: ReportFiles, shards: dict[str, int]) -> Catalogue:
+def _change_report(npz: str, findings: Findings, files: ReportFiles, shards: dict[str, ShardRecord]) -> Catalogue:
     layouts = array_layout(npz)
     paths = read_array(npz, "paths", layouts["paths"]).tolist()
     names = [findings.classes[label] if label >= 0 else "" for label in findings.labels.tolist()]
     splits = (
         [findings.split_names[i] for i in findings.split.tolist()] if findings.split is not None else [""] * len(paths)
     )
-    current = Catalogue(findings.meta.get("images_sha256", ""), paths, names, splits, findings.fingerprints, shards)
-    catalogue = compare(Catalogue.load(files.catalogue), current)
+    mtimes = {shard: record.mtime_ns for shard, record in shards.items()}
+    current = Catalogue(findings.meta.get("images_sha256", ""), paths, names, splits, findings.fingerprints, mtimes)
+    catalogue = compare(Catalogue.load(files.catalogue), current, shards)
     write_changes(files.changes, catalogue)
     catalogue.save(files.catalogue)
     return catalogue
@@ -578,7 +579,7 @@ def validate_dataset(
     samples: int,
     out_json: str | os.PathLike,
     files: ReportFiles,
-    shards: dict[str, int] | None = None,
+    shards: dict[str, ShardRecord] | None = None,
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
     end when a hard check failed (soft ones only warn)."""

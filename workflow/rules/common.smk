@@ -106,6 +106,10 @@ def all_shard_failures(wildcards):
     return expand("results/shards/{shard}.failures.tsv", shard=shard_ids())
 
 
+def all_shard_stats(wildcards):
+    return expand("results/shards/{shard}.stats.json", shard=shard_ids())
+
+
 # Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
 # runtime (minutes) grow with each retry (`retries` in a profile).
 BYTES_PER_PIXEL = {"uint8": 1, "float16": 2, "float32": 4}[PIXEL["dtype"]]

@@ -1,15 +1,17 @@
-# Stream every shard into one memory-mappable dataset.npz, and every failure list into one.
+# Stream every shard into one memory-mappable dataset.npz, and every failure list into one; then
+# remove the files of shards that no longer exist.
 
 
 rule merge_npz:
     input:
         npzs=all_shard_npzs,
         failures=all_shard_failures,
+        stats=all_shard_stats,
         classes="results/index/classes.tsv",
     output:
         npz="results/dataset.npz",
         failures="results/failures.tsv",
-        # shard id -> npz mtime, for validate-report's "shards rebuilt"
+        # per shard: npz mtime, rows reused and decoded, for validate-report's change section
         shards="results/dataset.shards.tsv",
     log:
         "results/logs/merge_npz.log",
@@ -24,5 +26,7 @@ rule merge_npz:
         compress=config["merge"]["compress"],
         splits=config["splits"],
         group_by=config["group_by"],
+        # files of shards that no longer exist are removed from here (img2npz.reuse.prune)
+        shards_dir="results/shards",
     script:
         "../../scripts/merge_npz.py"

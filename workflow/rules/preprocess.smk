@@ -1,4 +1,5 @@
 # One job per shard: manifest -> decoded, resized pixels. Pillow and numpy only (no torch).
+# A rebuilt shard copies the rows it already had (kept in results/shards/.kept) and decodes the rest.
 
 
 rule preprocess_shard:
@@ -7,6 +8,8 @@ rule preprocess_shard:
     output:
         npz="results/shards/{shard}.npz",
         failures="results/shards/{shard}.failures.tsv",
+        # rows reused and decoded, and the shard's path range (img2npz.preprocess.ShardStats)
+        stats="results/shards/{shard}.stats.json",
     log:
         "results/logs/preprocess_shard/{shard}.log",
     conda:

@@ -1,0 +1,218 @@
+"""Shard jobs reuse the rows they already decoded: only new and changed images are decoded, and the
+bytes are those of a build from scratch (img2npz.reuse, img2npz.preprocess)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DEFAULT_PIXEL, save
+from PIL import Image
+
+from img2npz import decode, reuse
+from img2npz.index import build_index, class_names, write_manifests
+from img2npz.preprocess import ShardStats, process_shard, to_stored_dtype, uint8_of
+from img2npz.scan import scan_tree
+
+
+def noise(seed, size=(24, 18)):
+    rng = np.random.default_rng(list(str(seed).encode()))
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), np.uint8))
+
+
+def make_tree(root, names):
+    for name in names:
+        save(noise(name), root / name)
+
+
+def build(src, out, bounds=(1000, 1, 4000), pixel=DEFAULT_PIXEL) -> dict[str, ShardStats]:
+    """Every shard of ``src`` into ``out`` (manifests beside), as the workflow's jobs do; then prune."""
+    listing = scan_tree(src, [".png"])
+    index = build_index(listing, class_names(listing.paths, "folder"), *bounds)
+    write_manifests(index, out / "manifests")
+    stats = {}
+    for manifest in sorted((out / "manifests").glob("*.tsv")):
+        shard = manifest.stem
+        stats[shard] = process_shard(
+            manifest, src, pixel, out / "shards" / f"{shard}.npz", out / "shards" / f"{shard}.failures.tsv"
+        )
+    reuse.prune(out / "shards", [(shard, s.first_path, s.last_path) for shard, s in stats.items()])
+    return stats
+
+
+def shard_bytes(out):
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.npz"))}
+
+
+NAMES = [f"{cls}/{i:03d}.png" for cls in ("a", "b", "c") for i in range(0, 40, 2)]
+
+
+def test_added_images_are_decoded_the_rest_reused_and_the_bytes_equal_a_fresh_build(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    first = build(src, tmp_path / "grown")
+    assert sum(s.decoded for s in first.values()) == len(NAMES) and not sum(s.reused for s in first.values())
+    added = [f"{cls}/{i:03d}.png" for cls in ("a", "b", "c") for i in (5, 17)]  # between the old names
+    make_tree(src, added)
+    second = build(src, tmp_path / "grown")
+    assert sum(s.decoded for s in second.values()) == len(added)
+    assert sum(s.reused for s in second.values()) == len(NAMES)
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "grown") == shard_bytes(tmp_path / "fresh")
+
+
+def test_replaced_deleted_and_renamed_images(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "grown")
+    save(noise(1234), src / "a/004.png")  # same path, new content, size and mtime
+    os.utime(src / "a/004.png", ns=(1, 10**18))
+    os.remove(src / "b/010.png")
+    os.rename(src / "c/020.png", src / "c/021.png")
+    stats = build(src, tmp_path / "grown")
+    assert sum(s.decoded for s in stats.values()) == 2  # the replaced one and the renamed one
+    assert sum(s.reused for s in stats.values()) == len(NAMES) - 3
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "grown") == shard_bytes(tmp_path / "fresh")
+
+
+def test_rows_that_move_to_another_shard_are_reused_from_it(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out", bounds=(1000, 1, 4000))  # one shard
+    stats = build(src, tmp_path / "out", bounds=(8, 2, 12))  # re-cut into several
+    assert len(stats) > 3
+    assert sum(s.reused for s in stats.values()) == len(NAMES) and not sum(s.decoded for s in stats.values())
+    build(src, tmp_path / "fresh", bounds=(8, 2, 12))
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"size": [6, 6]},
+        {"resize": "pad"},
+        {"background": [0, 0, 0]},
+        {"dtype": "float16"},
+    ],
+)
+def test_another_pixel_config_reuses_nothing(tmp_path, change):
+    src = tmp_path / "src"
+    make_tree(src, NAMES[:10])
+    build(src, tmp_path / "out")
+    stats = build(src, tmp_path / "out", pixel={**DEFAULT_PIXEL, **change})
+    assert sum(s.reused for s in stats.values()) == 0 and sum(s.decoded for s in stats.values()) == 10
+
+
+def test_another_decoder_version_reuses_nothing(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    make_tree(src, NAMES[:10])
+    build(src, tmp_path / "out")
+    monkeypatch.setattr("img2npz.preprocess.DECODER_VERSION", decode.DECODER_VERSION + 1)
+    assert sum(s.reused for s in build(src, tmp_path / "out").values()) == 0
+
+
+def corrupt_pixels(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the images member
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        corrupt_pixels,
+        lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # truncated
+        lambda path: path.write_bytes(os.urandom(5000)),  # foreign
+        lambda path: path.unlink(),
+    ],
+    ids=["corrupt", "truncated", "foreign", "missing"],
+)
+def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out")
+    [kept] = reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz")
+    kept.unlink()  # a file of its own, so the damage leaves the shard's output alone
+    shutil.copyfile(tmp_path / "out" / "shards" / f"{kept.name.split('.')[0]}.npz", kept)
+    damage(kept)
+    make_tree(src, ["a/001.png"])
+    stats = build(src, tmp_path / "out")
+    assert sum(s.reused for s in stats.values()) == 0 and sum(s.decoded for s in stats.values()) == len(NAMES) + 1
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+
+
+def test_kept_files_are_hard_links_or_else_copies(tmp_path, monkeypatch):
+    npz = tmp_path / "0123456789abcdef.npz"
+    npz.write_bytes(b"shard")
+    assert reuse.keep(npz) == "link"
+    [linked] = reuse.kept_dir(tmp_path).iterdir()
+    assert linked.stat().st_ino == npz.stat().st_ino
+    npz.unlink()
+    npz.write_bytes(b"newer")
+
+    def no_links(*args):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert reuse.keep(npz) == "copy"
+    versions = reuse.candidates(tmp_path, npz.stem, "a", "b")
+    assert [p.read_bytes() for p in versions] == [b"newer", b"shard"]  # a new version, newest first
+    assert sorted(reuse.kept_dir(tmp_path).iterdir()) == sorted(versions)  # no staging file left
+
+
+def test_prune_keeps_the_newest_version_of_current_shards_only(tmp_path):
+    shards = tmp_path / "shards"
+    kept = reuse.kept_dir(shards)
+    kept.mkdir(parents=True)
+    old, new = "0" * 16, "f" * 16
+    names = [f"{old}.npz", f"{old}.failures.tsv", f"{old}.stats.json", f"{new}.npz", f"{new}.stats.json"]
+    for name in [*names, "notes.txt", "dataset.npz"]:
+        (shards / name).write_text("x")
+    for name in (f"{old}.5.npz", f"{new}.7.npz", f"{new}.12.npz", f".{new}.npz.99.tmp", "mine.npz"):
+        (kept / name).write_text("x")
+    assert reuse.prune(shards, [(new, "a/1", "b/9")]) == 6
+    assert sorted(p.name for p in shards.iterdir()) == sorted(
+        [".kept", f"{new}.npz", f"{new}.stats.json", "notes.txt", "dataset.npz"]
+    )
+    assert sorted(p.name for p in kept.iterdir()) == sorted([f"{new}.12.npz", "layout.tsv", "mine.npz"])
+    neighbour = "1" * 16
+    assert reuse.candidates(shards, neighbour, "a/5", "c/1") == [kept / f"{new}.12.npz"]  # overlaps a/1..b/9
+    assert reuse.candidates(shards, neighbour, "c/1", "d/1") == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "normalize"),
+    [
+        ("uint8", None),
+        ("float32", None),
+        ("float16", None),
+        ("float32", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+        ("float16", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+        ("float16", {"mean": [0.0, 0.5, 1.0], "std": [0.01, 2.0, 0.5]}),
+    ],
+)
+def test_stored_rows_give_back_their_uint8_pixels_exactly(dtype, normalize):
+    pixels = np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3) % 256
+    pixels = pixels.astype(np.uint8)
+    stored = to_stored_dtype(pixels, dtype, normalize)
+    assert np.array_equal(uint8_of(stored, dtype, normalize), pixels)
+
+
+def test_a_row_whose_pixels_cannot_be_recovered_is_not_reused():
+    stored = to_stored_dtype(np.full((2, 2, 3), 7, np.uint8), "float32", None)
+    stored[0, 0, 0] = np.float32(0.5)  # no uint8 value gives this
+    assert uint8_of(stored, "float32", None) is None
+
+
+def test_float_rows_are_reused_with_the_histogram_a_fresh_build_has(tmp_path):
+    pixel = {**DEFAULT_PIXEL, "dtype": "float16", "normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.25]}}
+    src = tmp_path / "src"
+    make_tree(src, NAMES[:12])
+    build(src, tmp_path / "grown", pixel=pixel)
+    make_tree(src, ["a/001.png"])
+    stats = build(src, tmp_path / "grown", pixel=pixel)
+    assert sum(s.reused for s in stats.values()) == 12
+    build(src, tmp_path / "fresh", pixel=pixel)
+    assert shard_bytes(tmp_path / "grown") == shard_bytes(tmp_path / "fresh")
