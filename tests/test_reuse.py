@@ -1,6 +1,7 @@
 """Shard jobs reuse the rows they already decoded: only new and changed images are decoded, and the
 bytes are those of a build from scratch (img2npz.reuse, img2npz.preprocess)."""
 
+import errno
 import os
 import shutil
 
@@ -119,16 +120,16 @@ def corrupt_pixels(path):
 
 
 @pytest.mark.parametrize(
-    "damage",
+    ("damage", "reusable"),
     [
-        corrupt_pixels,
-        lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # truncated
-        lambda path: path.write_bytes(os.urandom(5000)),  # foreign
-        lambda path: path.unlink(),
+        (corrupt_pixels, len(NAMES) - 1),  # the row with the bad byte fails its CRC
+        (lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), 0),  # truncated
+        (lambda path: path.write_bytes(os.urandom(5000)), 0),  # foreign
+        (lambda path: path.unlink(), 0),
     ],
     ids=["corrupt", "truncated", "foreign", "missing"],
 )
-def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage):
+def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage, reusable):
     src = tmp_path / "src"
     make_tree(src, NAMES)
     build(src, tmp_path / "out")
@@ -138,7 +139,8 @@ def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage):
     damage(kept)
     make_tree(src, ["a/001.png"])
     stats = build(src, tmp_path / "out")
-    assert sum(s.reused for s in stats.values()) == 0 and sum(s.decoded for s in stats.values()) == len(NAMES) + 1
+    assert sum(s.reused for s in stats.values()) == reusable
+    assert sum(s.decoded for s in stats.values()) == len(NAMES) + 1 - reusable
     build(src, tmp_path / "fresh")
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
 
@@ -212,7 +214,32 @@ def test_float_rows_are_reused_with_the_histogram_a_fresh_build_has(tmp_path):
     make_tree(src, NAMES[:12])
     build(src, tmp_path / "grown", pixel=pixel)
     make_tree(src, ["a/001.png"])
+    os.remove(src / NAMES[3])  # its counts come off the kept shard's histogram
     stats = build(src, tmp_path / "grown", pixel=pixel)
-    assert sum(s.reused for s in stats.values()) == 12
+    assert sum(s.reused for s in stats.values()) == 11
     build(src, tmp_path / "fresh", pixel=pixel)
     assert shard_bytes(tmp_path / "grown") == shard_bytes(tmp_path / "fresh")
+
+
+def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out")
+    shards = tmp_path / "out" / "shards"
+    kept = {p.name: p.read_bytes() for p in reuse.kept_dir(shards).iterdir()}
+    built = shard_bytes(tmp_path / "out")
+    make_tree(src, ["b/001.png"])
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "copy_file_range", full)
+        with pytest.raises(OSError, match=r"no space left on the device while writing .*\.npz"):
+            build(src, tmp_path / "out")
+    assert shard_bytes(tmp_path / "out") == built and not list(shards.glob(".*.tmp"))  # nothing half-written
+    assert {p.name: p.read_bytes() for p in reuse.kept_dir(shards).iterdir()} == kept
+    stats = build(src, tmp_path / "out")
+    assert sum(s.decoded for s in stats.values()) == 1 and sum(s.reused for s in stats.values()) == len(NAMES)
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from img2npz import reuse
+from img2npz import crc32, reuse
 from img2npz.atomic import atomic_output
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
 from img2npz.index import read_manifest
@@ -131,62 +132,64 @@ def process_shard(
     rows = read_manifest(manifest)
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
-    background = tuple(pixel["background"])
     decoder = decoder_key(pixel, Image.MAX_IMAGE_PIXELS)
-    histogram = np.zeros((3, 256), dtype=np.int64)
-    paths, class_names, sizes, mtimes, failures = [], [], [], [], []
+    paths, class_names, sizes, mtimes, crcs, failures = [], [], [], [], [], []
     reused = decoded = 0
     source = Path(source)
     source_prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
     out_npz = Path(out_npz)
     kept = reuse.candidates(out_npz.parent, out_npz.stem, rows[0][0], rows[-1][0]) if reuse_previous and rows else []
-    with (
-        reuse.PreviousRows(kept, SHARD_FORMAT, decoder, dtype, (height, width, 3)) as previous,
-        atomic_output(out_npz) as handle,
-    ):
-        writer = NpzWriter(handle)
-        with writer.stream("images", dtype, (len(rows), height, width, 3)) as images:
-            for rel_path, size, mtime, class_name in rows:
-                full_path = os.fspath(source / rel_path)
-                try:
-                    check_unchanged(full_path, size, mtime)
-                    row, counts = _reused(previous, rel_path, size, mtime, pixel)
-                    if row is None:
-                        decoded += 1
-                        counts = np.zeros((3, 256), np.int64)
-                        pixels = load_rgb(full_path, (width, height), pixel["resize"], background, timeout_s, counts)
-                        row = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
-                    else:
+    with reuse.PreviousRows(kept, SHARD_FORMAT, decoder, dtype, (height, width, 3)) as previous:
+        plan = _plan(rows, source, previous)
+        histogram = _reused_counts(previous, plan, pixel)
+        with atomic_output(out_npz) as handle:
+            writer = NpzWriter(handle)
+            with writer.stream("images", dtype, (len(rows), height, width, 3)) as images:
+                copies = _Copies(images, previous)
+                for (rel_path, size, mtime, class_name), entry in zip(rows, plan, strict=True):
+                    if isinstance(entry, tuple):
+                        crc = copies.add(*entry)
                         reused += 1
-                except ImageFailure as failure:
-                    failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
-                    continue
-                histogram += counts
-                images.write(row[np.newaxis])
-                paths.append(rel_path)
-                class_names.append(class_name)
-                sizes.append(size)
-                mtimes.append(mtime)
-            padding = np.zeros((1, height, width, 3), dtype)
-            for _ in failures:
-                images.write(padding)
-        meta = {
-            "format": SHARD_FORMAT,
-            "pixel": pixel,
-            "decoder": decoder,
-            "first_path": rows[0][0] if rows else "",
-            "last_path": rows[-1][0] if rows else "",
-            "images": len(paths),
-            "failures": len(failures),
-        }
-        writer.add("paths", _strings(paths))
-        writer.add("class_names", _strings(class_names))
-        writer.add("sizes", np.array(sizes, np.int64))
-        writer.add("mtimes_ns", np.array(mtimes, np.int64))
-        writer.add("histogram", histogram)
-        writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
-        writer.close()
-        write_tsv(out_failures, FAILURE_HEADER, failures)
+                    else:
+                        try:
+                            if entry is not None:
+                                raise entry
+                            decoded += 1
+                            row, counts = _decode(os.fspath(source / rel_path), pixel, timeout_s)
+                        except ImageFailure as failure:
+                            failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
+                            continue
+                        copies.flush()
+                        images.write(row[np.newaxis])
+                        histogram += counts
+                        crc = zlib.crc32(row)
+                    paths.append(rel_path)
+                    class_names.append(class_name)
+                    sizes.append(size)
+                    mtimes.append(mtime)
+                    crcs.append(crc)
+                copies.flush()
+                padding = np.zeros((1, height, width, 3), dtype)
+                for _ in failures:
+                    images.write(padding)
+            meta = {
+                "format": SHARD_FORMAT,
+                "pixel": pixel,
+                "decoder": decoder,
+                "first_path": rows[0][0] if rows else "",
+                "last_path": rows[-1][0] if rows else "",
+                "images": len(paths),
+                "failures": len(failures),
+            }
+            writer.add("paths", _strings(paths))
+            writer.add("class_names", _strings(class_names))
+            writer.add("sizes", np.array(sizes, np.int64))
+            writer.add("mtimes_ns", np.array(mtimes, np.int64))
+            writer.add("crc32s", np.array(crcs, np.uint32))
+            writer.add("histogram", histogram)
+            writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
+            writer.close()
+            write_tsv(out_failures, FAILURE_HEADER, failures)
     how = reuse.keep(out_npz)
     stats = ShardStats(len(paths), len(failures), reused, decoded, meta["first_path"], meta["last_path"])
     log.info(
@@ -201,16 +204,109 @@ def process_shard(
     return stats
 
 
+def _decode(path: str, pixel: dict, timeout_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """A row in the stored dtype, and its uint8 channel counts."""
+    counts = np.zeros((3, 256), np.int64)
+    height, width = pixel["size"]
+    pixels = load_rgb(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts)
+    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts
+
+
 def _strings(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=str) if values else np.empty(0, dtype="<U1")
 
 
-def _reused(
-    previous: reuse.PreviousRows, path: str, size: int, mtime: int, pixel: dict
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A kept row of ``path`` and its channel counts, or (None, None) when it must be decoded."""
-    row = previous.take(path, size, mtime)
-    pixels = None if row is None else uint8_of(row, pixel["dtype"], pixel["normalize"])
+def _plan(
+    rows: list[tuple[str, int, int, str]], source: Path, previous: reuse.PreviousRows
+) -> list[tuple[int, int] | ImageFailure | None]:
+    """Per manifest row: (kept shard, row) to copy, the failure it already is, or None: decode it."""
+    plan: list[tuple[int, int] | ImageFailure | None] = []
+    for rel_path, size, mtime, _ in rows:
+        try:
+            check_unchanged(os.fspath(source / rel_path), size, mtime)
+        except ImageFailure as failure:
+            plan.append(failure)
+            continue
+        plan.append(previous.find(rel_path, size, mtime))
+    return plan
+
+
+def _reused_counts(previous: reuse.PreviousRows, plan: list, pixel: dict) -> np.ndarray:
+    """The channel counts of every row the plan copies; a row that fails its CRC (or whose uint8
+    pixels cannot be recovered) is set to be decoded instead."""
+    taken: dict[int, dict[int, int]] = {}  # kept shard -> {row: plan index}
+    for index, entry in enumerate(plan):
+        if isinstance(entry, tuple):
+            taken.setdefault(entry[0], {})[entry[1]] = index
+    total = np.zeros((3, 256), np.int64)
+    for number, rows in taken.items():
+        counts, bad = _kept_counts(previous.shards[number], sorted(rows), pixel)
+        total += counts
+        for row in bad:
+            plan[rows[row]] = None
+    return total
+
+
+def _kept_counts(shard: reuse.KeptShard, taken: list[int], pixel: dict) -> tuple[np.ndarray, set[int]]:
+    """Counts of the ``taken`` rows of ``shard`` that check out, and the rows that do not.
+
+    When most rows are taken, the shard's own histogram less the few others is the sum (every row
+    is still read once, for its CRC); otherwise the taken rows are counted one by one.
+    """
+    untaken = set(range(shard.images)).difference(taken)
+    if len(untaken) < len(taken):
+        counts = shard.histogram.copy()
+        for row, data, good in shard.read(range(shard.images)):
+            own = _row_counts(data, pixel) if good and row in untaken else None
+            if not good or (row in untaken and own is None):
+                break
+            if own is not None:
+                counts -= own
+        else:
+            return counts, set()
+    counts, bad = np.zeros((3, 256), np.int64), set()
+    for row, data, good in shard.read(taken):
+        own = _row_counts(data, pixel) if good else None
+        if own is None:
+            bad.add(row)
+        else:
+            counts += own
+    return counts, bad
+
+
+def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:
+    """A stored row's uint8 channel counts, as its decoding counted them; None if not recoverable."""
+    height, width = pixel["size"]
+    stored = np.frombuffer(data, pixel["dtype"]).reshape(height, width, 3)
+    pixels = uint8_of(stored, pixel["dtype"], pixel["normalize"])
     if pixels is None:
-        return None, None
-    return row, np.asarray(Image.fromarray(pixels, "RGB").histogram(), np.int64).reshape(3, 256)
+        return None
+    counts = Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1).histogram()
+    return np.asarray(counts, np.int64).reshape(3, 256)
+
+
+class _Copies:
+    """Runs of consecutive kept rows, copied file to file in one go each (their CRCs are known)."""
+
+    def __init__(self, images, previous: reuse.PreviousRows):
+        self._images, self._previous = images, previous
+        self._run: list[int] | None = None  # [kept shard, first row, rows, crc]
+
+    def add(self, number: int, row: int) -> int:
+        shard = self._previous.shards[number]
+        crc = int(shard.crcs[row])
+        run = self._run
+        if run is not None and run[0] == number and run[1] + run[2] == row:
+            run[2] += 1
+            run[3] = crc32.combine(run[3], crc, shard.row_bytes)
+        else:
+            self.flush()
+            self._run = [number, row, 1, crc]
+        return crc
+
+    def flush(self) -> None:
+        if self._run is not None:
+            number, row, rows, crc = self._run
+            # each kept row is copied once: release its pages for the new file's (npzformat.release_cache)
+            self._images.copy_from([self._previous.shards[number].byte_range(row, rows, crc)], release=True)
+            self._run = None

@@ -27,13 +27,13 @@ import shutil
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array
+from img2npz.npzformat import ByteRange, array_layout, read_array
 from img2npz.sharding import path_sort_key
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -89,25 +89,52 @@ def candidates(shards_dir: str | os.PathLike, shard: str, first_path: str, last_
 
 
 @dataclass
-class _Source:
+class KeptShard:
+    """One opened kept shard: where its rows are, and their CRCs and summed channel counts."""
+
     path: str
     fd: int
     offset: int  # of row 0 in the file
     row_bytes: int
+    images: int  # decoded rows (padding rows for failures follow them)
+    crcs: np.ndarray  # uint32 CRC-32 of each decoded row's bytes
+    histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
+
+    def byte_range(self, row: int, rows: int, crc: int) -> ByteRange:
+        return ByteRange(self.path, self.offset + row * self.row_bytes, rows * self.row_bytes, crc)
+
+    def read(self, rows: Sequence[int], chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, memoryview, bool]]:
+        """``(row, bytes, crc_ok)`` for each of ``rows`` (ascending), read in runs through one buffer
+        (each view is valid until the next is yielded)."""
+        per_read = max(1, chunk_bytes // max(self.row_bytes, 1))
+        buffer = memoryview(bytearray(per_read * self.row_bytes))
+        start = 0
+        while start < len(rows):
+            stop = start + 1
+            while stop < len(rows) and stop - start < per_read and rows[stop] == rows[stop - 1] + 1:
+                stop += 1
+            want = (stop - start) * self.row_bytes
+            got = os.preadv(self.fd, [buffer[:want]], self.offset + rows[start] * self.row_bytes)
+            if got != want:
+                raise ValueError(f"{self.path}: ends inside row {rows[start + got // max(self.row_bytes, 1)]}")
+            for slot, row in enumerate(rows[start:stop]):
+                data = buffer[slot * self.row_bytes : (slot + 1) * self.row_bytes]
+                yield row, data, zlib.crc32(data) == int(self.crcs[row])
+            start = stop
 
 
 class PreviousRows:
-    """The rows of kept shards built with ``decoder`` key, by path, ready to be copied.
+    """The decoded rows of kept shards built with the same ``decoder`` key, found by path.
 
     ``format_tag`` and ``decoder`` must equal the kept shard's ``meta``; ``dtype`` and ``row_shape``
-    its images'. Each source's pixels are checked against their CRC once, when opened.
+    its images'. A row's bytes are checked against its CRC when read (:meth:`KeptShard.read`).
     """
 
     def __init__(self, paths: Iterable[str | os.PathLike], format_tag: str, decoder: dict, dtype: np.dtype, row_shape):
         self._format, self._decoder = format_tag, decoder
         self._dtype, self._row_shape = np.dtype(dtype), tuple(row_shape)
-        self._sources: list[_Source] = []
-        self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (source, row, size, mtime_ns)
+        self.shards: list[KeptShard] = []
+        self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (shard, row, size, mtime_ns)
         for path in paths:
             try:
                 self._open(os.fspath(path))
@@ -123,52 +150,35 @@ class PreviousRows:
         if images.offset is None or images.dtype != self._dtype or images.shape[1:] != self._row_shape:
             raise ValueError(f"images are {images.dtype} {images.shape}, stored={images.offset is not None}")
         count = int(meta["images"])
-        paths = read_array(path, "paths", layouts["paths"]).tolist()
-        sizes = read_array(path, "sizes", layouts["sizes"]).tolist()
-        mtimes = read_array(path, "mtimes_ns", layouts["mtimes_ns"]).tolist()
-        if not len(paths) == len(sizes) == len(mtimes) == count <= images.shape[0]:
+        columns = [read_array(path, name, layouts[name]) for name in ("paths", "sizes", "mtimes_ns", "crc32s")]
+        histogram = read_array(path, "histogram", layouts["histogram"])
+        if any(len(column) != count for column in columns) or count > images.shape[0] or histogram.shape != (3, 256):
             raise ValueError("member lengths disagree")
-        _check_crc(path, images)
-        number = len(self._sources)
-        fd = os.open(path, os.O_RDONLY)
+        number = len(self.shards)
         row_bytes = images.nbytes // images.shape[0] if images.shape[0] else 0
-        self._sources.append(_Source(path, fd, images.offset, row_bytes))
-        for row, (name, size, mtime) in enumerate(zip(paths, sizes, mtimes, strict=True)):
+        fd = os.open(path, os.O_RDONLY)
+        self.shards.append(KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram))
+        for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def take(self, path: str, size: int, mtime_ns: int) -> np.ndarray | None:
-        """The stored row of ``path`` if its size and mtime still match, else None."""
+    def find(self, path: str, size: int, mtime_ns: int) -> tuple[int, int] | None:
+        """(kept shard, row) of ``path`` when its size and mtime still match, else None."""
         found = self._rows.get(path)
-        if found is None or found[2:] != (size, mtime_ns):
-            return None
-        source = self._sources[found[0]]
-        data = os.pread(source.fd, source.row_bytes, source.offset + found[1] * source.row_bytes)
-        if len(data) != source.row_bytes:
-            raise ValueError(f"{source.path}: ends inside row {found[1]}")
-        return np.frombuffer(data, self._dtype).reshape(self._row_shape)
+        return found[:2] if found is not None and found[2:] == (size, mtime_ns) else None
 
     def close(self) -> None:
-        for source in self._sources:
-            os.close(source.fd)
-        self._sources.clear()
+        for shard in self.shards:
+            os.close(shard.fd)
+        self.shards.clear()
 
     def __enter__(self) -> PreviousRows:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _check_crc(path: str, images: ArrayLayout) -> None:
-    crc = 0
-    if images.nbytes:
-        for chunk in iter_chunks(path, "images", layout=images, ring=1):
-            crc = zlib.crc32(memoryview(chunk).cast("B"), crc)
-    if crc != images.crc32:
-        raise ValueError("pixels do not match their CRC (a corrupt file)")
 
 
 def prune(shards_dir: str | os.PathLike, ranges: Sequence[tuple[str, str, str]]) -> int:
