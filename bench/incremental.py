@@ -10,7 +10,8 @@ On a bench tree (bench/corpus.py, default 20,000 photos in 100 class folders), w
 For each rerun: wall time and its ratio to the full build (1.), images decoded and reused and shards
 rebuilt (counted from the shard jobs' logs of that run), and the time by phase (each job's own
 script time; the shard jobs' sum is divided by C; "rest" is Snakemake and job start-up).
-Prints the figures and writes them to bench/INCREMENTAL.md. Usage:
+Prints the figures and writes them to bench/INCREMENTAL.md; exits with an error when a rerun decoded
+other than the added images, or its dataset.npz differs from the fresh build's. Usage:
 python bench/incremental.py [--images 20000] [--classes 100] [--cores 2] [--dir /tmp/img2npz-incremental]
 """
 
@@ -142,13 +143,17 @@ def main() -> None:
 
     full = snakemake(work, tree, args.cores)
     rows = [("full build from scratch", len(images_of(tree)), run_account(work, 0, args.cores, full))]
-    identical = []
+    identical, problems = [], []
 
-    def rerun(what: str, change) -> None:
+    def rerun(what: str, change, decodes_added: bool = True) -> None:
         changed = change()
         since = time.time()
         seconds = snakemake(work, tree, args.cores)
-        rows.append((what, changed, run_account(work, since, args.cores, seconds)))
+        account = run_account(work, since, args.cores, seconds)
+        rows.append((what, changed, account))
+        expected = changed if decodes_added else 0
+        if account["decoded"] != expected:
+            problems.append(f"{what}: {account['decoded']} images decoded, expected {expected}")
 
     def compare_fresh(what: str) -> None:
         fresh = args.dir / "fresh"
@@ -164,7 +169,7 @@ def main() -> None:
     rerun("+0.1% in every class folder", lambda: add_between(tree, 0.001, rng, "c"))
     rerun("+10% in every class folder", lambda: add_between(tree, 0.10, rng, "d"))
     rerun("a new class folder (1%)", lambda: add_folder(tree, round(args.images * 0.01)))
-    rerun("-1% deleted anywhere", lambda: delete_some(tree, 0.01, rng))
+    rerun("-1% deleted anywhere", lambda: delete_some(tree, 0.01, rng), decodes_added=False)
     compare_fresh("final")
 
     lines = [
@@ -185,9 +190,12 @@ def main() -> None:
     lines.append("")
     for what, same in identical:
         lines.append(f"- dataset.npz after the reruns equals a fresh build of the {what} tree: {same}")
+    problems += [f"dataset.npz differs from a fresh build of the {what} tree" for what, same in identical if not same]
     text = "\n".join(lines) + "\n"
     print(text)
     (REPO / "bench" / "INCREMENTAL.md").write_text(text)
+    if problems:
+        sys.exit("bench/incremental.py: " + "; ".join(problems))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from img2npz.index import read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
 from img2npz.preprocess import ShardStats
-from img2npz.reuse import prune
+from img2npz.reuse import dataset_rows, prune
 
 with rule_logging(snakemake.log[0]):  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
@@ -22,4 +22,4 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
     write_shard_table(list(inputs.npzs), stats, output.shards)
-    prune(params.shards_dir, [(shard, s.first_path, s.last_path) for shard, s in stats.items()])
+    prune(params.shards_dir, dataset_rows(stats), None if params.compress else output.npz)

@@ -55,6 +55,11 @@ SUBSTITUTIONS = [
         "3,000 files, with the optional flag",
     ),
     (
+        "bench/incremental.py [--images 20000] [--classes 100]",
+        "bench/incremental.py --images 200 --classes 4 --dir {data}/incremental",
+        "200 images in 4 folders (its own checks still apply)",
+    ),
+    (
         "bench/throughput.py [--images 20000] [--naive-python PYTHON_WITH_TORCH]",
         "bench/throughput.py --images 60 --naive 20 --dir {data}/throughput",
         "60 images; the default --naive-python, this python, has torch",

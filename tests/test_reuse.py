@@ -12,6 +12,8 @@ from PIL import Image
 
 from img2npz import decode, reuse
 from img2npz.index import build_index, class_names, write_manifests
+from img2npz.merge import merge_shards
+from img2npz.npzformat import _StreamedMember, array_layout
 from img2npz.preprocess import ShardStats, process_shard, to_stored_dtype, uint8_of
 from img2npz.scan import scan_tree
 
@@ -26,18 +28,24 @@ def make_tree(root, names):
         save(noise(name), root / name)
 
 
-def build(src, out, bounds=(1000, 1, 4000), pixel=DEFAULT_PIXEL) -> dict[str, ShardStats]:
-    """Every shard of ``src`` into ``out`` (manifests beside), as the workflow's jobs do; then prune."""
+def build(src, out, bounds=(1000, 1, 4000), pixel=DEFAULT_PIXEL, merge=False) -> dict[str, ShardStats]:
+    """Every shard of ``src`` into ``out`` (manifests beside), as the workflow's jobs do; then the
+    merge into ``out/dataset.npz`` if asked, and the prune."""
     listing = scan_tree(src, [".png"])
     index = build_index(listing, class_names(listing.paths, "folder"), *bounds)
     write_manifests(index, out / "manifests")
     stats = {}
+    shards = out / "shards"
     for manifest in sorted((out / "manifests").glob("*.tsv")):
         shard = manifest.stem
-        stats[shard] = process_shard(
-            manifest, src, pixel, out / "shards" / f"{shard}.npz", out / "shards" / f"{shard}.failures.tsv"
-        )
-    reuse.prune(out / "shards", [(shard, s.first_path, s.last_path) for shard, s in stats.items()])
+        stats[shard] = process_shard(manifest, src, pixel, shards / f"{shard}.npz", shards / f"{shard}.failures.tsv")
+    dataset = None
+    if merge:
+        dataset = out / "dataset.npz"
+        npzs = [str(shards / f"{shard}.npz") for shard in stats]
+        failures = [str(shards / f"{shard}.failures.tsv") for shard in stats]
+        merge_shards(npzs, failures, index.classes, pixel, dataset, out / "failures.tsv")
+    reuse.prune(shards, reuse.dataset_rows(stats), dataset)
     return stats
 
 
@@ -159,7 +167,7 @@ def test_kept_files_are_hard_links_or_else_copies(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "link", no_links)
     assert reuse.keep(npz) == "copy"
-    versions = reuse.candidates(tmp_path, npz.stem, "a", "b")
+    versions = [path for path, _ in reuse.candidates(tmp_path, npz.stem, "a", "b")]
     assert [p.read_bytes() for p in versions] == [b"newer", b"shard"]  # a new version, newest first
     assert sorted(reuse.kept_dir(tmp_path).iterdir()) == sorted(versions)  # no staging file left
 
@@ -174,13 +182,13 @@ def test_prune_keeps_the_newest_version_of_current_shards_only(tmp_path):
         (shards / name).write_text("x")
     for name in (f"{old}.5.npz", f"{new}.7.npz", f"{new}.12.npz", f".{new}.npz.99.tmp", "mine.npz"):
         (kept / name).write_text("x")
-    assert reuse.prune(shards, [(new, "a/1", "b/9")]) == 6
+    assert reuse.prune(shards, [(new, "a/1", "b/9", 0)], None) == 6
     assert sorted(p.name for p in shards.iterdir()) == sorted(
         [".kept", f"{new}.npz", f"{new}.stats.json", "notes.txt", "dataset.npz"]
     )
-    assert sorted(p.name for p in kept.iterdir()) == sorted([f"{new}.12.npz", "layout.tsv", "mine.npz"])
+    assert sorted(p.name for p in kept.iterdir()) == sorted([f"{new}.12.npz", "dataset.json", "layout.tsv", "mine.npz"])
     neighbour = "1" * 16
-    assert reuse.candidates(shards, neighbour, "a/5", "c/1") == [kept / f"{new}.12.npz"]  # overlaps a/1..b/9
+    assert reuse.candidates(shards, neighbour, "a/5", "c/1") == [(kept / f"{new}.12.npz", 0)]  # overlaps a/1..b/9
     assert reuse.candidates(shards, neighbour, "c/1", "d/1") == []
 
 
@@ -230,11 +238,17 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
     built = shard_bytes(tmp_path / "out")
     make_tree(src, ["b/001.png"])
 
-    def full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    written = []
+    write_checked = _StreamedMember.write_checked
+
+    def full_after_five_rows(self, data, crc):
+        written.append(crc)
+        if len(written) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_checked(self, data, crc)
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "copy_file_range", full)
+        patch.setattr(_StreamedMember, "write_checked", full_after_five_rows)
         with pytest.raises(OSError, match=r"no space left on the device while writing .*\.npz"):
             build(src, tmp_path / "out")
     assert shard_bytes(tmp_path / "out") == built and not list(shards.glob(".*.tmp"))  # nothing half-written
@@ -243,3 +257,55 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
     assert sum(s.decoded for s in stats.values()) == 1 and sum(s.reused for s in stats.values()) == len(NAMES)
     build(src, tmp_path / "fresh")
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+
+
+def test_kept_rows_are_read_from_the_dataset_they_went_into(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out", bounds=(20, 5, 40), merge=True)
+    for path in reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz"):  # only the dataset keeps the pixels
+        images = array_layout(path)["images"]
+        data = bytearray(path.read_bytes())
+        data[images.offset : images.offset + images.nbytes] = bytes(images.nbytes)
+        path.unlink()
+        path.write_bytes(bytes(data))
+    make_tree(src, ["a/001.png", "c/039.png"])
+    shutil.copytree(tmp_path / "out", tmp_path / "copy")
+    with monkeypatch.context() as patch:
+        patch.setattr(reuse, "_merged_images", lambda *args: None)
+        stats = build(src, tmp_path / "copy", bounds=(20, 5, 40))
+        assert sum(s.reused for s in stats.values()) == 0  # the kept files alone: every row fails its CRC
+    stats = build(src, tmp_path / "out", bounds=(20, 5, 40), merge=True)
+    assert sum(s.reused for s in stats.values()) == len(NAMES) and sum(s.decoded for s in stats.values()) == 2
+    build(src, tmp_path / "fresh", bounds=(20, 5, 40), merge=True)
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+    assert (tmp_path / "out" / "dataset.npz").read_bytes() == (tmp_path / "fresh" / "dataset.npz").read_bytes()
+
+
+def test_a_row_bad_in_the_dataset_is_read_from_the_kept_file(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out", merge=True)
+    dataset = tmp_path / "out" / "dataset.npz"
+    info = os.stat(dataset)
+    data = bytearray(dataset.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one pixel of one row
+    dataset.write_bytes(bytes(data))
+    os.utime(dataset, ns=(info.st_atime_ns, info.st_mtime_ns))  # the same size and mtime: still "that file"
+    make_tree(src, ["a/001.png"])
+    stats = build(src, tmp_path / "out")
+    assert sum(s.reused for s in stats.values()) == len(NAMES) and sum(s.decoded for s in stats.values()) == 1
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+
+
+def test_another_dataset_file_is_not_read(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, NAMES[:10])
+    build(src, tmp_path / "out", merge=True)
+    shards = tmp_path / "out" / "shards"
+    folder = reuse.kept_dir(shards)
+    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
+    assert reuse._merged_images(folder, np.dtype("uint8"), (6, 6, 3)) is None  # another pixel config
+    os.utime(tmp_path / "out" / "dataset.npz", ns=(1, 10**18))  # rewritten since
+    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is None

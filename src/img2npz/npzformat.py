@@ -238,6 +238,20 @@ class _StreamedMember:
                     release_cache(byte_range)
         self.remaining -= nbytes
 
+    def write_checked(self, data: memoryview | bytes, crc: int) -> None:
+        """Append raw array bytes whose CRC-32 the caller already knows (zip's own is not recomputed)."""
+        nbytes = memoryview(data).nbytes
+        if nbytes > self.remaining:
+            raise ValueError("more data than the member's declared shape")
+        if self._stored and vars(self._handle).keys() >= _KERNEL_COPY_FIELDS:
+            self._fileobj.write(data)
+            self._handle._crc = crc32.combine(self._handle._crc, crc, nbytes)
+            self._handle._file_size += nbytes
+            self._handle._compress_size += nbytes
+        else:
+            self._handle.write(data)
+        self.remaining -= nbytes
+
     def write(self, rows: np.ndarray) -> None:
         if rows.dtype != self._dtype:
             raise TypeError(f"expected dtype {self._dtype}, got {rows.dtype}")

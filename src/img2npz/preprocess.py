@@ -30,7 +30,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from img2npz import crc32, reuse
+from img2npz import reuse
 from img2npz.atomic import atomic_output
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
 from img2npz.index import read_manifest
@@ -138,37 +138,35 @@ def process_shard(
     source = Path(source)
     source_prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
     out_npz = Path(out_npz)
-    kept = reuse.candidates(out_npz.parent, out_npz.stem, rows[0][0], rows[-1][0]) if reuse_previous and rows else []
-    with reuse.PreviousRows(kept, SHARD_FORMAT, decoder, dtype, (height, width, 3)) as previous:
+    first, last = (rows[0][0], rows[-1][0]) if reuse_previous and rows else ("", "")
+    shape = (height, width, 3)
+    with reuse.PreviousRows(out_npz.parent, out_npz.stem, first, last, SHARD_FORMAT, decoder, dtype, shape) as previous:
         plan = _plan(rows, source, previous)
-        histogram = _reused_counts(previous, plan, pixel)
+        copier = _Reuse(previous, plan, pixel)
         with atomic_output(out_npz) as handle:
             writer = NpzWriter(handle)
             with writer.stream("images", dtype, (len(rows), height, width, 3)) as images:
-                copies = _Copies(images, previous)
                 for (rel_path, size, mtime, class_name), entry in zip(rows, plan, strict=True):
-                    if isinstance(entry, tuple):
-                        crc = copies.add(*entry)
+                    crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
+                    if crc is not None:
                         reused += 1
                     else:
                         try:
-                            if entry is not None:
+                            if isinstance(entry, ImageFailure):
                                 raise entry
                             decoded += 1
                             row, counts = _decode(os.fspath(source / rel_path), pixel, timeout_s)
                         except ImageFailure as failure:
                             failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
                             continue
-                        copies.flush()
-                        images.write(row[np.newaxis])
-                        histogram += counts
                         crc = zlib.crc32(row)
+                        images.write_checked(row.reshape(-1).view(np.uint8), crc)
+                        copier.histogram += counts
                     paths.append(rel_path)
                     class_names.append(class_name)
                     sizes.append(size)
                     mtimes.append(mtime)
                     crcs.append(crc)
-                copies.flush()
                 padding = np.zeros((1, height, width, 3), dtype)
                 for _ in failures:
                     images.write(padding)
@@ -186,7 +184,7 @@ def process_shard(
             writer.add("sizes", np.array(sizes, np.int64))
             writer.add("mtimes_ns", np.array(mtimes, np.int64))
             writer.add("crc32s", np.array(crcs, np.uint32))
-            writer.add("histogram", histogram)
+            writer.add("histogram", copier.finish())
             writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
             writer.close()
             write_tsv(out_failures, FAILURE_HEADER, failures)
@@ -231,47 +229,72 @@ def _plan(
     return plan
 
 
-def _reused_counts(previous: reuse.PreviousRows, plan: list, pixel: dict) -> np.ndarray:
-    """The channel counts of every row the plan copies; a row that fails its CRC (or whose uint8
-    pixels cannot be recovered) is set to be decoded instead."""
-    taken: dict[int, dict[int, int]] = {}  # kept shard -> {row: plan index}
-    for index, entry in enumerate(plan):
-        if isinstance(entry, tuple):
-            taken.setdefault(entry[0], {})[entry[1]] = index
-    total = np.zeros((3, 256), np.int64)
-    for number, rows in taken.items():
-        counts, bad = _kept_counts(previous.shards[number], sorted(rows), pixel)
-        total += counts
-        for row in bad:
-            plan[rows[row]] = None
-    return total
+class _Reuse:
+    """Copies the planned kept rows in manifest order, in one read of each: a row is checked against
+    its CRC and written as read (one that fails is decoded instead), and the run's channel counts
+    are kept in :attr:`histogram`, which the caller adds decoded rows to.
 
-
-def _kept_counts(shard: reuse.KeptShard, taken: list[int], pixel: dict) -> tuple[np.ndarray, set[int]]:
-    """Counts of the ``taken`` rows of ``shard`` that check out, and the rows that do not.
-
-    When most rows are taken, the shard's own histogram less the few others is the sum (every row
-    is still read once, for its CRC); otherwise the taken rows are counted one by one.
+    A kept shard most of whose rows are taken counts as its own histogram less the rows not taken
+    (read first, few); otherwise each taken row is counted as it is copied.
     """
-    untaken = set(range(shard.images)).difference(taken)
-    if len(untaken) < len(taken):
+
+    def __init__(self, previous: reuse.PreviousRows, plan: list, pixel: dict):
+        self.histogram = np.zeros((3, 256), np.int64)
+        self._previous, self._pixel = previous, pixel
+        taken: dict[int, list[int]] = {}
+        for entry in plan:
+            if isinstance(entry, tuple):
+                taken.setdefault(entry[0], []).append(entry[1])
+        self._taken = {number: sorted(rows) for number, rows in taken.items()}
+        self._reads = {number: previous.shards[number].read(rows, release=True) for number, rows in self._taken.items()}
+        self._subtracted: dict[int, np.ndarray] = {}  # kept shard -> its histogram less its untaken rows
+        self._good: dict[int, list[int]] = {}  # kept shard -> taken rows copied
+        self._damaged: set[int] = set()
+        for number, rows in self._taken.items():
+            counts = self._all_but(previous.shards[number], rows)
+            if counts is not None:
+                self._subtracted[number] = counts
+                self.histogram += counts
+
+    def _all_but(self, shard: reuse.KeptShard, taken: list[int]) -> np.ndarray | None:
+        untaken = sorted(set(range(shard.images)).difference(taken))
+        if len(untaken) >= len(taken):
+            return None
         counts = shard.histogram.copy()
-        for row, data, good in shard.read(range(shard.images)):
-            own = _row_counts(data, pixel) if good and row in untaken else None
-            if not good or (row in untaken and own is None):
-                break
-            if own is not None:
-                counts -= own
-        else:
-            return counts, set()
-    counts, bad = np.zeros((3, 256), np.int64), set()
-    for row, data, good in shard.read(taken):
-        own = _row_counts(data, pixel) if good else None
-        if own is None:
-            bad.add(row)
-        else:
-            counts += own
-    return counts, bad
+        for _, data, good in shard.read(untaken):
+            own = _row_counts(data, self._pixel) if good else None
+            if own is None:
+                return None
+            counts -= own
+        return counts
+
+    def copy(self, entry: tuple[int, int], images) -> int | None:
+        """Write the kept row ``entry`` (kept shard, row) and return its CRC; None: decode it instead."""
+        number, row = entry
+        got, data, good = next(self._reads[number])
+        assert got == row, (got, row)
+        counts = None
+        if good and number not in self._subtracted:
+            counts = _row_counts(data, self._pixel)
+            good = counts is not None
+        if not good:
+            self._damaged.add(number)
+            return None
+        if counts is not None:
+            self.histogram += counts
+        crc = int(self._previous.shards[number].crcs[row])
+        images.write_checked(data, crc)
+        self._good.setdefault(number, []).append(row)
+        return crc
+
+    def finish(self) -> np.ndarray:
+        """The histogram, corrected for kept shards counted by subtraction that had a damaged row
+        (their copied rows are then read again and counted one by one)."""
+        for number in self._damaged & self._subtracted.keys():
+            self.histogram -= self._subtracted[number]
+            for _, data, _ in self._previous.shards[number].read(self._good.get(number, [])):
+                self.histogram += _row_counts(data, self._pixel)
+        return self.histogram
 
 
 def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:
@@ -283,30 +306,3 @@ def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:
         return None
     counts = Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1).histogram()
     return np.asarray(counts, np.int64).reshape(3, 256)
-
-
-class _Copies:
-    """Runs of consecutive kept rows, copied file to file in one go each (their CRCs are known)."""
-
-    def __init__(self, images, previous: reuse.PreviousRows):
-        self._images, self._previous = images, previous
-        self._run: list[int] | None = None  # [kept shard, first row, rows, crc]
-
-    def add(self, number: int, row: int) -> int:
-        shard = self._previous.shards[number]
-        crc = int(shard.crcs[row])
-        run = self._run
-        if run is not None and run[0] == number and run[1] + run[2] == row:
-            run[2] += 1
-            run[3] = crc32.combine(run[3], crc, shard.row_bytes)
-        else:
-            self.flush()
-            self._run = [number, row, 1, crc]
-        return crc
-
-    def flush(self) -> None:
-        if self._run is not None:
-            number, row, rows, crc = self._run
-            # each kept row is copied once: release its pages for the new file's (npzformat.release_cache)
-            self._images.copy_from([self._previous.shards[number].byte_range(row, rows, crc)], release=True)
-            self._run = None

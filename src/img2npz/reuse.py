@@ -4,16 +4,23 @@ Snakemake deletes a job's outputs before it runs it, so every shard job leaves a
 finished npz in ``results/shards/.kept/``, ``{shard}.{time_ns}.npz`` (a hard link: no copy, no space;
 a copy only where the file system has no hard links). When a shard's manifest changes, its job opens
 the kept versions of the same shard and the kept shards whose path range overlaps its own (a new cut
-moves rows between neighbours), and copies the bytes of every row whose key still holds: the path,
-the file's size and mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit,
-Pillow's version and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes).
-Everything else is decoded. A kept file that is missing, truncated, corrupt (its pixels fail their
-CRC) or not a shard of this kind is passed over with a log line, never an error. A job never
-replaces a kept file, it adds a version: its neighbours may still be reading the old one.
+moves rows between neighbours), and copies every row whose key still holds: the path, the file's
+size and mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit, Pillow's
+version and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes). Everything else
+is decoded. Each copied row is checked against the CRC its shard recorded; a kept file that is
+missing, truncated, corrupt or not a shard of this kind is passed over with a log line, never an
+error. A job never replaces a kept file, it adds a version: a neighbour may still be reading it.
+
+The bytes of a kept row are read from the previous ``dataset.npz`` when the kept shard went into it
+(the merge notes each one's first row there, and the file's size and mtime): it holds the same bytes,
+it is the copy most likely in the page cache (the last one written and checked, and what training
+reads), and it is deleted by the next merge anyway. Otherwise, or if a row there fails its CRC, the
+kept file itself is read.
 
 Once every shard job has run, the merge calls :func:`prune`: files of shards that no longer exist go
 (from ``results/shards/`` and from ``.kept/``), only the newest kept version of each shard stays, and
-``.kept/layout.tsv`` records their path ranges, which the next run's jobs read to find neighbours.
+``.kept/layout.tsv`` records their path ranges and first rows in the dataset, which the next run's
+jobs read to find their rows.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import shutil
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from img2npz.npzformat import ByteRange, array_layout, read_array
+from img2npz.atomic import write_bytes_atomic
+from img2npz.npzformat import ByteRange, array_layout, read_array, release_cache
 from img2npz.sharding import path_sort_key
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -41,11 +50,20 @@ log = logging.getLogger(__name__)
 
 KEPT = ".kept"
 LAYOUT = "layout.tsv"
-LAYOUT_HEADER = ("file", "first_path", "last_path")
+LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
+DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: path, size, mtime_ns
 # The files a shard job writes, named by the shard id (16 hex digits); nothing else is ever pruned.
 SHARD_FILE = re.compile(r"^([0-9a-f]{16})\.(npz|failures\.tsv|stats\.json)$")
 KEPT_FILE = re.compile(r"^([0-9a-f]{16})\.([0-9]+)\.npz$")
 STAGING = re.compile(r"^\.[0-9a-f]{16}\.npz\.[0-9]+\.tmp$")
+
+
+class ShardAccount(Protocol):
+    """What :func:`dataset_rows` needs of a shard job's account (:class:`img2npz.preprocess.ShardStats`)."""
+
+    first_path: str
+    last_path: str
+    images: int
 
 
 def kept_dir(shards_dir: str | os.PathLike) -> Path:
@@ -74,18 +92,34 @@ def _versions(folder: Path, shard: str) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def candidates(shards_dir: str | os.PathLike, shard: str, first_path: str, last_path: str) -> list[Path]:
+def candidates(shards_dir: str | os.PathLike, shard: str, first_path: str, last_path: str) -> list[tuple[Path, int]]:
     """Kept npz files that may hold rows of the shard ``shard`` spanning ``first_path..last_path``:
-    its own versions, newest first, then the shards whose range in the last merged layout overlaps it."""
+    its own versions, newest first, then the shards whose range in the last merged layout overlaps
+    it; each with its first row in the merged dataset (-1 where the layout does not know it)."""
     folder = kept_dir(shards_dir)
-    found = _versions(folder, shard)
+    found = {path: -1 for path in _versions(folder, shard)}
     with contextlib.suppress(OSError, ValueError):
         low, high = path_sort_key(first_path), path_sort_key(last_path)
-        for name, first, last in read_tsv(folder / LAYOUT, LAYOUT_HEADER):
+        for name, first, last, row in read_tsv(folder / LAYOUT, LAYOUT_HEADER):
             path = folder / name
-            if path not in found and path_sort_key(first) <= high and path_sort_key(last) >= low and path.is_file():
-                found.append(path)
-    return found
+            if path in found or (path_sort_key(first) <= high and path_sort_key(last) >= low and path.is_file()):
+                found[path] = int(row)
+    return list(found.items())
+
+
+def _merged_images(folder: Path, dtype: np.dtype, row_shape: tuple) -> tuple[str, int] | None:
+    """(path, offset of row 0) of the dataset the layout's rows refer to, if it is still that file."""
+    try:
+        stamp = json.loads((folder / DATASET_STAMP).read_text())
+        info = os.stat(stamp["path"])
+        if (info.st_size, info.st_mtime_ns) != (stamp["size"], stamp["mtime_ns"]):
+            return None
+        images = array_layout(stamp["path"])["images"]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
+    if images.offset is None or images.dtype != dtype or images.shape[1:] != row_shape:
+        return None  # compressed (merge.compress) or another pixel config
+    return stamp["path"], images.offset
 
 
 @dataclass
@@ -99,13 +133,17 @@ class KeptShard:
     images: int  # decoded rows (padding rows for failures follow them)
     crcs: np.ndarray  # uint32 CRC-32 of each decoded row's bytes
     histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
+    merged: tuple[str, int, int] | None = None  # (dataset path, fd, offset of this shard's row 0) to read instead
 
-    def byte_range(self, row: int, rows: int, crc: int) -> ByteRange:
-        return ByteRange(self.path, self.offset + row * self.row_bytes, rows * self.row_bytes, crc)
-
-    def read(self, rows: Sequence[int], chunk_bytes: int = 4 << 20) -> Iterator[tuple[int, memoryview, bool]]:
+    def read(
+        self, rows: Sequence[int], release: bool = False, chunk_bytes: int = 4 << 20
+    ) -> Iterator[tuple[int, memoryview, bool]]:
         """``(row, bytes, crc_ok)`` for each of ``rows`` (ascending), read in runs through one buffer
-        (each view is valid until the next is yielded)."""
+        (each view is valid until the next is yielded), from the merged dataset when there is one
+        (a row failing its CRC there is read again from the kept file). ``release`` drops each run
+        from the page cache once its rows are through (:func:`img2npz.npzformat.release_cache`):
+        rows copied once are not read again, and their pages serve the new file's."""
+        path, fd, offset = self.merged or (self.path, self.fd, self.offset)
         per_read = max(1, chunk_bytes // max(self.row_bytes, 1))
         buffer = memoryview(bytearray(per_read * self.row_bytes))
         start = 0
@@ -114,34 +152,59 @@ class KeptShard:
             while stop < len(rows) and stop - start < per_read and rows[stop] == rows[stop - 1] + 1:
                 stop += 1
             want = (stop - start) * self.row_bytes
-            got = os.preadv(self.fd, [buffer[:want]], self.offset + rows[start] * self.row_bytes)
+            at = offset + rows[start] * self.row_bytes
+            got = os.preadv(fd, [buffer[:want]], at)
             if got != want:
-                raise ValueError(f"{self.path}: ends inside row {rows[start + got // max(self.row_bytes, 1)]}")
+                raise ValueError(f"{path}: ends inside row {rows[start + got // max(self.row_bytes, 1)]}")
             for slot, row in enumerate(rows[start:stop]):
                 data = buffer[slot * self.row_bytes : (slot + 1) * self.row_bytes]
-                yield row, data, zlib.crc32(data) == int(self.crcs[row])
+                good = zlib.crc32(data) == int(self.crcs[row])
+                if not good and self.merged is not None:
+                    data = memoryview(os.pread(self.fd, self.row_bytes, self.offset + row * self.row_bytes))
+                    good = zlib.crc32(data) == int(self.crcs[row])
+                yield row, data, good
+            if release:
+                release_cache(ByteRange(path, at, want))
             start = stop
 
 
 class PreviousRows:
     """The decoded rows of kept shards built with the same ``decoder`` key, found by path.
 
-    ``format_tag`` and ``decoder`` must equal the kept shard's ``meta``; ``dtype`` and ``row_shape``
-    its images'. A row's bytes are checked against its CRC when read (:meth:`KeptShard.read`).
+    Opens :func:`candidates` for the shard ``shard`` of ``shards_dir`` spanning ``first_path`` to
+    ``last_path``; ``format_tag`` and ``decoder`` must equal a kept shard's ``meta``, ``dtype`` and
+    ``row_shape`` its images'.
     """
 
-    def __init__(self, paths: Iterable[str | os.PathLike], format_tag: str, decoder: dict, dtype: np.dtype, row_shape):
+    def __init__(
+        self,
+        shards_dir: str | os.PathLike,
+        shard: str,
+        first_path: str,
+        last_path: str,
+        format_tag: str,
+        decoder: dict,
+        dtype: np.dtype,
+        row_shape: tuple,
+    ):
         self._format, self._decoder = format_tag, decoder
         self._dtype, self._row_shape = np.dtype(dtype), tuple(row_shape)
         self.shards: list[KeptShard] = []
         self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (shard, row, size, mtime_ns)
-        for path in paths:
+        self._fds: list[int] = []
+        found = candidates(shards_dir, shard, first_path, last_path)
+        merged = _merged_images(kept_dir(shards_dir), self._dtype, self._row_shape) if found else None
+        self._dataset_fd = -1
+        if merged is not None:
+            self._dataset_fd = os.open(merged[0], os.O_RDONLY)
+            self._fds.append(self._dataset_fd)
+        for path, dataset_row in found:
             try:
-                self._open(os.fspath(path))
+                self._open(os.fspath(path), (*merged, dataset_row) if merged and dataset_row >= 0 else None)
             except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
                 log.info("not reusing %s: %s", path, " ".join(str(error).split()))
 
-    def _open(self, path: str) -> None:
+    def _open(self, path: str, merged: tuple[str, int, int] | None) -> None:
         layouts = array_layout(path)
         meta = json.loads(str(read_array(path, "meta", layouts["meta"])))
         if meta.get("format") != self._format or meta.get("decoder") != self._decoder:
@@ -157,7 +220,12 @@ class PreviousRows:
         number = len(self.shards)
         row_bytes = images.nbytes // images.shape[0] if images.shape[0] else 0
         fd = os.open(path, os.O_RDONLY)
-        self.shards.append(KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram))
+        self._fds.append(fd)
+        in_dataset = None
+        if merged:
+            dataset, offset, first_row = merged
+            in_dataset = (dataset, self._dataset_fd, offset + first_row * row_bytes)
+        self.shards.append(KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, in_dataset))
         for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
 
@@ -170,8 +238,9 @@ class PreviousRows:
         return found[:2] if found is not None and found[2:] == (size, mtime_ns) else None
 
     def close(self) -> None:
-        for shard in self.shards:
-            os.close(shard.fd)
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
         self.shards.clear()
 
     def __enter__(self) -> PreviousRows:
@@ -181,13 +250,16 @@ class PreviousRows:
         self.close()
 
 
-def prune(shards_dir: str | os.PathLike, ranges: Sequence[tuple[str, str, str]]) -> int:
-    """Remove the files of shards not in ``ranges`` (id, first path, last path) from the shards
-    folder, and from ``.kept/`` all but the newest version of each shard in ``ranges``; write the
-    kept layout. Return the number of files removed. Call it only when no shard job runs."""
+def prune(
+    shards_dir: str | os.PathLike, shards: Sequence[tuple[str, str, str, int]], dataset: str | os.PathLike | None
+) -> int:
+    """Remove the files of shards not in ``shards`` (id, first path, last path, first row in
+    ``dataset``) from the shards folder, and from ``.kept/`` all but the newest version of each shard
+    in ``shards``; write the kept layout and the dataset's stamp. Return the number of files removed.
+    Call it only when no shard job runs, right after the merge that wrote ``dataset``."""
     folder = Path(shards_dir)
     kept = kept_dir(folder)
-    wanted = {shard: (first, last) for shard, first, last in ranges}
+    wanted = {shard: (first, last, row) for shard, first, last, row in shards}
     removed = 0
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder):
@@ -209,6 +281,22 @@ def prune(shards_dir: str | os.PathLike, ranges: Sequence[tuple[str, str, str]])
             if newest.get(shard) != name:
                 os.unlink(kept / name)
                 removed += 1
-    layout = [(name, *wanted[shard]) for shard, name in newest.items()]
-    write_tsv(kept / LAYOUT, LAYOUT_HEADER, sorted(layout, key=lambda row: path_sort_key(row[1])))
+    layout = sorted(((name, *wanted[shard]) for shard, name in newest.items()), key=lambda row: path_sort_key(row[1]))
+    write_tsv(kept / LAYOUT, LAYOUT_HEADER, layout)
+    stamp = {}
+    if dataset is not None:
+        info = os.stat(dataset)
+        stamp = {"path": os.fspath(dataset), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    write_bytes_atomic(kept / DATASET_STAMP, json.dumps(stamp).encode(), durable=False)
     return removed
+
+
+def dataset_rows(stats: Mapping[str, ShardAccount]) -> list[tuple[str, str, str, int]]:
+    """(id, first path, last path, first row in the merged dataset) of every shard: shards are
+    contiguous runs of the index's order, so a shard starts where the ones before it end."""
+    ordered = sorted(stats.items(), key=lambda item: path_sort_key(item[1].first_path))
+    rows, start = [], 0
+    for shard, account in ordered:
+        rows.append((shard, account.first_path, account.last_path, start))
+        start += account.images
+    return rows
