@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -138,34 +139,44 @@ class KeptShard:
     def read(
         self, rows: Sequence[int], release: bool = False, chunk_bytes: int = 4 << 20
     ) -> Iterator[tuple[int, memoryview, bool]]:
-        """``(row, bytes, crc_ok)`` for each of ``rows`` (ascending), read in runs through one buffer
-        (each view is valid until the next is yielded), from the merged dataset when there is one
-        (a row failing its CRC there is read again from the kept file). ``release`` drops each run
-        from the page cache once its rows are through (:func:`img2npz.npzformat.release_cache`):
+        """``(row, bytes, crc_ok)`` for each of ``rows`` (ascending), in runs mapped from the file
+        (no copy; each view is valid until the next is yielded), from the merged dataset when there
+        is one (a row failing its CRC there is read again from the kept file). ``release`` drops each
+        run from the page cache once its rows are through (:func:`img2npz.npzformat.release_cache`):
         rows copied once are not read again, and their pages serve the new file's."""
         path, fd, offset = self.merged or (self.path, self.fd, self.offset)
         per_read = max(1, chunk_bytes // max(self.row_bytes, 1))
-        buffer = memoryview(bytearray(per_read * self.row_bytes))
         start = 0
         while start < len(rows):
             stop = start + 1
             while stop < len(rows) and stop - start < per_read and rows[stop] == rows[stop - 1] + 1:
                 stop += 1
-            want = (stop - start) * self.row_bytes
             at = offset + rows[start] * self.row_bytes
-            got = os.preadv(fd, [buffer[:want]], at)
-            if got != want:
-                raise ValueError(f"{path}: ends inside row {rows[start + got // max(self.row_bytes, 1)]}")
+            want = (stop - start) * self.row_bytes
+            run = _mapped(fd, at, want, path)
             for slot, row in enumerate(rows[start:stop]):
-                data = buffer[slot * self.row_bytes : (slot + 1) * self.row_bytes]
+                data = run[slot * self.row_bytes : (slot + 1) * self.row_bytes]
                 good = zlib.crc32(data) == int(self.crcs[row])
                 if not good and self.merged is not None:
                     data = memoryview(os.pread(self.fd, self.row_bytes, self.offset + row * self.row_bytes))
                     good = zlib.crc32(data) == int(self.crcs[row])
                 yield row, data, good
+            del run, data
             if release:
                 release_cache(ByteRange(path, at, want))
             start = stop
+
+
+def _mapped(fd: int, offset: int, nbytes: int, path: str) -> memoryview:
+    """``nbytes`` of file ``fd`` from ``offset``, mapped read-only (reading them copies nothing;
+    unmapped when the last view of it goes)."""
+    if not nbytes:
+        return memoryview(b"")
+    if os.fstat(fd).st_size < offset + nbytes:
+        raise ValueError(f"{path}: ends before byte {offset + nbytes}")
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(fd, offset + nbytes - start, access=mmap.ACCESS_READ, offset=start)
+    return memoryview(mapped)[offset - start :]
 
 
 class PreviousRows:
