@@ -11,11 +11,12 @@ from conftest import DEFAULT_PIXEL, save
 from PIL import Image
 
 from img2npz import decode, reuse
-from img2npz.index import build_index, class_names, write_manifests
+from img2npz.index import build_index, class_names, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.npzformat import _StreamedMember, array_layout
 from img2npz.preprocess import ShardStats, process_shard, to_stored_dtype, uint8_of
 from img2npz.scan import scan_tree
+from img2npz.validate import Thresholds, run_checks
 
 
 def noise(seed, size=(24, 18)):
@@ -121,21 +122,14 @@ def test_another_decoder_version_reuses_nothing(tmp_path, monkeypatch):
     assert sum(s.reused for s in build(src, tmp_path / "out").values()) == 0
 
 
-def corrupt_pixels(path):
-    data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0xFF  # inside the images member
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize(
     ("damage", "reusable"),
     [
-        (corrupt_pixels, len(NAMES) - 1),  # the row with the bad byte fails its CRC
         (lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), 0),  # truncated
         (lambda path: path.write_bytes(os.urandom(5000)), 0),  # foreign
         (lambda path: path.unlink(), 0),
     ],
-    ids=["corrupt", "truncated", "foreign", "missing"],
+    ids=["truncated", "foreign", "missing"],
 )
 def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage, reusable):
     src = tmp_path / "src"
@@ -238,17 +232,11 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
     built = shard_bytes(tmp_path / "out")
     make_tree(src, ["b/001.png"])
 
-    written = []
-    write_checked = _StreamedMember.write_checked
-
-    def full_after_five_rows(self, data, crc):
-        written.append(crc)
-        if len(written) > 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        write_checked(self, data, crc)
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(_StreamedMember, "write_checked", full_after_five_rows)
+        patch.setattr(_StreamedMember, "copy_from", full)  # the copy of the kept rows fills the disk
         with pytest.raises(OSError, match=r"no space left on the device while writing .*\.npz"):
             build(src, tmp_path / "out")
     assert shard_bytes(tmp_path / "out") == built and not list(shards.glob(".*.tmp"))  # nothing half-written
@@ -273,30 +261,13 @@ def test_kept_rows_are_read_from_the_dataset_they_went_into(tmp_path, monkeypatc
     shutil.copytree(tmp_path / "out", tmp_path / "copy")
     with monkeypatch.context() as patch:
         patch.setattr(reuse, "_merged_images", lambda *args: None)
-        stats = build(src, tmp_path / "copy", bounds=(20, 5, 40))
-        assert sum(s.reused for s in stats.values()) == 0  # the kept files alone: every row fails its CRC
+        build(src, tmp_path / "copy", bounds=(20, 5, 40))  # from the kept files alone
     stats = build(src, tmp_path / "out", bounds=(20, 5, 40), merge=True)
     assert sum(s.reused for s in stats.values()) == len(NAMES) and sum(s.decoded for s in stats.values()) == 2
     build(src, tmp_path / "fresh", bounds=(20, 5, 40), merge=True)
-    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")  # the rows came from the dataset
+    assert shard_bytes(tmp_path / "copy") != shard_bytes(tmp_path / "fresh")  # not from the (emptied) kept files
     assert (tmp_path / "out" / "dataset.npz").read_bytes() == (tmp_path / "fresh" / "dataset.npz").read_bytes()
-
-
-def test_a_row_bad_in_the_dataset_is_read_from_the_kept_file(tmp_path):
-    src = tmp_path / "src"
-    make_tree(src, NAMES)
-    build(src, tmp_path / "out", merge=True)
-    dataset = tmp_path / "out" / "dataset.npz"
-    info = os.stat(dataset)
-    data = bytearray(dataset.read_bytes())
-    data[len(data) // 3] ^= 0xFF  # one pixel of one row
-    dataset.write_bytes(bytes(data))
-    os.utime(dataset, ns=(info.st_atime_ns, info.st_mtime_ns))  # the same size and mtime: still "that file"
-    make_tree(src, ["a/001.png"])
-    stats = build(src, tmp_path / "out")
-    assert sum(s.reused for s in stats.values()) == len(NAMES) and sum(s.decoded for s in stats.values()) == 1
-    build(src, tmp_path / "fresh")
-    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
 
 
 def test_another_dataset_file_is_not_read(tmp_path):
@@ -307,5 +278,41 @@ def test_another_dataset_file_is_not_read(tmp_path):
     folder = reuse.kept_dir(shards)
     assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
     assert reuse._merged_images(folder, np.dtype("uint8"), (6, 6, 3)) is None  # another pixel config
-    os.utime(tmp_path / "out" / "dataset.npz", ns=(1, 10**18))  # rewritten since
+    os.utime(tmp_path / "out" / "dataset.npz", ns=(1, 10**18))  # touched (as Snakemake does): still that file
+    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
+    make_tree(src, NAMES[10:12])
+    build(src, tmp_path / "other", merge=True)
+    shutil.copyfile(tmp_path / "other" / "dataset.npz", tmp_path / "out" / "dataset.npz")  # another dataset
     assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is None
+
+
+def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_path):
+    """Copied rows are not read in the shard job: their CRC-32 from decoding travels with them into
+    the dataset, and validate-report checks every row against it."""
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "out", merge=True)
+    [kept] = reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz")
+    images = array_layout(kept)["images"]
+    data = bytearray(kept.read_bytes())
+    data[images.offset + 5 * images.nbytes // images.shape[0] + 7] ^= 0xFF  # a pixel of row 5
+    kept.unlink()
+    kept.write_bytes(bytes(data))
+    (tmp_path / "out" / "dataset.npz").unlink()  # the kept file is the only copy to reuse
+    make_tree(src, ["a/001.png"])
+    build(src, tmp_path / "out", merge=True)
+    shards = tmp_path / "out" / "manifests"
+    images_table = tmp_path / "out" / "images.parquet"
+    listing = scan_tree(src, [".png"])
+    write_images_table(build_index(listing, class_names(listing.paths, "folder"), 1000, 1, 4000), images_table)
+    checks, _ = run_checks(
+        str(tmp_path / "out" / "dataset.npz"),
+        str(tmp_path / "out" / "failures.tsv"),
+        str(images_table),
+        DEFAULT_PIXEL,
+        "folder",
+        Thresholds(),
+    )
+    crc = next(check for check in checks if check.name == "images_crc32")
+    assert not crc.passed and crc.value == {"rows": 1, "examples": ["a/010.png"]} and shards.exists()
+    assert all(check.passed for check in checks if check.name not in ("images_crc32", "duplicate_images"))

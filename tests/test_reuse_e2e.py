@@ -85,6 +85,9 @@ def test_scattered_additions_decode_only_the_new_images(grown):
     reused, decoded = work_done(work, result)
     assert decoded == len(added) and reused > 100
     assert len(shards_run(result)) > 2  # the additions touched most shards, yet only they were decoded
+    for shard in shards_run(result):  # the kept rows' bytes come from the previous dataset.npz
+        log = (work / "results" / "logs" / "preprocess_shard" / f"{shard}.log").read_text()
+        assert re.search(r"kept rows in (\d+) kept shards \(\1 read from results/dataset.npz\)", log), log
     report = changes(work)
     assert report["images decoded"] == decoded and report["images reused"] == reused
     assert report["shards rebuilt"] == len(shards_run(result))

@@ -7,8 +7,10 @@ cache is released behind it, so the copy reuses those pages) and the rest in chu
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 
-``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``meta``, and
-with ``splits`` configured ``split`` and ``splits`` (:mod:`img2npz.splits`).
+``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``crc32s`` (the
+CRC-32 of each row's bytes, taken when the image was decoded and carried through every reuse and
+copy since, so validate-report can prove each row intact), ``meta``, and with ``splits`` configured
+``split`` and ``splits`` (:mod:`img2npz.splits`).
 ``meta`` is a JSON document (keys sorted) with the format version, the pixel config, counts,
 per-channel mean and std on the 0..1 scale (exact, from integer histograms), the per-channel
 histograms, and the sha256 of the ``images`` member's array bytes.
@@ -182,6 +184,9 @@ def merge_shards(
                 if splits:
                     split[start : start + len(paths)] = assign(paths.tolist(), splits, group_by)
                 start += len(paths)
+        with writer.stream("crc32s", np.uint32, (total,)) as member:
+            for shard in summaries:
+                member.write(read_array(shard.npz, "crc32s", shard.layouts["crc32s"]))
         split_meta = _write_splits(writer, split, splits, group_by) if splits else None
         failures = _copy_failures(summaries, out_failures)
         mean, std = channel_stats(histogram)

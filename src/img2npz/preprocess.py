@@ -160,6 +160,7 @@ def process_shard(
                             failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
                             continue
                         crc = zlib.crc32(row)
+                        copier.flush(images)
                         images.write_checked(row.reshape(-1).view(np.uint8), crc)
                         copier.histogram += counts
                     paths.append(rel_path)
@@ -167,6 +168,7 @@ def process_shard(
                     sizes.append(size)
                     mtimes.append(mtime)
                     crcs.append(crc)
+                copier.flush(images)
                 padding = np.zeros((1, height, width, 3), dtype)
                 for _ in failures:
                     images.write(padding)
@@ -184,7 +186,7 @@ def process_shard(
             writer.add("sizes", np.array(sizes, np.int64))
             writer.add("mtimes_ns", np.array(mtimes, np.int64))
             writer.add("crc32s", np.array(crcs, np.uint32))
-            writer.add("histogram", copier.finish())
+            writer.add("histogram", copier.histogram)
             writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
             writer.close()
             write_tsv(out_failures, FAILURE_HEADER, failures)
@@ -230,12 +232,14 @@ def _plan(
 
 
 class _Reuse:
-    """Copies the planned kept rows in manifest order, in one read of each: a row is checked against
-    its CRC and written as read (one that fails is decoded instead), and the run's channel counts
-    are kept in :attr:`histogram`, which the caller adds decoded rows to.
+    """Copies the planned kept rows in manifest order, and keeps the run's channel counts in
+    :attr:`histogram` (the caller adds decoded rows to it).
 
     A kept shard most of whose rows are taken counts as its own histogram less the rows not taken
-    (read first, few); otherwise each taken row is counted as it is copied.
+    (read and checked against their CRCs first, few), and its taken rows are copied file to file
+    in runs, never read here (their CRCs travel with them; validate-report checks every row of the
+    dataset against them). A kept shard only a few of whose rows are taken has them read, checked
+    against their CRCs (one that fails is decoded instead) and counted one by one.
     """
 
     def __init__(self, previous: reuse.PreviousRows, plan: list, pixel: dict):
@@ -245,16 +249,14 @@ class _Reuse:
         for entry in plan:
             if isinstance(entry, tuple):
                 taken.setdefault(entry[0], []).append(entry[1])
-        self._taken = {number: sorted(rows) for number, rows in taken.items()}
-        self._reads = {number: previous.shards[number].read(rows, release=True) for number, rows in self._taken.items()}
-        self._subtracted: dict[int, np.ndarray] = {}  # kept shard -> its histogram less its untaken rows
-        self._good: dict[int, list[int]] = {}  # kept shard -> taken rows copied
-        self._damaged: set[int] = set()
-        for number, rows in self._taken.items():
-            counts = self._all_but(previous.shards[number], rows)
-            if counts is not None:
-                self._subtracted[number] = counts
+        self._reads = {}
+        for number, rows in taken.items():
+            counts = self._all_but(previous.shards[number], sorted(rows))
+            if counts is None:
+                self._reads[number] = previous.shards[number].read(sorted(rows), release=True)
+            else:
                 self.histogram += counts
+        self._run: tuple[int, int, list[int]] | None = None  # (kept shard, first row, CRCs) copied in one go
 
     def _all_but(self, shard: reuse.KeptShard, taken: list[int]) -> np.ndarray | None:
         untaken = sorted(set(range(shard.images)).difference(taken))
@@ -271,30 +273,32 @@ class _Reuse:
     def copy(self, entry: tuple[int, int], images) -> int | None:
         """Write the kept row ``entry`` (kept shard, row) and return its CRC; None: decode it instead."""
         number, row = entry
+        shard = self._previous.shards[number]
+        crc = int(shard.crcs[row])
+        if number not in self._reads:
+            run = self._run
+            if run is not None and run[0] == number and run[1] + len(run[2]) == row:
+                run[2].append(crc)
+            else:
+                self.flush(images)
+                self._run = (number, row, [crc])
+            return crc
+        self.flush(images)
         got, data, good = next(self._reads[number])
         assert got == row, (got, row)
-        counts = None
-        if good and number not in self._subtracted:
-            counts = _row_counts(data, self._pixel)
-            good = counts is not None
-        if not good:
-            self._damaged.add(number)
+        counts = _row_counts(data, self._pixel) if good else None
+        if counts is None:
             return None
-        if counts is not None:
-            self.histogram += counts
-        crc = int(self._previous.shards[number].crcs[row])
+        self.histogram += counts
         images.write_checked(data, crc)
-        self._good.setdefault(number, []).append(row)
         return crc
 
-    def finish(self) -> np.ndarray:
-        """The histogram, corrected for kept shards counted by subtraction that had a damaged row
-        (their copied rows are then read again and counted one by one)."""
-        for number in self._damaged & self._subtracted.keys():
-            self.histogram -= self._subtracted[number]
-            for _, data, _ in self._previous.shards[number].read(self._good.get(number, [])):
-                self.histogram += _row_counts(data, self._pixel)
-        return self.histogram
+    def flush(self, images) -> None:
+        """Copy the pending run of kept rows (each is read once: its pages are released after)."""
+        if self._run is not None:
+            number, row, crcs = self._run
+            self._run = None
+            images.copy_from(self._previous.shards[number].byte_ranges(row, crcs), release=True)
 
 
 def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:

@@ -7,12 +7,14 @@ the kept versions of the same shard and the kept shards whose path range overlap
 moves rows between neighbours), and copies every row whose key still holds: the path, the file's
 size and mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit, Pillow's
 version and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes). Everything else
-is decoded. Each copied row is checked against the CRC its shard recorded; a kept file that is
-missing, truncated, corrupt or not a shard of this kind is passed over with a log line, never an
-error. A job never replaces a kept file, it adds a version: a neighbour may still be reading it.
+is decoded. A kept file that is missing, truncated or not a shard of this kind is passed over with
+a log line, never an error. A copied row keeps the CRC-32 it got when decoded (shards record one
+per row), so a row damaged on disk since is found by validate-report, which checks every row of the
+dataset against it. A job never replaces a kept file, it adds a version: a neighbour may still be
+reading it.
 
 The bytes of a kept row are read from the previous ``dataset.npz`` when the kept shard went into it
-(the merge notes each one's first row there, and the file's size and mtime): it holds the same bytes,
+(the merge notes each one's first row there, and the file's size and images CRC-32): it holds the same bytes,
 it is the copy most likely in the page cache (the last one written and checked, and what training
 reads), and it is deleted by the next merge anyway. Otherwise, or if a row there fails its CRC, the
 kept file itself is read.
@@ -42,6 +44,7 @@ from typing import Protocol
 
 import numpy as np
 
+from img2npz import crc32
 from img2npz.atomic import write_bytes_atomic
 from img2npz.npzformat import ByteRange, array_layout, read_array, release_cache
 from img2npz.sharding import path_sort_key
@@ -52,7 +55,7 @@ log = logging.getLogger(__name__)
 KEPT = ".kept"
 LAYOUT = "layout.tsv"
 LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
-DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: path, size, mtime_ns
+DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: path, size, images CRC-32
 # The files a shard job writes, named by the shard id (16 hex digits); nothing else is ever pruned.
 SHARD_FILE = re.compile(r"^([0-9a-f]{16})\.(npz|failures\.tsv|stats\.json)$")
 KEPT_FILE = re.compile(r"^([0-9a-f]{16})\.([0-9]+)\.npz$")
@@ -109,18 +112,19 @@ def candidates(shards_dir: str | os.PathLike, shard: str, first_path: str, last_
 
 
 def _merged_images(folder: Path, dtype: np.dtype, row_shape: tuple) -> tuple[str, int] | None:
-    """(path, offset of row 0) of the dataset the layout's rows refer to, if it is still that file."""
+    """(path, offset of row 0) of the dataset the layout's rows refer to, if it is still that file:
+    the same size and the same CRC-32 of its images (from the zip's directory; Snakemake touches
+    outputs after their job, so an mtime would not do)."""
     try:
         stamp = json.loads((folder / DATASET_STAMP).read_text())
-        info = os.stat(stamp["path"])
-        if (info.st_size, info.st_mtime_ns) != (stamp["size"], stamp["mtime_ns"]):
+        if os.stat(stamp["path"]).st_size != stamp["size"]:
             return None
         images = array_layout(stamp["path"])["images"]
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
     if images.offset is None or images.dtype != dtype or images.shape[1:] != row_shape:
         return None  # compressed (merge.compress) or another pixel config
-    return stamp["path"], images.offset
+    return (stamp["path"], images.offset) if images.crc32 == stamp["images_crc32"] else None
 
 
 @dataclass
@@ -135,6 +139,21 @@ class KeptShard:
     crcs: np.ndarray  # uint32 CRC-32 of each decoded row's bytes
     histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
     merged: tuple[str, int, int] | None = None  # (dataset path, fd, offset of this shard's row 0) to read instead
+
+    def byte_ranges(self, row: int, crcs: Sequence[int], chunk_bytes: int = 8 << 20) -> list[ByteRange]:
+        """Rows from ``row`` on, one per CRC in ``crcs``, where :meth:`read` would read them, in ranges
+        of about ``chunk_bytes`` (each released once copied, so the next one's pages are those)."""
+        path, _, offset = self.merged or (self.path, self.fd, self.offset)
+        per_range = max(1, chunk_bytes // max(self.row_bytes, 1))
+        ranges = []
+        for start in range(0, len(crcs), per_range):
+            part = crcs[start : start + per_range]
+            crc = part[0]
+            for more in part[1:]:
+                crc = crc32.combine(crc, more, self.row_bytes)
+            at = offset + (row + start) * self.row_bytes
+            ranges.append(ByteRange(path, at, len(part) * self.row_bytes, crc))
+        return ranges
 
     def read(
         self, rows: Sequence[int], release: bool = False, chunk_bytes: int = 4 << 20
@@ -214,6 +233,15 @@ class PreviousRows:
                 self._open(os.fspath(path), (*merged, dataset_row) if merged and dataset_row >= 0 else None)
             except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as error:
                 log.info("not reusing %s: %s", path, " ".join(str(error).split()))
+        if self.shards:
+            in_dataset = sum(shard.merged is not None for shard in self.shards)
+            log.info(
+                "%d kept rows in %d kept shards (%d read from %s)",
+                len(self._rows),
+                len(self.shards),
+                in_dataset,
+                merged[0] if merged else "their own files",
+            )
 
     def _open(self, path: str, merged: tuple[str, int, int] | None) -> None:
         layouts = array_layout(path)
@@ -296,8 +324,8 @@ def prune(
     write_tsv(kept / LAYOUT, LAYOUT_HEADER, layout)
     stamp = {}
     if dataset is not None:
-        info = os.stat(dataset)
-        stamp = {"path": os.fspath(dataset), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        crc = array_layout(dataset)["images"].crc32
+        stamp = {"path": os.fspath(dataset), "size": os.stat(dataset).st_size, "images_crc32": crc}
     write_bytes_atomic(kept / DATASET_STAMP, json.dumps(stamp).encode(), durable=False)
     return removed
 

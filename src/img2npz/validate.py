@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from img2npz.tsv import unescape_field
 
 log = logging.getLogger(__name__)
 
-REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "meta")
+REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "crc32s", "meta")
 FLOAT_TOLERANCE = 1e-2
 
 
@@ -140,6 +141,7 @@ class ImageScan:
     finite: bool
     fingerprints: np.ndarray  # (N, 2) uint64 per row: wrapping sum and xor of its 8-byte words
     constant: list[int]  # rows whose pixels are all one colour
+    crcs: np.ndarray  # uint32 CRC-32 of each row's bytes
 
 
 def _row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,18 +178,20 @@ def _row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scan_images(npz: str, layout) -> ImageScan:
-    """One streaming pass: sha256 (in a second thread), per-row fingerprints and one-colour rows, and
-    for float dtypes finiteness and range (uint8 is 0..255 by type)."""
+    """One streaming pass: sha256 (in a second thread), per-row CRC-32s, fingerprints and one-colour
+    rows, and for float dtypes finiteness and range (uint8 is 0..255 by type)."""
     digest = BackgroundSha256()
     low, high, finite = None, None, True
     count = layout.shape[0] if layout.shape else 0
     fingerprints = np.zeros((count, 2), np.uint64)
+    crcs = np.zeros(count, np.uint32)
     constant: list[int] = []
     start = 0
     for chunk in iter_chunks(npz, "images", layout=layout, ring=BackgroundSha256.DEPTH + 2):
         digest.update(chunk)
         if not chunk.size:
             continue
+        crcs[start : start + len(chunk)] = [zlib.crc32(row) for row in chunk.reshape(len(chunk), -1)]
         prints, one_colour = _row_fingerprints(chunk)
         fingerprints[start : start + len(chunk)] = prints
         constant.extend((np.flatnonzero(one_colour) + start).tolist())
@@ -200,7 +204,7 @@ def _scan_images(npz: str, layout) -> ImageScan:
             high = c_high if high is None else max(high, c_high)
     if layout.dtype == np.uint8:
         low, high = 0.0, 255.0
-    return ImageScan(digest.hexdigest(), low, high, finite, fingerprints, constant)
+    return ImageScan(digest.hexdigest(), low, high, finite, fingerprints, constant, crcs)
 
 
 def duplicate_groups(npz: str, layout, fingerprints: np.ndarray) -> list[list[int]]:
@@ -445,6 +449,18 @@ def run_checks(
 
     checks.append(
         Check("images_sha256", scan.sha256 == meta.get("images_sha256"), scan.sha256, meta.get("images_sha256"))
+    )
+    recorded = read_array(npz, "crc32s", layouts["crc32s"])
+    damaged = (
+        np.flatnonzero(scan.crcs != recorded).tolist() if recorded.shape == scan.crcs.shape else list(range(count))
+    )
+    checks.append(
+        Check(
+            "images_crc32",
+            not damaged,
+            {"rows": len(damaged), "examples": _paths_of(npz, paths, damaged[:LISTED])},
+            "every row's bytes have the CRC-32 they had when decoded",
+        )
     )
     checks.append(
         Check(
