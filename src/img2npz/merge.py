@@ -165,8 +165,7 @@ def merge_shards(
     histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
     images_sha = hashlib.sha256()
 
-    with atomic_output(out_npz) as handle:
-        writer = NpzWriter(handle, compress=compress)
+    with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (npzformat.release_cache)
             member.copy_from([_image_bytes(shard) for shard in summaries], images_sha.update, release=True)
@@ -203,6 +202,5 @@ def merge_shards(
             **({"splits": split_meta} if split_meta else {}),
         }
         writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
-        writer.close()
     log.info("merged %d shards: %d images, %d failures", len(summaries), total, failures)
     return meta

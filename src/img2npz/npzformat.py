@@ -315,12 +315,23 @@ class NpzWriter:
     def close(self) -> None:
         self._zip.close()
 
+    def __enter__(self) -> NpzWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        """Close on success; on an error, close quietly (the file is being discarded), so the zip
+        is never left to close itself later on a file that is gone."""
+        if kind is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):
+                self.close()
+
 
 def write_npz(fileobj: BinaryIO, arrays: Mapping[str, np.ndarray], compress: bool = False) -> None:
-    writer = NpzWriter(fileobj, compress=compress)
-    for name, array in arrays.items():
-        writer.add(name, array)
-    writer.close()
+    with NpzWriter(fileobj, compress=compress) as writer:
+        for name, array in arrays.items():
+            writer.add(name, array)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,75 +133,93 @@ def process_shard(
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
     decoder = decoder_key(pixel, Image.MAX_IMAGE_PIXELS)
-    paths, class_names, sizes, mtimes, crcs, failures = [], [], [], [], [], []
-    reused = decoded = 0
     source = Path(source)
-    source_prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
     out_npz = Path(out_npz)
-    first, last = (rows[0][0], rows[-1][0]) if reuse_previous and rows else ("", "")
+    first, last = (rows[0][0], rows[-1][0]) if rows else ("", "")
     shape = (height, width, 3)
-    with reuse.PreviousRows(out_npz.parent, out_npz.stem, first, last, SHARD_FORMAT, decoder, dtype, shape) as previous:
+    kept = out_npz.parent if reuse_previous and rows else None
+    with reuse.PreviousRows(kept, out_npz.stem, first, last, SHARD_FORMAT, decoder, dtype, shape) as previous:
         plan = _plan(rows, source, previous)
         copier = _Reuse(previous, plan, pixel)
-        with atomic_output(out_npz) as handle:
-            writer = NpzWriter(handle)
-            with writer.stream("images", dtype, (len(rows), height, width, 3)) as images:
-                for (rel_path, size, mtime, class_name), entry in zip(rows, plan, strict=True):
-                    crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
-                    if crc is not None:
-                        reused += 1
-                    else:
-                        try:
-                            if isinstance(entry, ImageFailure):
-                                raise entry
-                            decoded += 1
-                            row, counts = _decode(os.fspath(source / rel_path), pixel, timeout_s)
-                        except ImageFailure as failure:
-                            failures.append((rel_path, failure.stage, failure.reason.replace(source_prefix, "")))
-                            continue
-                        crc = zlib.crc32(row)
-                        copier.flush(images)
-                        images.write_checked(row.reshape(-1).view(np.uint8), crc)
-                        copier.histogram += counts
-                    paths.append(rel_path)
-                    class_names.append(class_name)
-                    sizes.append(size)
-                    mtimes.append(mtime)
-                    crcs.append(crc)
-                copier.flush(images)
-                padding = np.zeros((1, height, width, 3), dtype)
-                for _ in failures:
+        with atomic_output(out_npz) as handle, NpzWriter(handle) as writer:
+            with writer.stream("images", dtype, (len(rows), *shape)) as images:
+                done = _write_rows(rows, plan, copier, images, source, pixel, timeout_s)
+                padding = np.zeros((1, *shape), dtype)
+                for _ in done.failures:
                     images.write(padding)
             meta = {
                 "format": SHARD_FORMAT,
                 "pixel": pixel,
                 "decoder": decoder,
-                "first_path": rows[0][0] if rows else "",
-                "last_path": rows[-1][0] if rows else "",
-                "images": len(paths),
-                "failures": len(failures),
+                "first_path": first,
+                "last_path": last,
+                "images": len(done.paths),
+                "failures": len(done.failures),
             }
-            writer.add("paths", _strings(paths))
-            writer.add("class_names", _strings(class_names))
-            writer.add("sizes", np.array(sizes, np.int64))
-            writer.add("mtimes_ns", np.array(mtimes, np.int64))
-            writer.add("crc32s", np.array(crcs, np.uint32))
+            writer.add("paths", _strings(done.paths))
+            writer.add("class_names", _strings(done.class_names))
+            writer.add("sizes", np.array(done.sizes, np.int64))
+            writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
+            writer.add("crc32s", np.array(done.crcs, np.uint32))
             writer.add("histogram", copier.histogram)
             writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
-            writer.close()
-            write_tsv(out_failures, FAILURE_HEADER, failures)
+        write_tsv(out_failures, FAILURE_HEADER, done.failures)
     how = reuse.keep(out_npz)
-    stats = ShardStats(len(paths), len(failures), reused, decoded, meta["first_path"], meta["last_path"])
+    stats = ShardStats(len(done.paths), len(done.failures), done.reused, done.decoded, first, last)
     log.info(
         "%s: %d images (%d reused, %d decoded), %d failures; kept by %s",
         Path(manifest).name,
         stats.images,
-        reused,
-        decoded,
+        stats.reused,
+        stats.decoded,
         stats.failures,
         how,
     )
     return stats
+
+
+@dataclass
+class _Rows:
+    """The decoded rows' keys, in the images member's order, and the failures."""
+
+    paths: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    crcs: list[int] = field(default_factory=list)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    reused: int = 0
+    decoded: int = 0
+
+
+def _write_rows(rows, plan: list, copier: _Reuse, images, source: Path, pixel: dict, timeout_s) -> _Rows:
+    """Every manifest row into ``images``: copied where the plan says so, else decoded."""
+    done = _Rows()
+    prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
+    for (rel_path, size, mtime, class_name), entry in zip(rows, plan, strict=True):
+        crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
+        if crc is not None:
+            done.reused += 1
+        else:
+            try:
+                if isinstance(entry, ImageFailure):
+                    raise entry
+                done.decoded += 1
+                row, counts = _decode(os.fspath(source / rel_path), pixel, timeout_s)
+            except ImageFailure as failure:
+                done.failures.append((rel_path, failure.stage, failure.reason.replace(prefix, "")))
+                continue
+            crc = zlib.crc32(row)
+            copier.flush(images)
+            images.write_checked(row.reshape(-1).view(np.uint8), crc)
+            copier.histogram += counts
+        done.paths.append(rel_path)
+        done.class_names.append(class_name)
+        done.sizes.append(size)
+        done.mtimes.append(mtime)
+        done.crcs.append(crc)
+    copier.flush(images)
+    return done
 
 
 def _decode(path: str, pixel: dict, timeout_s: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -201,14 +201,14 @@ def _mapped(fd: int, offset: int, nbytes: int, path: str) -> memoryview:
 class PreviousRows:
     """The decoded rows of kept shards built with the same ``decoder`` key, found by path.
 
-    Opens :func:`candidates` for the shard ``shard`` of ``shards_dir`` spanning ``first_path`` to
-    ``last_path``; ``format_tag`` and ``decoder`` must equal a kept shard's ``meta``, ``dtype`` and
-    ``row_shape`` its images'.
+    Opens :func:`candidates` for the shard ``shard`` of ``shards_dir`` (None: nothing to reuse)
+    spanning ``first_path`` to ``last_path``; ``format_tag`` and ``decoder`` must equal a kept
+    shard's ``meta``, ``dtype`` and ``row_shape`` its images'.
     """
 
     def __init__(
         self,
-        shards_dir: str | os.PathLike,
+        shards_dir: str | os.PathLike | None,
         shard: str,
         first_path: str,
         last_path: str,
@@ -222,7 +222,7 @@ class PreviousRows:
         self.shards: list[KeptShard] = []
         self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (shard, row, size, mtime_ns)
         self._fds: list[int] = []
-        found = candidates(shards_dir, shard, first_path, last_path)
+        found = candidates(shards_dir, shard, first_path, last_path) if shards_dir is not None else []
         merged = _merged_images(kept_dir(shards_dir), self._dtype, self._row_shape) if found else None
         self._dataset_fd = -1
         if merged is not None:
