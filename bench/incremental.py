@@ -35,31 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from corpus import make_corpus, write_image  # noqa: E402
-from throughput import job_wall  # noqa: E402
+from throughput import job_wall, run_snakemake  # noqa: E402
 
 SHARD_LOG = re.compile(r": (\d+) images \((\d+) reused, (\d+) decoded\), (\d+) failures")
-
-
-def snakemake(work: Path, source: Path, cores: int) -> float:
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "bench-config.yaml"
-    config.write_text(f"source: {source}\nvalidate: {{max_failure_fraction: 0.01, samples: 16}}\n")
-    command = [
-        str(Path(sys.executable).with_name("snakemake")),
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(work),
-        "--configfile",
-        str(config),
-        "--cores",
-        str(cores),
-        "--quiet",
-    ]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, capture_output=True)
-    return time.perf_counter() - start
 
 
 def run_account(work: Path, since: float, cores: int, seconds: float) -> dict:
@@ -141,14 +119,14 @@ def main() -> None:
     subprocess.run(["cp", "-al", str(corpus), str(tree)], check=True)  # hard links: adding files is safe
     rng = np.random.default_rng(0)
 
-    full = snakemake(work, tree, args.cores)
+    full = run_snakemake(tree, work, args.cores)
     rows = [("full build from scratch", len(images_of(tree)), run_account(work, 0, args.cores, full))]
     identical, problems = [], []
 
     def rerun(what: str, change, decodes_added: bool = True) -> None:
         changed = change()
         since = time.time()
-        seconds = snakemake(work, tree, args.cores)
+        seconds = run_snakemake(tree, work, args.cores)
         account = run_account(work, since, args.cores, seconds)
         rows.append((what, changed, account))
         expected = changed if decodes_added else 0
@@ -158,7 +136,7 @@ def main() -> None:
     def compare_fresh(what: str) -> None:
         fresh = args.dir / "fresh"
         shutil.rmtree(fresh, ignore_errors=True)
-        seconds = snakemake(fresh, tree, args.cores)
+        seconds = run_snakemake(tree, fresh, args.cores)
         account = run_account(fresh, 0, args.cores, seconds)
         rows.append((f"full build of the {what} tree", len(images_of(tree)), account))
         identical.append((what, sha(fresh / "results" / "dataset.npz") == sha(work / "results" / "dataset.npz")))

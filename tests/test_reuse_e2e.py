@@ -34,9 +34,9 @@ def add(source, names, **kind):
         save(noise(name, **kind), source / name)
 
 
-def config_for(base, source, name="config.yaml", target=40, **extra):
+def config_for(base, source, name="config.yaml", target=40, size=16, **extra):
     shards = {"target_images": target, "min_images": max(1, target // 4), "max_images": 2 * target}
-    return write_config(base / name, source=str(source), image={"size": [16, 16]}, shards=shards, **extra)
+    return write_config(base / name, source=str(source), image={"size": [size, size]}, shards=shards, **extra)
 
 
 def sha(path):
@@ -145,12 +145,7 @@ def test_a_corrupt_previous_shard_is_decoded_again(grown):
 
 def test_a_pixel_config_change_decodes_everything(grown):
     base, source, _, work = grown
-    resized = write_config(
-        base / "resized.yaml",
-        source=str(source),
-        image={"size": [12, 12]},
-        shards={"target_images": 15, "min_images": 3, "max_images": 30},
-    )
+    resized = config_for(base, source, "resized.yaml", target=15, size=12)
     result = run_snakemake(work, resized)
     reused, decoded = work_done(work, result)
     with np.load(work / "results" / "dataset.npz") as data:
@@ -162,12 +157,7 @@ def test_kill_9_inside_a_reusing_shard_job_then_recover(grown):
     decode there); the documented recovery ends with the bytes of a build from scratch, and only
     the images that were never stored are decoded."""
     base, source, _, work = grown
-    config = write_config(
-        base / "resized.yaml",
-        source=str(source),
-        image={"size": [12, 12]},
-        shards={"target_images": 15, "min_images": 3, "max_images": 30},
-    )
+    config = config_for(base, source, "resized.yaml", target=15, size=12)
     added = [f"c{k}/img{i:03d}.png" for k in range(CLASSES) for i in (23, 61)]
     add(source, added, size=(1800, 1500))
     shards = work / "results" / "shards"
