@@ -268,9 +268,6 @@ class PreviousRows:
         for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     def find(self, path: str, size: int, mtime_ns: int) -> tuple[int, int] | None:
         """(kept shard, row) of ``path`` when its size and mtime still match, else None."""
         found = self._rows.get(path)
