@@ -11,7 +11,8 @@ and decodes only new and changed images; the bytes are those of a build from scr
 
 Shard ``.npz`` members (see :mod:`img2npz.npzformat`): ``images`` (rows, H, W, 3) in the configured
 dtype, ``paths`` and ``class_names`` (unicode), ``sizes`` and ``mtimes_ns`` (int64: the file each row
-was decoded from, the reuse key), all one per decoded image; ``histogram`` (int64, 3 x 256 counts of
+was decoded from, the reuse key) and ``crc32s`` (uint32: each row's CRC-32 when decoded), all one per
+decoded image; ``histogram`` (int64, 3 x 256 counts of
 the uint8 pixels, exact, so the merge can add shards up into a mean and std that never depend on the
 shard layout) and ``meta`` (JSON: the pixel config, the decoder key, the first and last manifest
 paths, counts). Beside it, ``{shard}.stats.json`` says how the job got its rows (:class:`ShardStats`).
@@ -269,9 +270,10 @@ class _Reuse:
                 taken.setdefault(entry[0], []).append(entry[1])
         self._reads = {}
         for number, rows in taken.items():
-            counts = self._all_but(previous.shards[number], sorted(rows))
+            rows.sort()
+            counts = self._all_but(previous.shards[number], rows)
             if counts is None:
-                self._reads[number] = previous.shards[number].read(sorted(rows), release=True)
+                self._reads[number] = previous.shards[number].read(rows, release=True)
             else:
                 self.histogram += counts
         self._run: tuple[int, int, list[int]] | None = None  # (kept shard, first row, CRCs) copied in one go

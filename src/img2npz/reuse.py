@@ -13,11 +13,11 @@ per row), so a row damaged on disk since is found by validate-report, which chec
 dataset against it. A job never replaces a kept file, it adds a version: a neighbour may still be
 reading it.
 
-The bytes of a kept row are read from the previous ``dataset.npz`` when the kept shard went into it
-(the merge notes each one's first row there, and the file's size and images CRC-32): it holds the same bytes,
-it is the copy most likely in the page cache (the last one written and checked, and what training
-reads), and it is deleted by the next merge anyway. Otherwise, or if a row there fails its CRC, the
-kept file itself is read.
+The bytes of a kept row come from the previous ``dataset.npz`` when the kept shard went into it (the
+merge notes each one's first row there, and the file's size and images CRC-32): it holds the same
+bytes, it is the copy most likely in the page cache (the last one written and checked, and what
+training reads), and the next merge deletes it anyway. Otherwise they come from the kept file. Rows
+that are read here (to be counted) and fail their CRC in the dataset are read from the kept file.
 
 Once every shard job has run, the merge calls :func:`prune`: files of shards that no longer exist go
 (from ``results/shards/`` and from ``.kept/``), only the newest kept version of each shard stays, and
