@@ -161,7 +161,7 @@ pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "backgro
          "normalize": None}
 start = time.perf_counter()
 meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv")
-print(json.dumps({"seconds": time.perf_counter() - start, "images": meta["images"],
+print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -1,10 +1,10 @@
 """Rule merge_npz: stream all shards into results/dataset.npz, then prune the shards folder."""
 
 from img2npz.changes import write_shard_table
+from img2npz.contract import ShardStats
 from img2npz.index import read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
-from img2npz.preprocess import ShardStats
 from img2npz.reuse import dataset_rows, prune
 
 with rule_logging(snakemake.log[0]):  # noqa: F821

@@ -16,7 +16,7 @@ import pytest
 from conftest import run_snakemake, save, snakemake_command, snakemake_env, write_config
 from PIL import Image
 
-from img2npz.preprocess import FAILURE_HEADER
+from img2npz.contract import FAILURE_HEADER
 from img2npz.tsv import read_tsv
 
 pytestmark = pytest.mark.slow

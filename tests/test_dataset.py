@@ -107,7 +107,8 @@ def test_sharded_reader_matches_the_merged_file(built, tmp_path):
 
 
 def test_normalizer_uses_the_dataset_statistics(built):
-    _, arrays, meta = built
+    out, arrays, _ = built
+    meta = NPZDataset(out).meta
     normalise = normalizer(meta)
     batch = torch.from_numpy(arrays["images"][:4]).permute(0, 3, 1, 2)
     out = normalise(batch)
@@ -129,6 +130,7 @@ def test_opening_a_large_dataset_costs_little_memory(tmp_path):
         writer.add("labels", np.zeros(rows, np.int64))
         writer.add("classes", np.array(["a"]))
         writer.add("paths", np.array([f"a/{i:06d}.jpg" for i in range(rows)]))
+        writer.add("crc32s", np.zeros(rows, np.uint32))
         writer.add("meta", np.array('{"format": "img2npz/1", "mean": [0, 0, 0], "std": [1, 1, 1]}'))
         writer.close()
     code = (

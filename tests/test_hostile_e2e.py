@@ -26,7 +26,7 @@ from conftest import (
 )
 from PIL import Image
 
-from img2npz.preprocess import FAILURE_HEADER
+from img2npz.contract import FAILURE_HEADER
 from img2npz.tsv import read_tsv
 
 pytestmark = pytest.mark.slow

@@ -61,14 +61,23 @@ def test_manifests_are_rewritten_only_when_changed(tmp_path):
     assert len(rows) == 301 and {row[3] for row in rows} == {"c0", "c1", "c2"}
 
 
-def test_labels_csv(tmp_path):
+def test_labels_csv(tmp_path, caplog):
+    src = tmp_path / "src"
+    for name in ["a.jpg", "b.jpg", "c.jpg"]:
+        touch(src / name)
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("path,label\n./a.jpg,dog\nb.jpg,cat\nghost.jpg,cat\n")
-    assert class_names(["a.jpg", "b.jpg", "c.jpg"], "csv", csv_path) == ["dog", "cat", ""]
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        index = run_index(
+            src, EXTS, "csv", csv_path, (1000, 1, 4000), out / "m", out / "images.parquet", out / "classes.tsv"
+        )
+    assert index.class_names == ["dog", "cat", ""] and read_classes(out / "classes.tsv") == ["cat", "dog"]
+    assert "ghost.jpg" in caplog.text and "1 indexed images have no row" in caplog.text
     bad = tmp_path / "bad.csv"
     bad.write_text("file,class\n")
     with pytest.raises(ValueError, match=r"bad\.csv"):
-        class_names(["a.jpg"], "csv", bad)
+        run_index(src, EXTS, "csv", bad, (1000, 1, 4000), out / "m", out / "images.parquet", out / "classes.tsv")
 
 
 def test_run_index_writes_all_outputs_and_refuses_an_empty_tree(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, make_tree
 from PIL import Image
 
+from img2npz.contract import FAILURE_HEADER
 from img2npz.merge import channel_stats
-from img2npz.preprocess import FAILURE_HEADER
 from img2npz.tsv import read_tsv
 
 
@@ -39,12 +39,12 @@ def test_meta_stats_are_exact(tmp_path):
     out, _, meta, _ = build_dataset(tmp_path, 2, "x")
     with np.load(out) as data:
         pixels = data["images"].reshape(-1, 3).astype(np.float64) / 255
-    assert np.allclose(meta["mean"], pixels.mean(0), atol=1e-12)
-    assert np.allclose(meta["std"], pixels.std(0), atol=1e-12)
+    assert np.allclose(meta.mean, pixels.mean(0), atol=1e-12)
+    assert np.allclose(meta.std, pixels.std(0), atol=1e-12)
     import hashlib
 
     with np.load(out) as data:
-        assert meta["images_sha256"] == hashlib.sha256(data["images"].tobytes()).hexdigest()
+        assert meta.images_sha256 == hashlib.sha256(data["images"].tobytes()).hexdigest()
 
 
 def test_float_dtype_with_normalisation(tmp_path):
@@ -57,7 +57,7 @@ def test_float_dtype_with_normalisation(tmp_path):
         assert images.dtype == np.float16
         blue = images[data["labels"] == 0][0, 0, 0].astype(float)
         assert np.allclose(blue, [(0 - 0.5) / 0.25, (0 - 0.5) / 0.25, (1 - 0.5) / 0.25], atol=1e-2)
-    assert meta["pixel"]["dtype"] == "float16"
+    assert meta.pixel["dtype"] == "float16"
 
 
 def test_channel_histogram_and_stats():

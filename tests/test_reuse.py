@@ -11,10 +11,11 @@ from conftest import DEFAULT_PIXEL, save
 from PIL import Image
 
 from img2npz import decode, reuse
+from img2npz.contract import ShardStats
 from img2npz.index import build_index, class_names, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.npzformat import _StreamedMember, array_layout
-from img2npz.preprocess import ShardStats, process_shard, to_stored_dtype, uint8_of
+from img2npz.preprocess import process_shard, to_stored_dtype, uint8_of
 from img2npz.scan import scan_tree
 from img2npz.validate import Thresholds, run_checks
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from img2npz.merge import in_index_order
+from img2npz.contract import in_index_order
 from img2npz.sharding import assign_shards, path_hash, shard_id, sort_paths
 
 path_lists = st.lists(

@@ -9,7 +9,7 @@ from PIL import Image
 
 from img2npz.changes import Catalogue, ShardRecord, compare, read_shard_table, write_shard_table
 from img2npz.config import ConfigError, validate_config
-from img2npz.preprocess import ShardStats
+from img2npz.contract import ShardStats
 from img2npz.splits import assign, group_function
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -152,7 +152,7 @@ def test_merged_split_key_and_dataset_selection(tmp_path):
         expected = assign(data["paths"].tolist(), FRACTIONS)
         assert np.array_equal(data["split"], expected)
         images = data["images"]
-    assert json.loads(json.dumps(meta))["splits"]["counts"] == {
+    assert json.loads(meta.to_json())["splits"]["counts"] == {
         name: int((expected == number).sum()) for number, name in enumerate(FRACTIONS)
     }
     shards = sorted(p for p in (tmp_path / "d").glob("*.npz") if p.name != "dataset.npz")

@@ -6,8 +6,8 @@ from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree, save
 from PIL import Image
 
 from img2npz import report
+from img2npz.contract import FAILURE_HEADER
 from img2npz.npzformat import write_npz
-from img2npz.preprocess import FAILURE_HEADER
 from img2npz.tsv import write_tsv
 from img2npz.validate import (
     ReportFiles,

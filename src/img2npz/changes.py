@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from img2npz.atomic import atomic_output
+from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
 from img2npz.npzformat import write_npz
-from img2npz.preprocess import ShardStats
 from img2npz.tsv import read_tsv, write_tsv
 
-CATALOGUE_FORMAT = "img2npz-catalogue/1"
-HEADER = ("what", "class", "split", "count")
 EXAMPLES = 10
 
 
@@ -92,9 +90,6 @@ class Catalogue:
                 [(a, b, c, int(d)) for a, b, c, d in rows],
                 examples,
             )
-
-
-SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "reused", "decoded")
 
 
 @dataclass(frozen=True)
@@ -169,4 +164,4 @@ def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, S
 
 
 def write_changes(path: str | os.PathLike, catalogue: Catalogue) -> None:
-    write_tsv(path, HEADER, catalogue.rows)
+    write_tsv(path, CHANGES_HEADER, catalogue.rows)

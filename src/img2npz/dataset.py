@@ -22,11 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from img2npz.index import read_classes
-from img2npz.merge import DATASET_FORMAT, in_index_order
+from img2npz.contract import (
+    CLASSES_HEADER,
+    DATASET_FORMAT,
+    DATASET_MEMBERS,
+    UNLABELLED_LABEL,
+    ShardMeta,
+    in_index_order,
+    member_names,
+)
 from img2npz.npzformat import array_layout, read_array
-from img2npz.preprocess import SHARD_FORMAT
 from img2npz.splits import assign
+from img2npz.tsv import read_tsv
 
 
 class DatasetFormatError(ValueError):
@@ -122,7 +129,7 @@ class NPZDataset(_ImageFolderLike):
             self._layouts = array_layout(self.path)
         except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise DatasetFormatError(f"{self.path}: not a readable .npz ({error})") from error
-        missing = {"images", "labels", "classes", "paths", "meta"} - set(self._layouts)
+        missing = set(member_names(DATASET_MEMBERS)) - set(self._layouts)
         if missing:
             raise DatasetFormatError(f"{self.path}: not an img2npz dataset (no {', '.join(sorted(missing))})")
         self.meta: dict[str, Any] = json.loads(str(read_array(self.path, "meta", self._layouts["meta"])))
@@ -207,20 +214,23 @@ class ShardedNPZDataset(_ImageFolderLike):
         self.target_transform = target_transform
         self.root = os.fspath(root)
         classes_path = Path(classes) if classes else folder.parent / "index" / "classes.tsv"
-        self.classes = read_classes(classes_path)
+        self.classes = [name for _, name, _ in read_tsv(classes_path, CLASSES_HEADER)]
         class_index = {name: number for number, name in enumerate(self.classes)}
         found = []
         for npz in files or sorted(folder.glob("*.npz")):
             layouts = array_layout(npz)
-            meta = json.loads(str(read_array(npz, "meta", layouts["meta"])))
-            if meta.get("format") != SHARD_FORMAT:
-                raise DatasetFormatError(f"{npz}: not an img2npz shard")
-            if meta["images"]:
-                found.append(_Shard(os.fspath(npz), meta["first_path"], layouts, meta["images"]))
+            try:
+                meta = ShardMeta.from_json(str(read_array(npz, "meta", layouts["meta"])))
+            except ValueError as error:
+                raise DatasetFormatError(f"{npz}: {error}") from None
+            if meta.images:
+                found.append(_Shard(os.fspath(npz), meta.first_path, layouts, meta.images))
         self._shards = in_index_order(found)
         self._starts = np.cumsum([0] + [s.count for s in self._shards]).tolist()
         self._label_arrays = [
-            np.array([class_index.get(n, -1) for n in read_array(s.path, "class_names").tolist()], np.int64)
+            np.array(
+                [class_index.get(n, UNLABELLED_LABEL) for n in read_array(s.path, "class_names").tolist()], np.int64
+            )
             for s in self._shards
         ]
         self.split = split

@@ -13,7 +13,7 @@ import io
 import logging
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,16 +21,13 @@ from typing import TypeVar
 import numpy as np
 
 from img2npz.atomic import write_if_changed
+from img2npz.contract import CLASSES_HEADER, MANIFEST_HEADER, UNLABELLED_CLASS, UNLABELLED_LABEL, path_sort_key
 from img2npz.scan import Listing, scan_tree
-from img2npz.sharding import Shard, assign_shards, path_sort_key
+from img2npz.sharding import Shard, assign_shards
 from img2npz.tsv import escape_field, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-MANIFEST_HEADER = ("path", "size", "mtime_ns", "class")
-CLASSES_HEADER = ("index", "class", "images")
-UNLABELLED = ""
 
 
 def table_path(path: str) -> str:
@@ -41,7 +38,7 @@ def table_path(path: str) -> str:
 def folder_label(path: str) -> str:
     """Class of an image in a class-folder tree; files at the top level are unlabelled."""
     head, sep, _ = path.partition("/")
-    return head if sep else UNLABELLED
+    return head if sep else UNLABELLED_CLASS
 
 
 def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
@@ -64,14 +61,16 @@ def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
     return labels
 
 
-def class_names(paths: Sequence[str], mode: str, csv_path: str | os.PathLike | None = None) -> list[str]:
-    """Class name of every path (``""`` when unlabelled) for label mode folder, none or csv."""
+def class_names(paths: Sequence[str], mode: str, labels: Mapping[str, str] | None = None) -> list[str]:
+    """Class name of every path (:data:`~img2npz.contract.UNLABELLED_CLASS` when unlabelled) for label
+    mode folder, none or csv (``labels``: the CSV's :func:`read_labels_csv`)."""
     if mode == "folder":
         return [folder_label(path) for path in paths]
     if mode == "none":
-        return [UNLABELLED] * len(paths)
-    labels = read_labels_csv(csv_path)
-    return [labels.get(path, UNLABELLED) for path in paths]
+        return [UNLABELLED_CLASS] * len(paths)
+    if labels is None:
+        raise ValueError("label mode csv needs the labels read from the CSV")
+    return [labels.get(path, UNLABELLED_CLASS) for path in paths]
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Index:
 
     @property
     def classes(self) -> list[str]:
-        return sorted(set(self.class_names) - {UNLABELLED})
+        return sorted(set(self.class_names) - {UNLABELLED_CLASS})
 
 
 def build_index(listing: Listing, names: list[str], target: int, min_images: int, max_images: int) -> Index:
@@ -147,7 +146,7 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
     code_of = {name: code for code, name in enumerate(names)}
     codes = pa.array([code_of[name] for name in index.class_names], pa.int32())
     label_of = {name: number for number, name in enumerate(index.classes)}
-    label_of_code = [label_of.get(name, -1) for name in names]
+    label_of_code = [label_of.get(name, UNLABELLED_LABEL) for name in names]
     shard_codes = np.repeat(np.arange(len(index.shards), dtype=np.int32), [len(shard) for shard in index.shards])
     paths = index.listing.paths
     table = pa.table(
@@ -225,15 +224,11 @@ def run_index(
         listing = scan_tree(source, extensions)
     if not len(listing):
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
-    if labels == "csv":
-        listed = read_labels_csv(label_csv)
-        names = [listed.get(path, UNLABELLED) for path in listing.paths]
-    else:
-        names = class_names(listing.paths, labels)
-    index = build_index(listing, names, *bounds)
+    listed = read_labels_csv(label_csv) if labels == "csv" else None
+    index = build_index(listing, class_names(listing.paths, labels, listed), *bounds)
     if labels == "csv":
         unknown = sorted(set(listed) - set(listing.paths), key=path_sort_key)
-        unlabelled = index.class_names.count(UNLABELLED)
+        unlabelled = index.class_names.count(UNLABELLED_CLASS)
         if unknown:
             log.warning("%d paths in %s are not indexed images, e.g. %s", len(unknown), label_csv, unknown[:3])
         if unlabelled:

@@ -19,27 +19,20 @@ histograms, and the sha256 of the ``images`` member's array bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
 
 import numpy as np
 
 from img2npz.atomic import atomic_output
+from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, ShardMeta, in_index_order
 from img2npz.npzformat import ArrayLayout, ByteRange, NpzWriter, array_layout, read_array
-from img2npz.preprocess import FAILURE_HEADER, SHARD_FORMAT
-from img2npz.sharding import path_sort_key
 from img2npz.splits import assign
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-DATASET_FORMAT = "img2npz/1"
-UNLABELLED = -1
 
 
 @dataclass
@@ -54,17 +47,18 @@ class ShardSummary:
 
 def _summarise(npz: str, failures: str, pixel: dict) -> ShardSummary:
     layouts = array_layout(npz)
-    meta = json.loads(str(read_array(npz, "meta", layouts["meta"])))
-    if meta.get("format") != SHARD_FORMAT:
-        raise ValueError(f"{npz}: not an img2npz shard (format {meta.get('format')!r})")
-    if meta["pixel"] != pixel:
-        raise ValueError(f"{npz}: built with pixel config {meta['pixel']}, expected {pixel}; rerun its shard")
+    try:
+        meta = ShardMeta.from_json(str(read_array(npz, "meta", layouts["meta"])))
+    except ValueError as error:
+        raise ValueError(f"{npz}: {error}") from None
+    if meta.pixel != pixel:
+        raise ValueError(f"{npz}: built with pixel config {meta.pixel}, expected {pixel}; rerun its shard")
     if layouts["images"].offset is None:
         raise ValueError(f"{npz}: images member is compressed; shards are stored uncompressed, rerun its shard")
-    if not 0 <= meta["images"] <= layouts["images"].shape[0]:
-        raise ValueError(f"{npz}: claims {meta['images']} images in {layouts['images'].shape[0]} rows")
+    if not 0 <= meta.images <= layouts["images"].shape[0]:
+        raise ValueError(f"{npz}: claims {meta.images} images in {layouts['images'].shape[0]} rows")
     histogram = read_array(npz, "histogram", layouts["histogram"])
-    return ShardSummary(npz, failures, meta["first_path"], layouts, meta["images"], histogram)
+    return ShardSummary(npz, failures, meta.first_path, layouts, meta.images, histogram)
 
 
 def _image_bytes(shard: ShardSummary) -> ByteRange:
@@ -73,12 +67,6 @@ def _image_bytes(shard: ShardSummary) -> ByteRange:
     rows = layout.shape[0]
     nbytes = layout.nbytes // rows * shard.images if rows else 0
     return ByteRange(shard.npz, layout.offset, nbytes, layout.crc32 if shard.images == rows else None)
-
-
-def in_index_order(shards: Sequence[T]) -> list[T]:
-    """Shards are contiguous runs of the index's path order: sorting them by the first path of their
-    manifest restores that order, whatever the shard sizes or the order the files were listed in."""
-    return sorted(shards, key=lambda shard: path_sort_key(shard.first_path))
 
 
 def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
@@ -104,7 +92,7 @@ def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) ->
     unknown = [name for name in unique.tolist() if name and name not in class_index]
     if unknown:
         raise ValueError(f"{source}: class {unknown[0]!r} is not in classes.tsv; rerun the index")
-    lookup = np.array([class_index.get(name, UNLABELLED) for name in unique.tolist()], dtype=np.int64)
+    lookup = np.array([class_index.get(name, UNLABELLED_LABEL) for name in unique.tolist()], dtype=np.int64)
     return lookup[inverse.reshape(-1)] if len(names) else np.empty(0, dtype=np.int64)
 
 
@@ -189,18 +177,18 @@ def merge_shards(
         split_meta = _write_splits(writer, split, splits, group_by) if splits else None
         failures = _copy_failures(summaries, out_failures)
         mean, std = channel_stats(histogram)
-        meta = {
-            "format": DATASET_FORMAT,
-            "pixel": pixel,
-            "images": total,
-            "classes": len(classes),
-            "failures": failures,
-            "mean": mean,
-            "std": std,
-            "histogram": histogram.tolist(),
-            "images_sha256": images_sha.hexdigest(),
-            **({"splits": split_meta} if split_meta else {}),
-        }
-        writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
+        meta = DatasetMeta(
+            DATASET_FORMAT,
+            pixel,
+            total,
+            len(classes),
+            failures,
+            mean,
+            std,
+            histogram.tolist(),
+            images_sha.hexdigest(),
+            split_meta,
+        )
+        writer.add("meta", np.array(meta.to_json()))
     log.info("merged %d shards: %d images, %d failures", len(summaries), total, failures)
     return meta

@@ -20,11 +20,10 @@ paths, counts). Beside it, ``{shard}.stats.json`` says how the job got its rows 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +32,13 @@ from PIL import Image
 
 from img2npz import reuse
 from img2npz.atomic import atomic_output
+from img2npz.contract import FAILURE_HEADER, SHARD_FORMAT, ShardMeta, ShardStats
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
 from img2npz.index import read_manifest
 from img2npz.npzformat import NpzWriter
 from img2npz.tsv import write_tsv
 
 log = logging.getLogger(__name__)
-
-FAILURE_HEADER = ("path", "stage", "error")
-SHARD_FORMAT = "img2npz-shard/3"
 
 
 def to_stored_dtype(pixels: np.ndarray, dtype: str, normalize: dict | None) -> np.ndarray:
@@ -77,30 +74,6 @@ def decoder_key(pixel: dict, max_pixels: int | None) -> dict:
         "pillow": PIL.__version__,
         "decoder": DECODER_VERSION,
     }
-
-
-@dataclass(frozen=True)
-class ShardStats:
-    """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows stored,
-    ``failures``, how many rows it ``reused`` from the previous build and how many files it
-    ``decoded`` (new, changed, or failed before; failures included), and the manifest's first and
-    last path (its range in the index's order, for the next run's reuse)."""
-
-    images: int
-    failures: int
-    reused: int
-    decoded: int
-    first_path: str
-    last_path: str
-
-    def save(self, path: str | os.PathLike) -> None:
-        with atomic_output(path, durable=False) as handle:
-            handle.write(json.dumps(asdict(self), sort_keys=True).encode() + b"\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ShardStats:
-        with open(path, encoding="utf-8") as handle:
-            return cls(**json.load(handle))
 
 
 def check_unchanged(path: str, size: int, mtime_ns: int) -> None:
@@ -139,7 +112,7 @@ def process_shard(
     first, last = (rows[0][0], rows[-1][0]) if rows else ("", "")
     shape = (height, width, 3)
     kept = out_npz.parent if reuse_previous and rows else None
-    with reuse.PreviousRows(kept, out_npz.stem, first, last, SHARD_FORMAT, decoder, dtype, shape) as previous:
+    with reuse.PreviousRows(kept, out_npz.stem, first, last, decoder, dtype, shape) as previous:
         plan = _plan(rows, source, previous)
         copier = _Reuse(previous, plan, pixel)
         with atomic_output(out_npz) as handle, NpzWriter(handle) as writer:
@@ -148,22 +121,14 @@ def process_shard(
                 padding = np.zeros((1, *shape), dtype)
                 for _ in done.failures:
                     images.write(padding)
-            meta = {
-                "format": SHARD_FORMAT,
-                "pixel": pixel,
-                "decoder": decoder,
-                "first_path": first,
-                "last_path": last,
-                "images": len(done.paths),
-                "failures": len(done.failures),
-            }
+            meta = ShardMeta(SHARD_FORMAT, pixel, decoder, first, last, len(done.paths), len(done.failures))
             writer.add("paths", _strings(done.paths))
             writer.add("class_names", _strings(done.class_names))
             writer.add("sizes", np.array(done.sizes, np.int64))
             writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
             writer.add("crc32s", np.array(done.crcs, np.uint32))
             writer.add("histogram", copier.histogram)
-            writer.add("meta", np.array(json.dumps(meta, sort_keys=True)))
+            writer.add("meta", np.array(meta.to_json()))
         write_tsv(out_failures, FAILURE_HEADER, done.failures)
     how = reuse.keep(out_npz)
     stats = ShardStats(len(done.paths), len(done.failures), done.reused, done.decoded, first, last)

@@ -46,15 +46,14 @@ import numpy as np
 
 from img2npz import crc32
 from img2npz.atomic import write_bytes_atomic
+from img2npz.contract import LAYOUT_HEADER, ShardMeta, path_sort_key
 from img2npz.npzformat import ByteRange, array_layout, read_array, release_cache
-from img2npz.sharding import path_sort_key
 from img2npz.tsv import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
 
 KEPT = ".kept"
 LAYOUT = "layout.tsv"
-LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
 DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: path, size, images CRC-32
 # The files a shard job writes, named by the shard id (16 hex digits); nothing else is ever pruned.
 SHARD_FILE = re.compile(r"^([0-9a-f]{16})\.(npz|failures\.tsv|stats\.json)$")
@@ -202,8 +201,8 @@ class PreviousRows:
     """The decoded rows of kept shards built with the same ``decoder`` key, found by path.
 
     Opens :func:`candidates` for the shard ``shard`` of ``shards_dir`` (None: nothing to reuse)
-    spanning ``first_path`` to ``last_path``; ``format_tag`` and ``decoder`` must equal a kept
-    shard's ``meta``, ``dtype`` and ``row_shape`` its images'.
+    spanning ``first_path`` to ``last_path``; a kept shard is used when it is of this shard format,
+    its ``meta`` has this ``decoder`` key and its images this ``dtype`` and ``row_shape``.
     """
 
     def __init__(
@@ -212,12 +211,11 @@ class PreviousRows:
         shard: str,
         first_path: str,
         last_path: str,
-        format_tag: str,
         decoder: dict,
         dtype: np.dtype,
         row_shape: tuple,
     ):
-        self._format, self._decoder = format_tag, decoder
+        self._decoder = decoder
         self._dtype, self._row_shape = np.dtype(dtype), tuple(row_shape)
         self.shards: list[KeptShard] = []
         self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (shard, row, size, mtime_ns)
@@ -245,13 +243,13 @@ class PreviousRows:
 
     def _open(self, path: str, merged: tuple[str, int, int] | None) -> None:
         layouts = array_layout(path)
-        meta = json.loads(str(read_array(path, "meta", layouts["meta"])))
-        if meta.get("format") != self._format or meta.get("decoder") != self._decoder:
-            raise ValueError(f"built as {meta.get('format')!r} with {meta.get('decoder')}, not {self._decoder}")
+        meta = ShardMeta.from_json(str(read_array(path, "meta", layouts["meta"])))
+        if meta.decoder != self._decoder:
+            raise ValueError(f"built with {meta.decoder}, not {self._decoder}")
         images = layouts["images"]
         if images.offset is None or images.dtype != self._dtype or images.shape[1:] != self._row_shape:
             raise ValueError(f"images are {images.dtype} {images.shape}, stored={images.offset is not None}")
-        count = int(meta["images"])
+        count = int(meta.images)
         columns = [read_array(path, name, layouts[name]) for name in ("paths", "sizes", "mtimes_ns", "crc32s")]
         histogram = read_array(path, "histogram", layouts["histogram"])
         if any(len(column) != count for column in columns) or count > images.shape[0] or histogram.shape != (3, 256):

@@ -21,12 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from img2npz.contract import path_sort_key
+
 ID_DIGEST_BYTES = 8
-
-
-def path_sort_key(path: str) -> list[str]:
-    """Order paths by components, so ``cat/x`` precedes ``cat-big/x`` as in ImageFolder."""
-    return path.split("/")
 
 
 def sort_paths(paths: Sequence[str]) -> list[str]:

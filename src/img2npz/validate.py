@@ -23,17 +23,16 @@ import numpy as np
 from img2npz import htmlreport, report
 from img2npz.atomic import write_bytes_atomic
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
+from img2npz.contract import DATASET_MEMBERS, FAILURE_HEADER, member_names, path_sort_key
 from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
-from img2npz.preprocess import FAILURE_HEADER
-from img2npz.sharding import path_sort_key
 from img2npz.splits import group_function
 from img2npz.tsv import unescape_field
 
 log = logging.getLogger(__name__)
 
-REQUIRED_MEMBERS = ("images", "labels", "classes", "paths", "crc32s", "meta")
+REQUIRED_MEMBERS = member_names(DATASET_MEMBERS)
 FLOAT_TOLERANCE = 1e-2
 
 

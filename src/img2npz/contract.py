@@ -1,0 +1,320 @@
+"""The output contract: every file the workflow writes, what a reader may rely on in it, and which
+modules write and read it. Every writer and reader imports its names from here.
+
+The bytes of every ``.npz`` below (stored members, 64-byte alignment, fixed zip timestamps, member
+order) are specified in :mod:`img2npz.npzformat`, the module that writes them. Text files are UTF-8
+(file names that are not valid UTF-8 keep their bytes through ``surrogateescape``); JSON is written
+by Python's ``json.dumps(..., sort_keys=True)``, ASCII-only, so equal content is equal bytes.
+
+Row order
+---------
+Every per-image list (``dataset.npz``, shards, manifests, ``failures.tsv``) is in the *index
+order*: relative POSIX paths sorted by their components (:func:`path_sort_key`), so ``cat/x``
+precedes ``cat-big/x`` as in torchvision's ``ImageFolder``. A shard holds a contiguous run of it,
+so shards sorted by their first path (:func:`in_index_order`) give the dataset's order.
+
+``results/dataset.npz`` (format tag :data:`DATASET_FORMAT`)
+-------------------------------------------------------------
+Written by :mod:`img2npz.merge`; the members, in file order, are :data:`DATASET_MEMBERS`, then
+:data:`SPLIT_MEMBERS` when ``splits`` is configured, then ``meta``. Row ``i`` of every per-image
+member describes the same image. ``images`` is C-ordered ``(N, H, W, 3)`` RGB, upright, in the
+configured dtype (uint8 0..255; floats 0..1, then normalised with ``image.normalize``). ``labels``
+holds :data:`UNLABELLED_LABEL` for an image without a class. With ``merge.compress: true`` every
+member is deflated (readable by ``np.load``, not memory-mappable); otherwise stored.
+
+``meta`` is one JSON document (:class:`DatasetMeta`): ``format``, ``pixel`` (the config keys that
+shape pixels: ``size``, ``resize``, ``dtype``, ``background``, ``normalize``), ``images`` (N),
+``classes`` (K), ``failures`` (lines of ``failures.tsv``), ``mean`` and ``std`` (per channel, on
+the 0..1 scale of the uint8 pixels, exact: from ``histogram``), ``histogram`` (3 x 256 counts of
+the uint8 pixel values per channel), ``images_sha256`` (hex sha256 of the ``images`` array's bytes,
+the NPY header excluded) and, with splits only, ``splits`` (``fractions``, ``group_by``, and
+``counts`` per split name). Digests a reader can check without the shards: ``images_sha256`` over
+the whole array, and ``crc32s[i]``, zlib's CRC-32 of row ``i``'s bytes as it was decoded.
+
+Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
+-------------------------------------------------------------------------
+Written by :mod:`img2npz.preprocess`, stored (never compressed). ``images`` has one row per
+manifest line: the decoded images first, in manifest order, then a zero row per failure; ``meta``
+(:class:`ShardMeta`) says how many rows are real (``images``). The per-image members
+(:data:`SHARD_MEMBERS`) have one entry per real row. ``histogram`` counts the real rows' uint8
+values, so shards add up to the dataset's. ``meta.decoder`` is the key under which a later build
+may reuse the rows (:mod:`img2npz.reuse`). Beside each shard: ``{shard}.failures.tsv`` and
+``{shard}.stats.json`` (:class:`ShardStats`).
+
+Tables (tab-separated, a header line, then a line per row)
+----------------------------------------------------------
+A tab, newline, carriage return or backslash inside a field is written ``\\t``, ``\\n``, ``\\r``,
+``\\\\`` (file names can hold them); :mod:`img2npz.tsv` reads and writes every one of them:
+
+============================================  ========================  =====================
+file                                          header                    written by
+============================================  ========================  =====================
+``results/index/shards/{shard}.tsv``          :data:`MANIFEST_HEADER`   index
+``results/index/classes.tsv``                 :data:`CLASSES_HEADER`    index
+``results/failures.tsv``, shards' failures    :data:`FAILURE_HEADER`    preprocess, merge
+``results/dataset.shards.tsv``                :data:`SHARD_TABLE_HEADER` merge (changes)
+``results/report/changes.tsv``                :data:`CHANGES_HEADER`    validate (changes)
+``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (reuse)
+============================================  ========================  =====================
+
+A failure's ``stage`` is one of :data:`FAILURE_STAGES`. Every indexed file is in exactly one of
+``dataset.npz:paths`` and ``failures.tsv``. ``results/index/images.parquet`` has one row per
+indexed image: ``path``, ``size``, ``mtime_ns``, ``class``, ``label``, ``shard``.
+
+Other files
+-----------
+``results/validation.json``: ``{"passed": bool, "warnings": [names], "checks": [Check...]}``, each
+check a :class:`Check`. ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
+read by :mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
+workflow's own memory between runs; their members are listed in :data:`CATALOGUE_MEMBERS` and
+:data:`LISTING_MEMBERS`, and they may change with any version.
+
+Who reads and writes what is :data:`FILES`; ``tests/test_contract.py`` holds the modules to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+from img2npz.atomic import write_bytes_atomic
+
+T = TypeVar("T")
+
+DATASET_FORMAT = "img2npz/1"
+SHARD_FORMAT = "img2npz-shard/3"
+CATALOGUE_FORMAT = "img2npz-catalogue/1"
+
+UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
+UNLABELLED_CLASS = ""  # its class name in manifests, shards and images.parquet
+
+FAILURE_STAGES = ("decode", "exif", "convert", "resize")
+
+
+def path_sort_key(path: str) -> list[str]:
+    """The index order: by path components, so ``cat/x`` precedes ``cat-big/x`` as in ImageFolder."""
+    return path.split("/")
+
+
+def in_index_order(items: Sequence[T], first_path: Callable[[T], str] = lambda item: item.first_path) -> list[T]:
+    """Shards (or anything with a first path) in the index's order: shards are contiguous runs of
+    it, so sorting by first path restores it whatever the shard sizes or listing order."""
+    return sorted(items, key=lambda item: path_sort_key(first_path(item)))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One npz member: ``dtype`` as numpy spells it (``unicode``: any ``<Un``; ``json``: a 0-d
+    unicode array holding one JSON document), ``shape`` in the letters N (images), K (classes),
+    S (splits), H and W (``image.size``)."""
+
+    name: str
+    dtype: str
+    shape: str
+    meaning: str
+
+
+DATASET_MEMBERS = (
+    Member("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
+    Member("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
+    Member("classes", "unicode", "(K,)", "class names, sorted"),
+    Member("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
+    Member("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
+    Member("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
+)
+SPLIT_MEMBERS = (
+    Member("split", "int8", "(N,)", "each row's split, an index into `splits`"),
+    Member("splits", "unicode", "(S,)", "split names, in the configured order"),
+)
+SHARD_MEMBERS = (
+    Member("images", "uint8 | float16 | float32", "(rows, H, W, 3)", "decoded rows, then a zero row per failure"),
+    Member("paths", "unicode", "(n,)", "path of each decoded row"),
+    Member("class_names", "unicode", "(n,)", "class name of each decoded row (`` when unlabelled)"),
+    Member("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
+    Member("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
+    Member("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
+    Member("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
+    Member("meta", "json", "()", "ShardMeta"),
+)
+CATALOGUE_MEMBERS = tuple(
+    Member(name, dtype, shape, meaning)
+    for name, dtype, shape, meaning in (
+        ("format", "unicode", "()", "CATALOGUE_FORMAT"),
+        ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
+        ("count", "int64", "()", "images"),
+        ("paths", "uint8", "(bytes,)", "NUL-joined paths (npzformat.strings_blob)"),
+        ("classes", "uint8", "(bytes,)", "NUL-joined class names"),
+        ("splits", "uint8", "(bytes,)", "NUL-joined split names"),
+        ("fingerprints", "uint64", "(N, 2)", "pixel fingerprint per image"),
+        ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
+        ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),
+        ("rows", "uint8", "(bytes,)", "the last change report, tab-joined rows"),
+        ("examples", "uint8", "(bytes,)", "its example paths, `what<TAB>path`"),
+    )
+)
+LISTING_MEMBERS = (
+    Member("paths", "uint8", "(bytes,)", "NUL-joined paths in index order"),
+    Member("sizes", "int64", "(N,)", "file sizes"),
+    Member("mtimes", "int64", "(N,)", "mtimes in ns"),
+    Member("hashes", "uint64", "(N,)", "sharding.path_hash of each path"),
+)
+
+
+def member_names(members: Sequence[Member]) -> tuple[str, ...]:
+    return tuple(member.name for member in members)
+
+
+def _from_document(cls: type[T], text: str, what: str) -> T:
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    missing = [field.name for field in fields(cls) if field.name not in document and field.default is not None]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+    return cls(**{field.name: document.get(field.name) for field in fields(cls)})
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """``dataset.npz``'s ``meta`` (see the module docstring)."""
+
+    format: str
+    pixel: dict
+    images: int
+    classes: int
+    failures: int
+    mean: list[float]
+    std: list[float]
+    histogram: list[list[int]]
+    images_sha256: str
+    splits: dict | None = None  # {"fractions": {name: f}, "group_by": str, "counts": {name: n}}
+
+    def to_json(self) -> str:
+        document = asdict(self)
+        if self.splits is None:
+            del document["splits"]
+        return json.dumps(document, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetMeta:
+        """Raises ``ValueError`` on another format or a missing key."""
+        meta = _from_document(cls, text, "meta")
+        if meta.format != DATASET_FORMAT:
+            raise ValueError(f"format {meta.format!r}, expected {DATASET_FORMAT!r}")
+        return meta
+
+
+@dataclass(frozen=True)
+class ShardMeta:
+    """A shard's ``meta``: ``images`` rows are real; ``decoder`` is the key its rows are reused
+    under; ``first_path`` and ``last_path`` bound its manifest in the index order."""
+
+    format: str
+    pixel: dict
+    decoder: dict
+    first_path: str
+    last_path: str
+    images: int
+    failures: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardMeta:
+        """Raises ``ValueError`` when it is not an img2npz shard of this version."""
+        meta = _from_document(cls, text, "meta")
+        if meta.format != SHARD_FORMAT:
+            raise ValueError(f"not an img2npz shard (format {meta.format!r})")
+        return meta
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows stored,
+    ``failures``, how many rows it ``reused`` from the previous build and how many files it
+    ``decoded`` (new, changed, or failed before; failures included), and the manifest's first and
+    last path (its range in the index order, for the next run's reuse)."""
+
+    images: int
+    failures: int
+    reused: int
+    decoded: int
+    first_path: str
+    last_path: str
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_bytes_atomic(path, json.dumps(asdict(self), sort_keys=True).encode() + b"\n", durable=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ShardStats:
+        with open(path, encoding="utf-8") as handle:
+            return _from_document(cls, handle.read(), os.fspath(path))
+
+
+@dataclass
+class Check:
+    """One entry of ``validation.json``: ``value`` is what was measured, ``severity`` ``hard``
+    (a failure fails the run) or ``soft`` (it warns)."""
+
+    name: str
+    passed: bool
+    value: Any
+    threshold: Any = None
+    severity: str = "hard"
+
+
+MANIFEST_HEADER = ("path", "size", "mtime_ns", "class")
+CLASSES_HEADER = ("index", "class", "images")
+FAILURE_HEADER = ("path", "stage", "error")
+SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "reused", "decoded")
+CHANGES_HEADER = ("what", "class", "split", "count")
+LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """Where a file lies (relative to the working directory), and the modules of
+    ``img2npz`` that write and read it."""
+
+    path: str
+    writer: str
+    readers: tuple[str, ...]
+    members: tuple[Member, ...] = ()
+    header: tuple[str, ...] = ()
+
+
+FILES = (
+    FileSpec("results/index/shards/{shard}.tsv", "index", ("preprocess",), header=MANIFEST_HEADER),
+    FileSpec("results/index/classes.tsv", "index", ("merge", "dataset"), header=CLASSES_HEADER),
+    FileSpec("results/index/images.parquet", "index", ("evidence",)),
+    FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
+    FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "reuse", "dataset"), members=SHARD_MEMBERS),
+    FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge",), header=FAILURE_HEADER),
+    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("merge",)),
+    FileSpec(
+        "results/dataset.npz",
+        "merge",
+        ("evidence", "pixelpass", "reuse", "dataset", "validate"),
+        members=DATASET_MEMBERS + SPLIT_MEMBERS,
+    ),
+    FileSpec("results/failures.tsv", "merge", ("evidence", "reportpage"), header=FAILURE_HEADER),
+    FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
+    FileSpec("results/shards/.kept/layout.tsv", "reuse", ("reuse",), header=LAYOUT_HEADER),
+    FileSpec("results/shards/.kept/dataset.json", "reuse", ("reuse",)),
+    FileSpec("results/validation.json", "validate", ()),
+    FileSpec("results/report/changes.tsv", "changes", (), header=CHANGES_HEADER),
+    FileSpec("results/report/catalogue.npz", "changes", ("changes",), members=CATALOGUE_MEMBERS),
+)
+
+
+def member_modules() -> dict[str, set[str]]:
+    """Member name -> the modules that may name it (the writers and readers of a file holding it)."""
+    known: dict[str, set[str]] = {}
+    for spec in FILES:
+        for member in spec.members:
+            known.setdefault(member.name, set()).update({spec.writer, *spec.readers})
+    return known
