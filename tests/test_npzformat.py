@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import pytest
 
+from img2npz.filecopy import ByteRange, copy_ranges
 from img2npz.npzformat import (
     ALIGNMENT,
-    ByteRange,
     NpzWriter,
     array_layout,
     iter_chunks,
@@ -134,7 +134,7 @@ def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, w
         writer = NpzWriter(handle, compress=way == "compressed")
         writer.add("first", np.arange(3, dtype=np.int16))
         with writer.stream("images", np.uint8, expected.shape) as member:
-            member.copy_from(ranges, seen.update, release=release)
+            copy_ranges(member, ranges, seen.update, release=release)
         writer.add("last", np.array("after"))
         writer.close()
         if way == "in-memory":
@@ -161,7 +161,7 @@ def test_copy_from_a_short_source_fails_and_names_it(tmp_path):
         pytest.raises(ValueError, match=r"s0\.npz: ends before byte"),
         writer.stream("images", np.uint8, (short.nbytes,)) as member,
     ):
-        member.copy_from([short])
+        copy_ranges(member, [short])
     writer.close()
     handle.close()
 
@@ -178,7 +178,7 @@ def test_a_source_corrupted_after_its_crc_was_taken_fails_the_zip_check(tmp_path
     with open(out, "w+b") as handle:
         writer = NpzWriter(handle)
         with writer.stream("images", np.uint8, (sum(r.nbytes for r in ranges),)) as member:
-            member.copy_from(ranges)
+            copy_ranges(member, ranges)
         writer.close()
     with zipfile.ZipFile(out) as archive:
         assert archive.testzip() == "images.npy"

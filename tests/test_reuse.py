@@ -10,11 +10,11 @@ import pytest
 from conftest import DEFAULT_PIXEL, save
 from PIL import Image
 
-from img2npz import decode, reuse
+from img2npz import decode, preprocess, reuse
 from img2npz.contract import ShardStats
 from img2npz.index import build_index, class_names, write_images_table, write_manifests
 from img2npz.merge import merge_shards
-from img2npz.npzformat import _StreamedMember, array_layout
+from img2npz.npzformat import array_layout
 from img2npz.preprocess import process_shard, to_stored_dtype, uint8_of
 from img2npz.scan import scan_tree
 from img2npz.validate import Thresholds, run_checks
@@ -237,7 +237,7 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(_StreamedMember, "copy_from", full)  # the copy of the kept rows fills the disk
+        patch.setattr(preprocess, "copy_ranges", full)  # the copy of the kept rows fills the disk
         with pytest.raises(OSError, match=r"no space left on the device while writing .*\.npz"):
             build(src, tmp_path / "out")
     assert shard_bytes(tmp_path / "out") == built and not list(shards.glob(".*.tmp"))  # nothing half-written

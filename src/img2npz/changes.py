@@ -20,7 +20,7 @@ import numpy as np
 
 from img2npz.atomic import atomic_output
 from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
-from img2npz.npzformat import write_npz
+from img2npz.npzformat import blob_strings, strings_blob, write_npz
 from img2npz.tsv import read_tsv, write_tsv
 
 EXAMPLES = 10
@@ -38,9 +38,7 @@ class Catalogue:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
-        def blob(items: list[str]) -> np.ndarray:
-            return np.frombuffer("\0".join(items).encode("utf-8", "surrogateescape"), np.uint8)
-
+        blob = strings_blob
         arrays = {
             "format": np.array(CATALOGUE_FORMAT),
             "images_sha256": np.array(self.images_sha256),
@@ -70,9 +68,7 @@ class Catalogue:
             count = int(data["count"])
 
             def items(name: str, per_image: bool = False) -> list[str]:
-                # "" is no item, except in a per-image list of one (one image of class "")
-                text = data[name].tobytes().decode("utf-8", "surrogateescape")
-                return text.split("\0") if (count if per_image else text) else []
+                return blob_strings(data[name], count if per_image else None)
 
             ids = items("shard_ids")
             rows = [line.split("\t") for line in items("rows")]

@@ -29,7 +29,8 @@ import numpy as np
 
 from img2npz.atomic import atomic_output
 from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, ShardMeta, in_index_order
-from img2npz.npzformat import ArrayLayout, ByteRange, NpzWriter, array_layout, read_array
+from img2npz.filecopy import ByteRange, copy_ranges
+from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
 from img2npz.splits import assign
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,8 @@ def merge_shards(
 
     with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
-            # each shard is read once here: release its pages for the copy's (npzformat.release_cache)
-            member.copy_from([_image_bytes(shard) for shard in summaries], images_sha.update, release=True)
+            # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
+            copy_ranges(member, [_image_bytes(shard) for shard in summaries], images_sha.update, release=True)
         with writer.stream("labels", np.int64, (total,)) as member:
             for shard in summaries:
                 names = read_array(shard.npz, "class_names", shard.layouts["class_names"])

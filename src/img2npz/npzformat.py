@@ -1,34 +1,46 @@
-"""The NPZ layout that img2npz writes and reads.
+"""The bytes of every ``.npz`` img2npz writes: a specification a reader may rely on, and its writer.
 
-An img2npz ``.npz`` is an ordinary zip archive that ``numpy.load`` opens, with three promises more:
+What the members mean is :mod:`img2npz.contract`; this is how they are laid out. An img2npz
+``.npz`` is an ordinary zip archive that ``numpy.load`` opens, with these promises more:
 
-1. **Stored, aligned members.** Unless compression was asked for, every member ``KEY.npy`` is stored
-   (``ZIP_STORED``) and its data -- the NPY header, then the array bytes -- starts at a file offset that
-   is a multiple of :data:`ALIGNMENT` (64). NPY headers are themselves padded to 64 bytes, so every
-   array's first element is 64-byte aligned and can be memory-mapped in place. The padding sits in the
-   local header's extra field (id ``0xD935``, as Android's ``zipalign`` does).
-2. **Reproducible bytes.** Every member carries the timestamp 1980-01-01 00:00:00, mode 0644 and the
-   Unix "made by" system, and members appear in the order they were added, so the same arrays always
-   give the same file.
-3. **Streamable.** A member's size is known before it is written (dtype and shape), so a large array
-   can be written in chunks (:meth:`NpzWriter.stream`) with memory bounded by the chunk.
+1. **Members.** Every member is ``KEY.npy``, an NPY file of format version 1.0 (2.0 only where a
+   header would pass 65,535 bytes): magic ``\\x93NUMPY``, version, header length, then a header dict
+   (``descr``, ``fortran_order: False``, ``shape``) padded with spaces to a multiple of 64 bytes and
+   ended by a newline, then the array bytes in C order. No object or Fortran-ordered arrays; text is
+   little-endian UTF-32 (``<Un``), a JSON document a 0-d ``<Un`` array.
+2. **Stored and aligned.** Unless compression was asked for (``merge.compress``), every member is
+   stored (``ZIP_STORED``, so ``compress_size == file_size``) and its NPY data starts at a file offset
+   that is a multiple of :data:`ALIGNMENT` (64). With the 64-byte NPY header padding, every array's
+   first element is then 64-byte aligned and can be memory-mapped in place. The padding sits in the
+   local file header's extra field as one record of id :data:`PADDING_EXTRA_ID` (``0xD935``, as
+   Android's ``zipalign`` does) filled with zero bytes; a member over 4 GiB also carries a ZIP64
+   extra record (sizes) in its local header, before the padding. So the data of a stored member
+   starts at ``header_offset + 30 + len(name) + len(extra)`` (:func:`array_layout` computes it).
+3. **Reproducible.** Every member has the timestamp 1980-01-01 00:00:00, external attributes
+   ``0o100644 << 16`` (a regular file, mode 0644), "made by" Unix (3), deflate level 6 when
+   compressed; members appear in the order written; the zip's CRC-32 of each member is exact. The
+   same arrays therefore always give the same bytes.
+4. **Streamable.** A member's size is known before it is written (dtype and shape), so a large
+   array is written in chunks (:meth:`NpzWriter.stream`) with memory bounded by the chunk, or by
+   the kernel from other files (:mod:`img2npz.filecopy`), never held whole.
 
-Readers: :func:`array_layout` finds where each stored array's bytes start; :func:`read_array` and
-:func:`iter_chunks` read through plain file reads (no ``np.load`` copy of the whole archive, and no
-memory map whose pages would count against the reader's resident memory).
+Readers: :func:`array_layout` finds where each stored array's bytes start, and the CRC-32 of the
+array bytes alone (from the zip's CRC, without reading them); :func:`iter_chunks`, :func:`read_array`
+and :func:`read_rows` read through plain file reads (no ``np.load`` copy of the whole archive, no
+memory map whose pages would count against the reader's resident memory). String lists that are
+the workflow's own memory (listings, catalogues) are stored as one NUL-joined byte blob
+(:func:`strings_blob`), which is smaller and faster than a ``<Un`` array of long names.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import struct
-import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -55,211 +67,68 @@ def _as_bytes(array: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
-@dataclass(frozen=True)
-class ByteRange:
-    """``nbytes`` bytes of file ``path`` from ``offset`` (e.g. a stored member's array data), and
-    their CRC-32 when known (:attr:`ArrayLayout.crc32`), which spares recomputing it."""
-
-    path: str
-    offset: int
-    nbytes: int
-    crc32: int | None = None
-
-
-def _read_ranges(ranges: Sequence[ByteRange], chunk_bytes: int = CHUNK_BYTES, ring: int = 2) -> Iterator[memoryview]:
-    """The ranges' bytes in chunks, through ``ring`` reused buffers (a chunk is valid until
-    ``ring`` more have been yielded)."""
-    buffers = [bytearray(chunk_bytes) for _ in range(ring)]
-    turn = 0
-    for byte_range in ranges:
-        with open(byte_range.path, "rb", buffering=0) as handle:
-            handle.seek(byte_range.offset)
-            left = byte_range.nbytes
-            while left:
-                view = memoryview(buffers[turn % ring])[: min(left, chunk_bytes)]
-                got = 0
-                while got < len(view):
-                    count = handle.readinto(view[got:])
-                    if not count:
-                        raise ValueError(f"{byte_range.path}: ends before byte {byte_range.offset + byte_range.nbytes}")
-                    got += count
-                yield view
-                left -= len(view)
-                turn += 1
-
-
-def release_cache(byte_range: ByteRange) -> None:
-    """Ask the kernel to drop a copied range from the page cache (clean pages go at once).
-
-    The copy's new pages are then taken from these instead of fresh memory, which is what costs
-    most where memory is short or a VM hands free pages back to its host (on the bench VM, merging
-    3.9 GB of just-built shards took 11-12 s without this and 4-7 s with it).
-    """
-    if not hasattr(os, "posix_fadvise") or not byte_range.nbytes:
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(byte_range.path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, byte_range.offset, byte_range.nbytes, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-# zipfile's member writer keeps its running CRC and sizes in these fields; where a future Python
-# renames them, copy_from falls back to reading and writing through the member.
-_KERNEL_COPY_FIELDS = {"_crc", "_file_size", "_compress_size"}
-
-
-def _kernel_copy(
-    ranges: Sequence[ByteRange],
-    member: BinaryIO,
-    fileobj: BinaryIO,
-    observe: Callable[[memoryview], None] | None,
-    release: bool,
-) -> bool:
-    """copy_file_range the ranges to ``fileobj``'s position while a thread reads them for ``observe``
-    and for the CRCs not known beforehand; return False, having written nothing, when the kernel or
-    file system cannot copy that way. ``release``: see :meth:`_StreamedMember.copy_from`."""
-    try:
-        out_fd = fileobj.fileno()
-    except (OSError, ValueError):  # an in-memory file
-        return False
-    fileobj.flush()
-    start = position = fileobj.tell()
-    range_crcs = [byte_range.crc32 for byte_range in ranges]
-    state = {"error": None, "stop": False, "digested": 0, "released": 0}
-
-    def release_copied(copied: int) -> None:
-        """Release the ranges that both the copy and the digest thread are done with."""
-        if not release:
-            return
-        done = min(copied, state["digested"])  # nothing is copied before the digest thread starts
-        for byte_range in ranges[state["released"] : done]:
-            release_cache(byte_range)
-        state["released"] = max(state["released"], done)
-
-    def digest() -> None:
-        try:
-            for number, byte_range in enumerate(ranges):
-                if range_crcs[number] is not None and observe is None:
-                    state["digested"] = number + 1
-                    continue
-                crc = 0
-                for chunk in _read_ranges([byte_range]):
-                    if state["stop"]:
-                        return
-                    if range_crcs[number] is None:
-                        crc = zlib.crc32(chunk, crc)
-                    if observe is not None:
-                        observe(chunk)
-                if range_crcs[number] is None:
-                    range_crcs[number] = crc
-                state["digested"] = number + 1
-        except BaseException as error:  # re-raised in the caller's thread
-            state["error"] = error
-
-    thread = None
-    try:
-        for copied, byte_range in enumerate(ranges):
-            release_copied(copied)
-            with open(byte_range.path, "rb") as source:
-                end = byte_range.offset + byte_range.nbytes
-                offset = byte_range.offset
-                while offset < end:
-                    try:
-                        count = os.copy_file_range(source.fileno(), out_fd, end - offset, offset, position)
-                    except OSError as error:
-                        if thread is None and error.errno in _NO_KERNEL_COPY:
-                            return False
-                        raise
-                    if not count:
-                        raise ValueError(f"{byte_range.path}: ends before byte {end}")
-                    if thread is None:  # the kernel can copy: from here on every byte goes this way
-                        thread = threading.Thread(target=digest, name="crc32", daemon=True)
-                        thread.start()
-                    offset += count
-                    position += count
-    except BaseException:
-        state["stop"] = True
-        raise
-    finally:
-        if thread is not None:
-            thread.join()
-    if state["error"] is not None:
-        raise state["error"]
-    release_copied(len(ranges))
-    fileobj.seek(position)
-    for byte_range, range_crc in zip(ranges, range_crcs, strict=True):
-        if byte_range.nbytes:
-            member._crc = crc32.combine(member._crc, range_crc, byte_range.nbytes)
-    member._file_size += position - start
-    member._compress_size += position - start
-    return True
-
-
-_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+# zipfile's member writer keeps its running CRC and sizes in these fields. Where a future Python
+# renames them, members take every byte through zipfile's own write (slower, same file).
+_ZIP_MEMBER_FIELDS = {"_crc", "_file_size", "_compress_size"}
 
 
 class _StreamedMember:
-    """Accepts an array's rows in order; checks that exactly the declared bytes arrive."""
+    """Accepts an array's bytes in order; checks that exactly the declared bytes arrive."""
 
     def __init__(self, handle: BinaryIO, dtype: np.dtype, expected: int, fileobj: BinaryIO, stored: bool):
         self._handle = handle
         self._dtype = dtype
         self._fileobj = fileobj
-        self._stored = stored
+        self._direct = stored and vars(handle).keys() >= _ZIP_MEMBER_FIELDS
         self.remaining = expected
 
-    def copy_from(
-        self,
-        ranges: Sequence[ByteRange],
-        observe: Callable[[memoryview], None] | None = None,
-        release: bool = False,
-    ) -> None:
-        """Append raw array bytes of other files, in order; ``observe`` sees every byte once.
-
-        Where it can (a stored member, a kernel with ``copy_file_range``), the kernel copies the bytes
-        file to file, and a second thread reads the same bytes from the page cache for the zip CRC and
-        ``observe``: on a 2-core machine that runs near ``cp`` speed instead of read + write.
-        ``release`` drops each range from the page cache once copied (:func:`release_cache`), for
-        sources that are read once, like shards being merged.
-        """
-        nbytes = sum(r.nbytes for r in ranges)
+    def _take(self, nbytes: int) -> None:
         if nbytes > self.remaining:
             raise ValueError("more data than the member's declared shape")
-        kernel = self._stored and hasattr(os, "copy_file_range") and vars(self._handle).keys() >= _KERNEL_COPY_FIELDS
-        if not (kernel and _kernel_copy(ranges, self._handle, self._fileobj, observe, release)):
-            for byte_range in ranges:
-                for chunk in _read_ranges([byte_range]):
-                    if observe is not None:
-                        observe(chunk)
-                    self._handle.write(chunk)
-                if release:
-                    release_cache(byte_range)
-        self.remaining -= nbytes
-
-    def write_checked(self, data: memoryview | bytes, crc: int) -> None:
-        """Append raw array bytes whose CRC-32 the caller already knows (zip's own is not recomputed)."""
-        nbytes = memoryview(data).nbytes
-        if nbytes > self.remaining:
-            raise ValueError("more data than the member's declared shape")
-        if self._stored and vars(self._handle).keys() >= _KERNEL_COPY_FIELDS:
-            self._fileobj.write(data)
-            self._handle._crc = crc32.combine(self._handle._crc, crc, nbytes)
-            self._handle._file_size += nbytes
-            self._handle._compress_size += nbytes
-        else:
-            self._handle.write(data)
         self.remaining -= nbytes
 
     def write(self, rows: np.ndarray) -> None:
         if rows.dtype != self._dtype:
             raise TypeError(f"expected dtype {self._dtype}, got {rows.dtype}")
         data = _as_bytes(rows)
-        if data.nbytes > self.remaining:
-            raise ValueError("more data than the member's declared shape")
+        self._take(data.nbytes)
         self._handle.write(data)
-        self.remaining -= data.nbytes
+
+    def write_bytes(self, data: memoryview | bytes, crc: int | None = None) -> None:
+        """Append raw array bytes; ``crc``: their CRC-32, when the caller knows it (zip's is then
+        not recomputed)."""
+        nbytes = memoryview(data).nbytes
+        self._take(nbytes)
+        if crc is not None and self._direct:
+            self._fileobj.write(data)
+            self._account(nbytes, crc)
+        else:
+            self._handle.write(data)
+
+    def direct_target(self) -> tuple[int, int] | None:
+        """(file descriptor, offset) where this member's next bytes go, when the caller may put them
+        there itself (a stored member in a real file) and then report them with :meth:`appended`;
+        else None (hand them to :meth:`write_bytes`)."""
+        if not self._direct:
+            return None
+        try:
+            fd = self._fileobj.fileno()
+        except (OSError, ValueError, io.UnsupportedOperation):  # an in-memory file
+            return None
+        self._fileobj.flush()
+        return fd, self._fileobj.tell()
+
+    def appended(self, nbytes: int, crc: int) -> None:
+        """``nbytes`` of CRC-32 ``crc`` were written at :meth:`direct_target`: move past them and
+        keep zipfile's running CRC and sizes (its private fields) true."""
+        self._take(nbytes)
+        self._fileobj.seek(nbytes, os.SEEK_CUR)
+        self._account(nbytes, crc)
+
+    def _account(self, nbytes: int, crc: int) -> None:
+        self._handle._crc = crc32.combine(self._handle._crc, crc, nbytes)
+        self._handle._file_size += nbytes
+        self._handle._compress_size += nbytes
 
 
 class NpzWriter:
@@ -386,6 +255,31 @@ def array_layout(path: str | os.PathLike) -> dict[str, ArrayLayout]:
     return layouts
 
 
+def read_chunks(
+    handle: BinaryIO, nbytes: int, chunk_bytes: int = CHUNK_BYTES, ring: int = 0, short: str = "ends early"
+) -> Iterator[np.ndarray]:
+    """``nbytes`` from ``handle``'s position as uint8 arrays of ``chunk_bytes`` (the last one shorter).
+
+    ``ring > 0`` reuses that many buffers in turn (no allocation or page faults per chunk): a chunk
+    is valid until ``ring`` more have been yielded. A file that ends first raises ``ValueError(short)``.
+    """
+    buffers = [np.empty(min(chunk_bytes, nbytes), np.uint8) for _ in range(ring)]
+    left, turn = nbytes, 0
+    while left:
+        want = min(left, chunk_bytes)
+        buffer = buffers[turn % ring][:want] if ring else np.empty(want, np.uint8)
+        view = memoryview(buffer)
+        got = 0
+        while got < want:
+            count = handle.readinto(view[got:])
+            if not count:
+                raise ValueError(short)
+            got += count
+        yield buffer
+        left -= want
+        turn += 1
+
+
 def iter_chunks(
     path: str | os.PathLike,
     name: str,
@@ -393,16 +287,12 @@ def iter_chunks(
     layout: ArrayLayout | None = None,
     ring: int = 0,
 ) -> Iterator[np.ndarray]:
-    """Yield member ``name`` in whole-row chunks of about ``chunk_bytes``, with bounded memory.
-
-    ``ring > 0`` reuses that many buffers in turn (no allocation or page faults per chunk): the
-    caller must be done with a chunk before ``ring`` more have been yielded.
-    """
+    """Yield member ``name`` in whole-row chunks of about ``chunk_bytes``, with bounded memory
+    (``ring``: see :func:`read_chunks`)."""
     layout = layout or array_layout(path)[name]
     row_bytes = layout.nbytes // layout.shape[0] if layout.shape and layout.shape[0] else layout.nbytes
-    rows_per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
-    total_rows = layout.shape[0] if layout.shape else 1
     row_shape = layout.shape[1:] if layout.shape else ()
+    chunk_rows = max(1, chunk_bytes // max(row_bytes, 1))
     with open(path, "rb") as raw, contextlib.ExitStack() as stack:
         if layout.offset is not None:
             raw.seek(layout.offset)
@@ -411,22 +301,10 @@ def iter_chunks(
             archive = stack.enter_context(zipfile.ZipFile(raw))
             handle = stack.enter_context(archive.open(f"{name}.npy"))
             _read_npy_header(handle, f"{os.fspath(path)}:{name}.npy")
-        done = 0
-        buffers = [np.empty(rows_per_chunk * row_bytes, np.uint8) for _ in range(ring)]
-        while done < total_rows:
-            rows = min(rows_per_chunk, total_rows - done)
-            want = rows * row_bytes
-            buffer = buffers[(done // rows_per_chunk) % ring][:want] if ring else np.empty(want, np.uint8)
-            view = memoryview(buffer)
-            got = 0
-            while got < want:
-                count = handle.readinto(view[got:])
-                if not count:
-                    raise ValueError(f"{os.fspath(path)}: member {name!r} ends early")
-                got += count
-            chunk = buffer.view(layout.dtype)
-            yield chunk.reshape((rows, *row_shape)) if layout.shape else chunk.reshape(())
-            done += rows
+        short = f"{os.fspath(path)}: member {name!r} ends early"
+        for chunk in read_chunks(handle, layout.nbytes, chunk_rows * row_bytes, ring, short):
+            values = chunk.view(layout.dtype)
+            yield values.reshape((-1, *row_shape)) if layout.shape else values.reshape(())
 
 
 def read_array(path: str | os.PathLike, name: str, layout: ArrayLayout | None = None) -> np.ndarray:
@@ -463,3 +341,18 @@ def read_rows(path: str | os.PathLike, name: str, rows: Sequence[int], layout: A
                 out[slot] = chunk[row - start]
         start += len(chunk)
     return out
+
+
+def strings_blob(items: Sequence[str]) -> np.ndarray:
+    """A list of strings as one uint8 array, NUL-joined (UTF-8, surrogates escaped); see
+    :func:`blob_strings`."""
+    return np.frombuffer("\0".join(items).encode("utf-8", "surrogateescape"), np.uint8)
+
+
+def blob_strings(blob: np.ndarray, count: int | None = None) -> list[str]:
+    """The strings of :func:`strings_blob`. An empty blob is ``[]``, unless ``count`` says the list
+    held one item (an empty string): pass ``count`` where empty strings may occur."""
+    text = blob.tobytes().decode("utf-8", "surrogateescape")
+    if count is not None:
+        return text.split("\0") if count else []
+    return text.split("\0") if text else []

@@ -34,6 +34,7 @@ from img2npz import reuse
 from img2npz.atomic import atomic_output
 from img2npz.contract import FAILURE_HEADER, SHARD_FORMAT, ShardMeta, ShardStats
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
+from img2npz.filecopy import copy_ranges
 from img2npz.index import read_manifest
 from img2npz.npzformat import NpzWriter
 from img2npz.tsv import write_tsv
@@ -177,7 +178,7 @@ def _write_rows(rows, plan: list, copier: _Reuse, images, source: Path, pixel: d
                 continue
             crc = zlib.crc32(row)
             copier.flush(images)
-            images.write_checked(row.reshape(-1).view(np.uint8), crc)
+            images.write_bytes(row.reshape(-1).view(np.uint8), crc)
             copier.histogram += counts
         done.paths.append(rel_path)
         done.class_names.append(class_name)
@@ -275,7 +276,7 @@ class _Reuse:
         if counts is None:
             return None
         self.histogram += counts
-        images.write_checked(data, crc)
+        images.write_bytes(data, crc)
         return crc
 
     def flush(self, images) -> None:
@@ -283,7 +284,7 @@ class _Reuse:
         if self._run is not None:
             number, row, crcs = self._run
             self._run = None
-            images.copy_from(self._previous.shards[number].byte_ranges(row, crcs), release=True)
+            copy_ranges(images, self._previous.shards[number].byte_ranges(row, crcs), release=True)
 
 
 def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:

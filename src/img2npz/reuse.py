@@ -47,7 +47,8 @@ import numpy as np
 from img2npz import crc32
 from img2npz.atomic import write_bytes_atomic
 from img2npz.contract import LAYOUT_HEADER, ShardMeta, path_sort_key
-from img2npz.npzformat import ByteRange, array_layout, read_array, release_cache
+from img2npz.filecopy import ByteRange, release_cache
+from img2npz.npzformat import array_layout, read_array
 from img2npz.tsv import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class KeptShard:
         """``(row, bytes, crc_ok)`` for each of ``rows`` (ascending), in runs mapped from the file
         (no copy; each view is valid until the next is yielded), from the merged dataset when there
         is one (a row failing its CRC there is read again from the kept file). ``release`` drops each
-        run from the page cache once its rows are through (:func:`img2npz.npzformat.release_cache`):
+        run from the page cache once its rows are through (:func:`img2npz.filecopy.release_cache`):
         rows copied once are not read again, and their pages serve the new file's."""
         path, fd, offset = self.merged or (self.path, self.fd, self.offset)
         per_read = max(1, chunk_bytes // max(self.row_bytes, 1))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from img2npz.atomic import atomic_output
-from img2npz.npzformat import array_layout, read_array, write_npz
+from img2npz.npzformat import array_layout, blob_strings, read_array, strings_blob, write_npz
 from img2npz.sharding import path_hashes
 
 SCAN_LOG_ENV = "IMG2NPZ_SCAN_LOG"
@@ -54,9 +54,8 @@ class Listing:
         return digest.hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
-        blob = "\0".join(self.paths).encode("utf-8", "surrogateescape")
         with atomic_output(path, durable=False) as handle:
-            arrays = {"paths": np.frombuffer(blob, np.uint8), "sizes": self.sizes, "mtimes": self.mtimes}
+            arrays = {"paths": strings_blob(self.paths), "sizes": self.sizes, "mtimes": self.mtimes}
             if self.hashes is not None:
                 arrays["hashes"] = self.hashes
             write_npz(handle, arrays)
@@ -64,9 +63,8 @@ class Listing:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Listing:
         layouts = array_layout(path)
-        blob = read_array(path, "paths", layouts["paths"]).tobytes().decode("utf-8", "surrogateescape")
         sizes = read_array(path, "sizes", layouts["sizes"])
-        paths = blob.split("\0") if sizes.size else []
+        paths = blob_strings(read_array(path, "paths", layouts["paths"]), len(sizes))
         hashes = read_array(path, "hashes", layouts["hashes"]) if "hashes" in layouts else None
         return cls(paths, sizes, read_array(path, "mtimes", layouts["mtimes"]), hashes)
 
