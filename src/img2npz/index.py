@@ -24,7 +24,7 @@ from img2npz.atomic import write_if_changed
 from img2npz.contract import CLASSES_HEADER, MANIFEST_HEADER, UNLABELLED_CLASS, UNLABELLED_LABEL, path_sort_key
 from img2npz.scan import Listing, scan_tree
 from img2npz.sharding import Shard, assign_shards
-from img2npz.tsv import escape_field, needs_escape, read_tsv, write_tsv_if_changed
+from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,10 +97,7 @@ def manifest_bytes(index: Index, shard: Shard, escape: bool = True) -> bytes:
     names = index.class_names[shard.start : shard.stop]
     sizes = index.listing.sizes[shard.start : shard.stop].tolist()
     mtimes = index.listing.mtimes[shard.start : shard.stop].tolist()
-    if escape:
-        paths, names = [escape_field(p) for p in paths], [escape_field(n) for n in names]
-    lines = "\n".join(map("\t".join, zip(paths, map(str, sizes), map(str, mtimes), names, strict=True)))
-    return ("\t".join(MANIFEST_HEADER) + "\n" + lines + ("\n" if lines else "")).encode("utf-8", "surrogateescape")
+    return format_tsv(MANIFEST_HEADER, zip(paths, map(str, sizes), map(str, mtimes), names, strict=True), escape)
 
 
 def read_manifest(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:

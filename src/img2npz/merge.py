@@ -32,6 +32,7 @@ from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, D
 from img2npz.filecopy import ByteRange, copy_ranges
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
 from img2npz.splits import assign
+from img2npz.tsv import concatenate_tsv
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +96,6 @@ def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) ->
         raise ValueError(f"{source}: class {unknown[0]!r} is not in classes.tsv; rerun the index")
     lookup = np.array([class_index.get(name, UNLABELLED_LABEL) for name in unique.tolist()], dtype=np.int64)
     return lookup[inverse.reshape(-1)] if len(names) else np.empty(0, dtype=np.int64)
-
-
-def _copy_failures(shards: Sequence[ShardSummary], out_path: str | os.PathLike) -> int:
-    header = ("\t".join(FAILURE_HEADER) + "\n").encode()
-    count = 0
-    with atomic_output(out_path) as out:
-        out.write(header)
-        for shard in shards:
-            with open(shard.failures, "rb") as handle:
-                if handle.readline() != header:
-                    raise ValueError(f"{shard.failures}: not a failures file (bad header)")
-                for line in handle:
-                    out.write(line)
-                    count += 1
-    return count
 
 
 def _write_splits(writer: NpzWriter, split: np.ndarray, splits: Mapping[str, float], group_by: str) -> dict:
@@ -176,7 +162,7 @@ def merge_shards(
             for shard in summaries:
                 member.write(read_array(shard.npz, "crc32s", shard.layouts["crc32s"]))
         split_meta = _write_splits(writer, split, splits, group_by) if splits else None
-        failures = _copy_failures(summaries, out_failures)
+        failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
         mean, std = channel_stats(histogram)
         meta = DatasetMeta(
             DATASET_FORMAT,

@@ -1,17 +1,19 @@
-"""Tab-separated files whose fields may hold tabs, newlines and backslashes.
+"""Every tab-separated file the workflow reads or writes goes through here.
 
-Every TSV the workflow writes has a header line and escapes ``\\t``, ``\\n``, ``\\r`` and ``\\\\``
-inside fields, because file names can contain them. Text is UTF-8 with ``surrogateescape``, so a
-file name that is not valid UTF-8 survives a round trip.
+The tables have a header line (:mod:`img2npz.contract` names each one) and escape ``\\t``, ``\\n``,
+``\\r`` and ``\\\\`` inside fields, because file names can contain them. Text is UTF-8 with
+``surrogateescape``, so a file name that is not valid UTF-8 survives a round trip. Reading
+streams (:func:`iter_tsv`), so a failure list of 10^6 lines costs a line of memory.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import BinaryIO
 
-from img2npz.atomic import write_bytes_atomic, write_if_changed
+from img2npz.atomic import atomic_output, write_bytes_atomic, write_if_changed
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -48,9 +50,14 @@ def unescape_field(text: str) -> str:
     return "".join(out)
 
 
-def format_tsv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    lines = ["\t".join(header)]
-    lines.extend("\t".join(escape_field(field) for field in row) for row in rows)
+def format_tsv(header: Sequence[str], rows: Iterable[Sequence[object]], escape: bool = True) -> bytes:
+    """The table's bytes. ``escape=False`` is the fast path for rows of strings that the caller
+    knows hold no tab, newline or backslash (:func:`needs_escape`, checked once for many rows)."""
+    lines = [TAB.join(header)]
+    if escape:
+        lines.extend(TAB.join(escape_field(field) for field in row) for row in rows)
+    else:
+        lines.extend(map(TAB.join, rows))
     return ("\n".join(lines) + "\n").encode(ENCODING, ERRORS)
 
 
@@ -62,22 +69,54 @@ def write_tsv_if_changed(path: str | os.PathLike, header: Sequence[str], rows: I
     return write_if_changed(path, format_tsv(header, rows))
 
 
+def _fields(line: str, width: int, source: str, number: int) -> list[str]:
+    fields = [unescape_field(field) for field in line.split(TAB)]
+    if len(fields) != width:
+        raise ValueError(f"{source}:{number}: expected {width} fields, got {len(fields)}")
+    return fields
+
+
+def _check_header(line: str, expected: Sequence[str], source: str) -> None:
+    if line.split(TAB) != list(expected):
+        raise ValueError(f"{source}: expected header {TAB.join(expected)!r}")
+
+
 def parse_tsv(data: bytes, expected_header: Sequence[str], source: str = "<tsv>") -> list[list[str]]:
-    """Return the rows of a TSV, checking its header; ``source`` names the file in errors."""
+    """Return the rows of a TSV held in memory, checking its header; ``source`` names it in errors."""
     lines = data.decode(ENCODING, ERRORS).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    if not lines or lines[0].split("\t") != list(expected_header):
-        raise ValueError(f"{source}: expected header {TAB.join(expected_header)!r}")
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        fields = [unescape_field(field) for field in line.split("\t")]
-        if len(fields) != len(expected_header):
-            raise ValueError(f"{source}:{number}: expected {len(expected_header)} fields, got {len(fields)}")
-        rows.append(fields)
-    return rows
+    _check_header(lines[0] if lines else "", expected_header, source)
+    return [_fields(line, len(expected_header), source, number) for number, line in enumerate(lines[1:], start=2)]
+
+
+def _body(handle: BinaryIO, expected_header: Sequence[str], source: str) -> BinaryIO:
+    """``handle`` past its header line, once that is checked."""
+    _check_header(handle.readline().decode(ENCODING, ERRORS).removesuffix("\n"), expected_header, source)
+    return handle
+
+
+def iter_tsv(path: str | os.PathLike, expected_header: Sequence[str]) -> Iterator[list[str]]:
+    """The rows of a TSV file, one at a time, checking its header."""
+    source = os.fspath(path)
+    with open(path, "rb") as handle:
+        for number, line in enumerate(_body(handle, expected_header, source), start=2):
+            yield _fields(line.decode(ENCODING, ERRORS).removesuffix("\n"), len(expected_header), source, number)
 
 
 def read_tsv(path: str | os.PathLike, expected_header: Sequence[str]) -> list[list[str]]:
-    with open(path, "rb") as handle:
-        return parse_tsv(handle.read(), expected_header, source=os.fspath(path))
+    return list(iter_tsv(path, expected_header))
+
+
+def concatenate_tsv(sources: Sequence[str | os.PathLike], header: Sequence[str], out: str | os.PathLike) -> int:
+    """Write one table of the sources' rows, in order (each source's header checked, its lines
+    copied as they are); return the number of rows."""
+    count = 0
+    with atomic_output(out) as target:
+        target.write((TAB.join(header) + "\n").encode(ENCODING))
+        for source in sources:
+            with open(source, "rb") as handle:
+                for line in _body(handle, header, os.fspath(source)):
+                    target.write(line)
+                    count += 1
+    return count

@@ -28,7 +28,7 @@ from img2npz.hashing import BackgroundSha256
 from img2npz.index import table_path
 from img2npz.npzformat import array_layout, iter_chunks, read_array, read_rows
 from img2npz.splits import group_function
-from img2npz.tsv import unescape_field
+from img2npz.tsv import iter_tsv
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,8 @@ def _iter_dataset_paths(npz: str, layout) -> Iterator[str]:
 
 
 def _iter_failure_paths(failures: str) -> Iterator[str]:
-    with open(failures, "rb") as handle:
-        header = handle.readline().decode().rstrip("\n").split("\t")
-        if header != list(FAILURE_HEADER):
-            raise ValueError(f"{failures}: bad header {header}")
-        for line in handle:
-            yield unescape_field(line.decode("utf-8", "surrogateescape").rstrip("\n").split("\t", 1)[0])
+    for path, _, _ in iter_tsv(failures, FAILURE_HEADER):
+        yield path
 
 
 def _iter_indexed_paths(images_table: str) -> Iterator[str]:
@@ -493,20 +489,15 @@ def run_checks(
 def failure_groups(failures: str, examples: int = 3) -> list[dict]:
     """Failures grouped by stage and reason (the exception's type), largest group first."""
     groups: dict[tuple[str, str], dict] = {}
-    with open(failures, "rb") as handle:
-        handle.readline()
-        for line in handle:
-            path, stage, error = (
-                unescape_field(field) for field in line.decode("utf-8", "surrogateescape").rstrip("\n").split("\t", 2)
-            )
-            head = error.split(":", 1)[0]
-            reason = head if head and " " not in head else error[:80]
-            group = groups.setdefault(
-                (stage, reason), {"stage": stage, "reason": reason, "count": 0, "examples": [], "message": error}
-            )
-            group["count"] += 1
-            if len(group["examples"]) < examples:
-                group["examples"].append(path)
+    for path, stage, error in iter_tsv(failures, FAILURE_HEADER):
+        head = error.split(":", 1)[0]
+        reason = head if head and " " not in head else error[:80]
+        group = groups.setdefault(
+            (stage, reason), {"stage": stage, "reason": reason, "count": 0, "examples": [], "message": error}
+        )
+        group["count"] += 1
+        if len(group["examples"]) < examples:
+            group["examples"].append(path)
     return sorted(groups.values(), key=lambda g: (-g["count"], g["stage"], g["reason"]))
 
 
