@@ -14,6 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from img2npz.checks import Thresholds
+from img2npz.config import validate_config
 from img2npz.index import build_index, class_names, write_classes, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
@@ -57,6 +59,11 @@ def with_orientation(upright: Image.Image, orientation: int) -> tuple[Image.Imag
     exif[0x0112] = orientation
     stored = upright.transpose(ORIENTATION_INVERSE[orientation]) if orientation != 1 else upright
     return stored, exif.tobytes()
+
+
+def thresholds(**overrides) -> Thresholds:
+    """The validation's limits: the config's defaults, with ``overrides``."""
+    return Thresholds.from_config({**validate_config({})["validate"], **overrides})
 
 
 def write_config(path: Path, **overrides) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_snakemake, save, write_config
 from PIL import Image
 
-from img2npz import report
+from img2npz import pictures as report
 
 pytestmark = pytest.mark.slow
 

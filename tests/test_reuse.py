@@ -7,17 +7,18 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import DEFAULT_PIXEL, save
+from conftest import DEFAULT_PIXEL, save, thresholds
 from PIL import Image
 
 from img2npz import decode, preprocess, reuse
+from img2npz.checks import run_checks
 from img2npz.contract import ShardStats
+from img2npz.evidence import Evidence
 from img2npz.index import build_index, class_names, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.npzformat import array_layout
 from img2npz.preprocess import process_shard, to_stored_dtype, uint8_of
 from img2npz.scan import scan_tree
-from img2npz.validate import Thresholds, run_checks
 
 
 def noise(seed, size=(24, 18)):
@@ -306,14 +307,14 @@ def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_p
     images_table = tmp_path / "out" / "images.parquet"
     listing = scan_tree(src, [".png"])
     write_images_table(build_index(listing, class_names(listing.paths, "folder"), 1000, 1, 4000), images_table)
-    checks, _ = run_checks(
+    evidence = Evidence(
         str(tmp_path / "out" / "dataset.npz"),
         str(tmp_path / "out" / "failures.tsv"),
         str(images_table),
         DEFAULT_PIXEL,
         "folder",
-        Thresholds(),
     )
+    checks, _ = run_checks(evidence, thresholds())
     crc = next(check for check in checks if check.name == "images_crc32")
     assert not crc.passed and crc.value == {"rows": 1, "examples": ["a/010.png"]} and shards.exists()
     assert all(check.passed for check in checks if check.name not in ("images_crc32", "duplicate_images"))

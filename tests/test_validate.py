@@ -2,22 +2,17 @@ import json
 
 import numpy as np
 import pytest
-from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree, save
+from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree, save, thresholds
 from PIL import Image
 
-from img2npz import report
+from img2npz import pictures as report
 from img2npz.contract import FAILURE_HEADER
+from img2npz.evidence import account_for_index
 from img2npz.npzformat import write_npz
+from img2npz.pixelpass import row_fingerprints as _row_fingerprints
+from img2npz.report import ReportFiles, failure_groups
 from img2npz.tsv import write_tsv
-from img2npz.validate import (
-    ReportFiles,
-    Thresholds,
-    ValidationFailed,
-    _row_fingerprints,
-    account_for_index,
-    failure_groups,
-    validate_dataset,
-)
+from img2npz.validate import ValidationFailed, validate_dataset
 
 
 def report_files(folder):
@@ -31,7 +26,7 @@ def run(tmp_path, out, fail, label_mode="folder", samples=9, **limits):
         str(out.parent / "images.parquet"),
         DEFAULT_PIXEL,
         label_mode=label_mode,
-        limits=Thresholds(**{"max_failure_fraction": 0.2, **limits}),
+        limits=thresholds(**{"max_failure_fraction": 0.2, **limits}),
         samples=samples,
         out_json=tmp_path / "v.json",
         files=report_files(tmp_path),

@@ -105,6 +105,12 @@ def in_index_order(items: Sequence[T], first_path: Callable[[T], str] = lambda i
     return sorted(items, key=lambda item: path_sort_key(first_path(item)))
 
 
+def table_path(path: str) -> str:
+    """A path as ``images.parquet`` holds it (valid UTF-8): undecodable bytes of a file name become
+    ``\\xNN``. Compare paths from the other lists through it."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Member:
     """One npz member: ``dtype`` as numpy spells it (``unicode``: any ``<Un``; ``json``: a 0-d
@@ -167,12 +173,13 @@ def member_names(members: Sequence[Member]) -> tuple[str, ...]:
     return tuple(member.name for member in members)
 
 
-def _from_document(cls: type[T], text: str, what: str) -> T:
+def _from_document(cls: type[T], text: str, what: str, strict: bool = True) -> T:
+    """``cls`` from a JSON object; a missing key raises, or with ``strict=False`` becomes None."""
     document = json.loads(text)
     if not isinstance(document, dict):
         raise ValueError(f"{what} is not a JSON object")
     missing = [field.name for field in fields(cls) if field.name not in document and field.default is not None]
-    if missing:
+    if missing and strict:
         raise ValueError(f"{what} lacks {', '.join(missing)}")
     return cls(**{field.name: document.get(field.name) for field in fields(cls)})
 
@@ -199,10 +206,11 @@ class DatasetMeta:
         return json.dumps(document, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> DatasetMeta:
-        """Raises ``ValueError`` on another format or a missing key."""
-        meta = _from_document(cls, text, "meta")
-        if meta.format != DATASET_FORMAT:
+    def from_json(cls, text: str, strict: bool = True) -> DatasetMeta:
+        """Raises ``ValueError`` on another format or a missing key; ``strict=False`` (for the
+        validation, which reports what is wrong instead) leaves a missing key None."""
+        meta = _from_document(cls, text, "meta", strict)
+        if strict and meta.format != DATASET_FORMAT:
             raise ValueError(f"format {meta.format!r}, expected {DATASET_FORMAT!r}")
         return meta
 

@@ -7,11 +7,13 @@ import base64
 import html
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from img2npz.atomic import write_bytes_atomic
+from img2npz.contract import CHANGES_HEADER
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -56,17 +58,24 @@ def _status(check: dict) -> str:
     return '<span class="fail">FAIL</span>' if check["severity"] == "hard" else '<span class="warn">warning</span>'
 
 
-def render(
-    summary: Sequence[tuple[str, Any]],
-    checks: Sequence[dict],
-    pictures: dict[str, str | os.PathLike],
-    class_counts: Sequence[tuple[str, int]],
-    failure_groups: Sequence[dict],
-    listed: dict[str, list[list[str]]],
-    splits: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
-    changes: Any = None,
-) -> str:
-    """The page; ``pictures`` maps samples / class_counts / histograms to PNG files."""
+@dataclass
+class Page:
+    """What the page shows. ``pictures`` maps ``samples`` / ``class_counts`` / ``histograms`` to PNG
+    files; ``listed`` maps ``duplicate_images`` / ``constant_images`` to groups of paths; ``splits``
+    is a table (header, rows); ``changes`` a :class:`img2npz.changes.Catalogue` with its change rows.
+    A page of a file that is no dataset has only its ``checks``."""
+
+    checks: Sequence[dict]
+    summary: Sequence[tuple[str, Any]] = ()
+    pictures: dict[str, str | os.PathLike] = field(default_factory=dict)
+    class_counts: Sequence[tuple[str, int]] = ()
+    failure_groups: Sequence[dict] = ()
+    listed: dict[str, list[list[str]]] = field(default_factory=dict)
+    splits: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None
+    changes: Any = None
+
+
+def _verdict(checks: Sequence[dict]) -> str:
     hard = [c["name"] for c in checks if not c["passed"] and c["severity"] == "hard"]
     soft = [c["name"] for c in checks if not c["passed"] and c["severity"] == "soft"]
     if hard:
@@ -75,67 +84,108 @@ def render(
         verdict = '<p class="verdict pass">Every hard check passed</p>'
     if soft:
         verdict += f'<p class="warn">Warnings: {_e(", ".join(soft))}</p>'
+    return verdict
+
+
+def _summary(page: Page) -> list[str]:
+    return ["<h2>Summary</h2>", _table([], page.summary)]
+
+
+def _samples(page: Page) -> list[str]:
+    if "samples" not in page.pictures:
+        return []
+    return ["<h2>Samples</h2>", _picture(page.pictures["samples"], "sample images per class")]
+
+
+def _classes(page: Page) -> list[str]:
+    parts = ["<h2>Images per class</h2>"]
+    if "class_counts" in page.pictures:
+        parts.append(_picture(page.pictures["class_counts"], "images per class"))
+    if page.class_counts:
+        parts.append(_table(["class", "images"], [(name, f"{count:,}") for name, count in page.class_counts]))
+    else:
+        parts.append("<p>Unlabelled dataset (no classes).</p>")
+    return parts
+
+
+def _splits(page: Page) -> list[str]:
+    return [] if page.splits is None else ["<h2>Splits (images per split and class)</h2>", _table(*page.splits)]
+
+
+def _changes(page: Page) -> list[str]:
+    if page.changes is None:
+        return []
+    parts = ["<h2>Changes since the previous dataset</h2>", _table(CHANGES_HEADER, page.changes.rows)]
+    for what, paths in page.changes.examples.items():
+        parts.append(f"<p>{_e(what)}, e.g.: " + ", ".join(f"<code>{_e(p)}</code>" for p in paths) + "</p>")
+    return parts
+
+
+def _pixel_values(page: Page) -> list[str]:
+    if "histograms" not in page.pictures:
+        return []
+    return ["<h2>Pixel values</h2>", _picture(page.pictures["histograms"], "per-channel histograms")]
+
+
+def _left_out(page: Page) -> list[str]:
+    parts = ["<h2>Left out: files that could not be read</h2>"]
+    if not page.failure_groups:
+        return [*parts, "<p>None: every indexed file is in the dataset.</p>"]
+    rows = [
+        (
+            g["stage"],
+            g["reason"],
+            f"{g['count']:,}",
+            "<br>".join(f"<code>{_e(p)}</code>" for p in g["examples"]),
+            g["message"],
+        )
+        for g in page.failure_groups
+    ]
+    return [*parts, _table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,))]
+
+
+def _listed(title: str, key: str) -> Callable[[Page], list[str]]:
+    def section(page: Page) -> list[str]:
+        groups = page.listed.get(key, [])
+        if not groups:
+            return [f"<h2>{_e(title)}</h2>", "<p>None.</p>"]
+        rows = [(n + 1, "<br>".join(f"<code>{_e(p)}</code>" for p in g)) for n, g in enumerate(groups)]
+        return [f"<h2>{_e(title)}</h2>", _table(["#", "paths"], rows, raw=(1,))]
+
+    return section
+
+
+def _checks(page: Page) -> list[str]:
+    rows = [(c["name"], _status(c), c["severity"], _short(c["value"]), _short(c["threshold"])) for c in page.checks]
+    return ["<h2>Checks</h2>", _table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,))]
+
+
+# The page's sections, in order; each gives nothing where it has nothing to show (no pictures of a
+# file that is no dataset, no splits table without splits).
+SECTIONS: tuple[Callable[[Page], list[str]], ...] = (
+    _summary,
+    _samples,
+    _classes,
+    _splits,
+    _changes,
+    _pixel_values,
+    _left_out,
+    _listed("Exact duplicate images (same pixels)", "duplicate_images"),
+    _listed("Constant (blank) images", "constant_images"),
+    _checks,
+)
+
+
+def render(page: Page) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>img2npz dataset report</title>',
         f"<style>{STYLE}</style></head><body>",
         "<h1>img2npz dataset report</h1>",
-        verdict,
-        "<h2>Summary</h2>",
-        _table([], summary),
+        _verdict(page.checks),
     ]
-    if "samples" in pictures:
-        parts += ["<h2>Samples</h2>", _picture(pictures["samples"], "sample images per class")]
-    parts += ["<h2>Images per class</h2>"]
-    if "class_counts" in pictures:
-        parts.append(_picture(pictures["class_counts"], "images per class"))
-    if class_counts:
-        parts.append(_table(["class", "images"], [(name, f"{count:,}") for name, count in class_counts]))
-    else:
-        parts.append("<p>Unlabelled dataset (no classes).</p>")
-    if splits is not None:
-        parts += ["<h2>Splits (images per split and class)</h2>", _table(*splits)]
-    if changes is not None:
-        parts.append("<h2>Changes since the previous dataset</h2>")
-        parts.append(_table(["what", "class", "split", "count"], changes.rows))
-        for what, paths in changes.examples.items():
-            parts.append(f"<p>{_e(what)}, e.g.: " + ", ".join(f"<code>{_e(p)}</code>" for p in paths) + "</p>")
-    if "histograms" in pictures:
-        parts += ["<h2>Pixel values</h2>", _picture(pictures["histograms"], "per-channel histograms")]
-    parts.append("<h2>Left out: files that could not be read</h2>")
-    if failure_groups:
-        rows = [
-            (
-                g["stage"],
-                g["reason"],
-                f"{g['count']:,}",
-                "<br>".join(f"<code>{_e(p)}</code>" for p in g["examples"]),
-                g["message"],
-            )
-            for g in failure_groups
-        ]
-        parts.append(_table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,)))
-    else:
-        parts.append("<p>None: every indexed file is in the dataset.</p>")
-    for title, key in (
-        ("Exact duplicate images (same pixels)", "duplicate_images"),
-        ("Constant (blank) images", "constant_images"),
-    ):
-        groups = listed.get(key, [])
-        parts.append(f"<h2>{_e(title)}</h2>")
-        if groups:
-            parts.append(
-                _table(
-                    ["#", "paths"],
-                    [(n + 1, "<br>".join(f"<code>{_e(p)}</code>" for p in g)) for n, g in enumerate(groups)],
-                    raw=(1,),
-                )
-            )
-        else:
-            parts.append("<p>None.</p>")
-    parts.append("<h2>Checks</h2>")
-    rows = [(c["name"], _status(c), c["severity"], _short(c["value"]), _short(c["threshold"])) for c in checks]
-    parts.append(_table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,)))
+    for section in SECTIONS:
+        parts.extend(section(page))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -21,18 +21,20 @@ from typing import TypeVar
 import numpy as np
 
 from img2npz.atomic import write_if_changed
-from img2npz.contract import CLASSES_HEADER, MANIFEST_HEADER, UNLABELLED_CLASS, UNLABELLED_LABEL, path_sort_key
+from img2npz.contract import (
+    CLASSES_HEADER,
+    MANIFEST_HEADER,
+    UNLABELLED_CLASS,
+    UNLABELLED_LABEL,
+    path_sort_key,
+    table_path,
+)
 from img2npz.scan import Listing, scan_tree
 from img2npz.sharding import Shard, assign_shards
 from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def table_path(path: str) -> str:
-    """A path as valid UTF-8 for tables (parquet): undecodable bytes of a file name become ``\\xNN``."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def folder_label(path: str) -> str:

@@ -1,147 +1,140 @@
-"""Pictures of a dataset that a person can look at: samples per class, class counts, channel histograms.
-
-Drawn with Pillow alone (no plotting library in the job's environment); every size follows from the
-data by the constants below, so tests can predict them.
-"""
+"""validate-report's outputs besides ``validation.json``: the pictures, the change report and the
+HTML page, drawn from what the checks found (:class:`~img2npz.evidence.Evidence`)."""
 
 from __future__ import annotations
 
-import functools
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from img2npz.atomic import atomic_output
-
-TILE = 128
-CAPTION = 14
-GAP = 4
-LABEL_WIDTH = 150
-BACKGROUND = (32, 32, 32)
-TEXT = (235, 235, 235)
-BAR_HEIGHT = 16
-BAR_WIDTH = 600
-MAX_BARS = 100
-PANEL = (256, 120)
-CHANNEL_COLOURS = ((220, 60, 60), (60, 180, 60), (70, 110, 230))
-FONT_SIZE = 12
+from img2npz import htmlreport, pictures
+from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
+from img2npz.contract import FAILURE_HEADER, UNLABELLED_CLASS, Check
+from img2npz.evidence import Evidence
+from img2npz.tsv import iter_tsv
 
 
-@functools.cache
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at a readable size (its tiny bitmap font where FreeType is missing)."""
-    return ImageFont.load_default(size=FONT_SIZE)
+@dataclass
+class ReportFiles:
+    """Where the pictures and pages go (the rule's outputs)."""
+
+    samples: str | os.PathLike
+    class_counts: str | os.PathLike
+    histograms: str | os.PathLike
+    html: str | os.PathLike
+    failed_html: str | os.PathLike | None = None  # a copy kept where a failed job's outputs are not deleted
+    changes: str | os.PathLike | None = None  # changes.tsv, against the catalogue of the last checked dataset
+    catalogue: str | os.PathLike | None = None
 
 
-def sample_rows(count: int, samples: int) -> list[int]:
-    """Evenly spread row numbers: deterministic, and they cover every part of the path order."""
-    if count == 0 or samples == 0:
-        return []
-    return sorted(set(np.linspace(0, count - 1, min(samples, count)).round().astype(int).tolist()))
+def failure_groups(failures: str, examples: int = 3) -> list[dict]:
+    """Failures grouped by stage and reason (the exception's type), largest group first."""
+    groups: dict[tuple[str, str], dict] = {}
+    for path, stage, error in iter_tsv(failures, FAILURE_HEADER):
+        head = error.split(":", 1)[0]
+        reason = head if head and " " not in head else error[:80]
+        group = groups.setdefault(
+            (stage, reason), {"stage": stage, "reason": reason, "count": 0, "examples": [], "message": error}
+        )
+        group["count"] += 1
+        if len(group["examples"]) < examples:
+            group["examples"].append(path)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["stage"], g["reason"]))
 
 
-def rows_per_class(labels: np.ndarray, classes: int, samples: int) -> dict[int, list[int]]:
-    """Up to ``samples`` images in all, spread over evenly chosen classes, evenly within each class.
-
-    Labelled data gets a row per shown class (at most ``samples`` classes, at least one image each);
-    unlabelled data (no classes) one row of evenly spread images, keyed -1.
-    """
-    if not classes or samples == 0:
-        return {-1: sample_rows(len(labels), samples)} if len(labels) and samples else {}
-    shown = sample_rows(classes, samples)
-    per_class = max(1, samples // len(shown))
-    order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], np.arange(classes + 1))
-    picked = {}
-    for label in shown:
-        members = order[starts[label] : starts[label + 1]]
-        picked[label] = [int(members[i]) for i in sample_rows(len(members), per_class)]
-    return picked
-
-
-def to_display(pixels: np.ndarray, normalize: dict | None) -> np.ndarray:
-    """Stored pixels (any dtype) back to uint8 for drawing."""
-    if pixels.dtype == np.uint8:
-        return pixels
-    values = pixels.astype(np.float32)
-    if normalize is not None:
-        values = values * np.asarray(normalize["std"], np.float32) + np.asarray(normalize["mean"], np.float32)
-    return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
+    classes, counts, labels = evidence.classes, evidence.class_counts, evidence.labels
+    picked = pictures.rows_per_class(labels, len(classes), samples)
+    wanted = sorted({row for rows in picked.values() for row in rows})
+    shown = dict(zip(wanted, pictures.to_display(evidence.rows(wanted), evidence.pixel["normalize"]), strict=True))
+    rows = [
+        (
+            classes[label] if label >= 0 else "(all images)",
+            [shown[row] for row in members],
+            counts[label] if label >= 0 else len(labels),
+        )
+        for label, members in picked.items()
+    ]
+    pictures.save_png(pictures.class_grid(rows), files.samples)
+    pictures.save_png(pictures.class_bar_chart(classes, counts), files.class_counts)
+    meta = evidence.meta
+    histograms = pictures.channel_histograms(np.asarray(meta.histogram), meta.mean, meta.std)
+    pictures.save_png(histograms, files.histograms)
 
 
-def _tile(pixels: np.ndarray) -> Image.Image:
-    """At most TILE a side; small images (32 x 32 datasets) are enlarged by whole pixels, not blurred."""
-    tile = Image.fromarray(pixels, "RGB")
-    factor = TILE // max(tile.size)
-    if factor > 1:
-        return tile.resize((tile.width * factor, tile.height * factor), Image.Resampling.NEAREST)
-    tile.thumbnail((TILE, TILE), Image.Resampling.BICUBIC)
-    return tile
+def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord]) -> Catalogue:
+    """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``)."""
+    paths = evidence.member("paths").tolist()
+    classes = evidence.classes
+    names = [classes[label] if label >= 0 else UNLABELLED_CLASS for label in evidence.labels.tolist()]
+    split_names = evidence.split_names
+    splits = [split_names[i] for i in evidence.split.tolist()] if evidence.split is not None else [""] * len(paths)
+    mtimes = {shard: record.mtime_ns for shard, record in shards.items()}
+    current = Catalogue(evidence.meta.images_sha256 or "", paths, names, splits, evidence.pixels.fingerprints, mtimes)
+    catalogue = compare(Catalogue.load(files.catalogue), current, shards)
+    write_changes(files.changes, catalogue)
+    catalogue.save(files.catalogue)
+    return catalogue
 
 
-def class_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], int]]) -> Image.Image:
-    """One row per class: its name and image count on the left, then its sample tiles."""
-    columns = max((len(images) for _, images, _ in rows), default=1) or 1
-    cell = TILE + GAP
-    grid = Image.new("RGB", (LABEL_WIDTH + columns * cell + GAP, max(1, len(rows)) * cell + GAP), BACKGROUND)
-    draw = ImageDraw.Draw(grid)
-    for number, (name, images, count) in enumerate(rows):
-        y = GAP + number * cell
-        draw.text((GAP + 2, y + TILE // 2 - 14), name[:20], fill=TEXT, font=_font())
-        draw.text((GAP + 2, y + TILE // 2 + 2), f"{count:,} images", fill=(170, 170, 170), font=_font())
-        for column, pixels in enumerate(images):
-            tile = _tile(pixels)
-            x = LABEL_WIDTH + column * cell
-            grid.paste(tile, (x + (TILE - tile.width) // 2, y + (TILE - tile.height) // 2))
-    return grid
+def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
+    pixel, meta, npz, failures = evidence.pixel, evidence.meta, evidence.npz, evidence.failures
+    return [
+        ("images in the dataset", f"{len(evidence.labels):,}"),
+        ("files indexed", f"{evidence.accounting['indexed']:,}"),
+        ("files left out (unreadable)", f"{evidence.accounting['failures']:,}"),
+        ("classes", f"{len(evidence.classes):,}" if evidence.classes else "none (unlabelled)"),
+        ("image shape and type", f"{pixel['size'][0]} x {pixel['size'][1]} x 3, {pixel['dtype']}"),
+        ("pixel config", json.dumps(pixel, sort_keys=True)),
+        ("channel mean (0..1)", ", ".join(f"{v:.4f}" for v in meta.mean or [])),
+        ("channel std (0..1)", ", ".join(f"{v:.4f}" for v in meta.std or [])),
+        ("dataset.npz", f"{os.fspath(npz)}: {os.path.getsize(npz) / 2**20:,.1f} MiB"),
+        ("failures.tsv", f"{os.fspath(failures)}: {os.path.getsize(failures) / 2**10:,.1f} KiB"),
+        ("sha256 of images", meta.images_sha256 or ""),
+    ]
 
 
-def bars_to_draw(counts: Sequence[int]) -> list[int]:
-    """Indices of the bars drawn: all of them, or the MAX_BARS // 2 largest and smallest counts."""
-    order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
-    if len(order) <= MAX_BARS:
-        return order
-    return order[: MAX_BARS // 2] + order[-MAX_BARS // 2 :]
+def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, changes: Catalogue | None):
+    split_table = [
+        (name, sum(row), *row) for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
+    ]
+    return htmlreport.Page(
+        checks=[asdict(check) for check in checks],
+        summary=_summary(evidence),
+        pictures={"samples": files.samples, "class_counts": files.class_counts, "histograms": files.histograms},
+        class_counts=list(zip(evidence.classes, evidence.class_counts, strict=True)),
+        failure_groups=failure_groups(evidence.failures),
+        listed={
+            "duplicate_images": evidence.duplicate_paths,
+            "constant_images": [[p] for p in evidence.constant_paths],
+        },
+        splits=(["split", "images", *evidence.classes], split_table) if split_table else None,
+        changes=changes,
+    )
 
 
-def class_bar_chart(names: Sequence[str], counts: Sequence[int]) -> Image.Image:
-    """Horizontal bars, largest class first (with many classes: the largest and smallest ones)."""
-    shown = bars_to_draw(counts)
-    top = max(counts, default=0) or 1
-    chart = Image.new("RGB", (LABEL_WIDTH + BAR_WIDTH + 90, GAP + max(1, len(shown)) * (BAR_HEIGHT + GAP)), "white")
-    draw = ImageDraw.Draw(chart)
-    for slot, index in enumerate(shown):
-        y = GAP + slot * (BAR_HEIGHT + GAP)
-        length = round(BAR_WIDTH * counts[index] / top)
-        draw.text((GAP, y + 2), names[index][:20], fill="black", font=_font())
-        colour = (200, 60, 60) if counts[index] == 0 else (70, 110, 200)
-        draw.rectangle((LABEL_WIDTH, y, LABEL_WIDTH + max(length, 1), y + BAR_HEIGHT), fill=colour)
-        draw.text((LABEL_WIDTH + length + 6, y + 2), f"{counts[index]:,}", fill="black", font=_font())
-    return chart
-
-
-def channel_histograms(histogram: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
-    """One panel per channel (value 0..255 across, share of pixels up), with its mean and std."""
-    width, height = PANEL
-    chart = Image.new("RGB", (3 * (width + 2 * GAP) + GAP, height + CAPTION + 3 * GAP), "white")
-    draw = ImageDraw.Draw(chart)
-    for channel, counts in enumerate(np.asarray(histogram, np.float64)):
-        left = GAP + channel * (width + 2 * GAP)
-        peak = counts.max() or 1.0
-        draw.rectangle((left - 1, GAP - 1, left + width, GAP + height), outline=(180, 180, 180))
-        for value, count in enumerate(counts):
-            bar = round(height * count / peak)
-            if bar:
-                draw.line(
-                    (left + value, GAP + height - bar, left + value, GAP + height - 1), fill=CHANNEL_COLOURS[channel]
-                )
-        label = f"{'RGB'[channel]}: mean {mean[channel]:.3f}, std {std[channel]:.3f}"
-        draw.text((left, GAP + height + 2), label, fill="black", font=_font())
-    return chart
-
-
-def save_png(image: Image.Image, path: str | os.PathLike) -> None:
-    with atomic_output(path) as handle:
-        image.save(handle, format="PNG")
+def write_report(
+    evidence: Evidence | None,
+    checks: Sequence[Check],
+    files: ReportFiles,
+    samples: int,
+    shards: Mapping[str, ShardRecord],
+    failed: bool,
+) -> None:
+    """Pictures, change report and page; ``evidence`` None: the file could not be read as a dataset
+    (the page shows the checks only). ``failed``: a hard check failed, so the page is also kept at
+    ``files.failed_html`` (Snakemake deletes a failed job's outputs)."""
+    if evidence is not None:
+        draw_pictures(evidence, samples, files)
+        changes = change_report(evidence, files, shards) if files.changes is not None else None
+        page = htmlreport.render(page_of(evidence, checks, files, changes))
+    else:
+        page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
+    htmlreport.write_html(files.html, page)
+    if files.failed_html is not None:
+        note = f"<!DOCTYPE html><p>This run passed; the report is {os.fspath(files.html)}</p>\n"
+        htmlreport.write_html(files.failed_html, page if failed else note)

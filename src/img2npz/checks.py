@@ -1,0 +1,268 @@
+"""The validation's checks: one small function each, run in the order of :data:`CHECKS`.
+
+A check takes the :class:`~img2npz.evidence.Evidence` and the :class:`Thresholds` and returns a
+:class:`~img2npz.contract.Check` (or None where it does not apply, e.g. split checks without
+splits). To add one: write the function, add it to :data:`CHECKS` (and to :data:`SOFT_CHECKS` if it
+should only warn), and list it in README's check table. The :data:`GATES` run first: when one of
+them fails, the file cannot be read as a dataset and nothing else is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from img2npz.contract import DATASET_MEMBERS, UNLABELLED_LABEL, Check, member_names
+from img2npz.evidence import LISTED, Evidence
+from img2npz.splits import group_function
+
+FLOAT_TOLERANCE = 1e-2
+SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sigmas, if more)
+# These warn; validate.fail_on makes them fail. Every other check fails the run.
+SOFT_CHECKS = ("class_counts", "duplicate_images", "constant_images", "split_fractions")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The configurable limits: the config's ``validate`` section (its defaults are the schema's)."""
+
+    max_failure_fraction: float
+    min_class_images: int
+    max_class_imbalance: float | int
+    fail_on: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, validate: Mapping) -> Thresholds:
+        """The values as the schema validated them (an integer stays one in ``validation.json``)."""
+        return cls(
+            max_failure_fraction=validate["max_failure_fraction"],
+            min_class_images=validate["min_class_images"],
+            max_class_imbalance=validate["max_class_imbalance"],
+            fail_on=tuple(validate["fail_on"]),
+        )
+
+
+CheckFunction = Callable[[Evidence, Thresholds], Check | None]
+
+
+def members(evidence: Evidence, limits: Thresholds) -> Check:
+    required = member_names(DATASET_MEMBERS)
+    missing = [key for key in required if key not in evidence.layouts]
+    return Check("members", not missing, missing or list(evidence.layouts), list(required))
+
+
+def shapes_and_dtypes(evidence: Evidence, limits: Thresholds) -> Check:
+    layouts, pixel = evidence.layouts, evidence.pixel
+    images, labels, paths, classes = (layouts[k] for k in ("images", "labels", "paths", "classes"))
+    count = evidence.count
+    height, width = pixel["size"]
+    passed = (
+        images.shape == (count, height, width, 3)
+        and images.dtype == np.dtype(pixel["dtype"])
+        and labels.shape == (count,)
+        and labels.dtype == np.int64
+        and paths.shape == (count,)
+        and paths.dtype.kind == "U"
+        and len(classes.shape) == 1
+        and classes.dtype.kind == "U"
+    )
+    shapes = {k: [list(v.shape), str(v.dtype)] for k, v in layouts.items()}
+    return Check("shapes_and_dtypes", passed, shapes, {"images": [["N", height, width, 3], pixel["dtype"]]})
+
+
+def expected_range(pixel: dict) -> tuple[float, float]:
+    if pixel["dtype"] == "uint8":
+        return 0.0, 255.0
+    norm = pixel["normalize"]
+    if norm is None:
+        return 0.0, 1.0
+    lows = [(0 - m) / s for m, s in zip(norm["mean"], norm["std"], strict=True)]
+    highs = [(1 - m) / s for m, s in zip(norm["mean"], norm["std"], strict=True)]
+    return min(lows), max(highs)
+
+
+def value_range(evidence: Evidence, limits: Thresholds) -> Check:
+    scan, pixel = evidence.pixels, evidence.pixel
+    low, high = expected_range(pixel)
+    tolerance = FLOAT_TOLERANCE * (high - low) if pixel["dtype"] != "uint8" else 0
+    passed = scan.finite and (evidence.count == 0 or (scan.low >= low - tolerance and scan.high <= high + tolerance))
+    return Check("value_range", passed, {"min": scan.low, "max": scan.high, "finite": scan.finite}, [low, high])
+
+
+def labels_in_classes(evidence: Evidence, limits: Thresholds) -> Check:
+    classes = len(evidence.classes)
+    value = {
+        "out_of_range": evidence.bad_labels,
+        "unlabelled": int((evidence.labels == UNLABELLED_LABEL).sum()),
+        "classes": classes,
+    }
+    return Check("labels_in_classes", evidence.bad_labels == 0, value, [UNLABELLED_LABEL, classes - 1])
+
+
+def classes_sorted_unique(evidence: Evidence, limits: Thresholds) -> Check:
+    names = evidence.classes
+    return Check("classes_sorted_unique", names == sorted(set(names)), len(names))
+
+
+def class_counts(evidence: Evidence, limits: Thresholds) -> Check:
+    names, counts = evidence.classes, evidence.class_counts
+    if evidence.label_mode == "none" or not names:
+        return Check("class_counts", True, "unlabelled")
+    below = [name for name, n in zip(names, counts, strict=True) if n < limits.min_class_images]
+    smallest, largest = min(counts), max(counts)
+    imbalance = largest / smallest if smallest else None  # None: some class is empty
+    passed = not below and imbalance is not None and imbalance <= limits.max_class_imbalance
+    order = sorted(range(len(names)), key=lambda i: (counts[i], i))
+    value = {
+        "classes": len(names),
+        "smallest": {names[i]: counts[i] for i in order[:5]},
+        "largest": {names[i]: counts[i] for i in order[::-1][:5]},
+        "empty": [name for name, n in zip(names, counts, strict=True) if n == 0][:LISTED],
+        "below_min": below[:LISTED],
+        "imbalance": round(imbalance, 3) if imbalance is not None else None,
+    }
+    threshold = {"min_class_images": limits.min_class_images, "max_class_imbalance": limits.max_class_imbalance}
+    return Check("class_counts", passed, value, threshold)
+
+
+def duplicate_images(evidence: Evidence, limits: Thresholds) -> Check:
+    groups = evidence.duplicates
+    value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": evidence.duplicate_paths}
+    return Check("duplicate_images", not groups, value, 0)
+
+
+def constant_images(evidence: Evidence, limits: Thresholds) -> Check:
+    constant = evidence.pixels.constant
+    return Check("constant_images", not constant, {"images": len(constant), "examples": evidence.constant_paths}, 0)
+
+
+def paths_unique_sorted(evidence: Evidence, limits: Thresholds) -> Check:
+    disorder, example = evidence.path_order
+    return Check("paths_unique_sorted", disorder == 0, {"out_of_order_or_duplicate": disorder, "example": example}, 0)
+
+
+def rows_plus_failures_equal_index(evidence: Evidence, limits: Thresholds) -> Check:
+    value = {key: found for key, found in evidence.accounting.items() if key != "failures"}
+    return Check("rows_plus_failures_equal_index", value["problems"] == 0, value, 0)
+
+
+def failure_fraction(evidence: Evidence, limits: Thresholds) -> Check:
+    failed, indexed = evidence.accounting["failures"], evidence.accounting["indexed"]
+    fraction = failed / indexed if indexed else 0.0
+    value = {"failures": failed, "indexed": indexed, "fraction": round(fraction, 6)}
+    return Check("failure_fraction", fraction <= limits.max_failure_fraction, value, limits.max_failure_fraction)
+
+
+def images_sha256(evidence: Evidence, limits: Thresholds) -> Check:
+    found, recorded = evidence.pixels.sha256, evidence.meta.images_sha256
+    return Check("images_sha256", found == recorded, found, recorded)
+
+
+def images_crc32(evidence: Evidence, limits: Thresholds) -> Check:
+    found, recorded = evidence.pixels.crcs, evidence.member("crc32s")
+    damaged = np.flatnonzero(found != recorded).tolist() if recorded.shape == found.shape else range(evidence.count)
+    value = {"rows": len(damaged), "examples": evidence.paths_of(damaged[:LISTED])}
+    return Check("images_crc32", not damaged, value, "every row's bytes have the CRC-32 they had when decoded")
+
+
+def meta_matches_config(evidence: Evidence, limits: Thresholds) -> Check:
+    meta = evidence.meta
+    passed = meta.pixel == evidence.pixel and meta.images == evidence.count
+    return Check("meta_matches_config", passed, {"pixel": meta.pixel, "images": meta.images}, {"pixel": evidence.pixel})
+
+
+def split_values(evidence: Evidence, limits: Thresholds) -> Check | None:
+    split, names = evidence.split, evidence.split_names
+    if split is None:
+        return None
+    bad = int(((split < 0) | (split >= len(names))).sum())
+    passed = bad == 0 and len(split) == len(evidence.labels)
+    return Check("split_values", passed, {"out_of_range": bad}, [0, len(names) - 1])
+
+
+def split_duplicates(evidence: Evidence, limits: Thresholds) -> Check | None:
+    """The same pixels in two splits: a model is validated on what it trained on."""
+    split, names = evidence.split, evidence.split_names
+    if split is None:
+        return None
+    leaks = [group for group in evidence.duplicates if len(set(split[group].tolist())) > 1]
+    examples = [
+        [f"{path} ({names[split[row]]})" for path, row in zip(evidence.paths_of(group[:LISTED]), group, strict=False)]
+        for group in leaks[:LISTED]
+    ]
+    return Check("split_duplicates", not leaks, {"groups": len(leaks), "examples": examples}, 0)
+
+
+def split_groups(evidence: Evidence, limits: Thresholds) -> Check | None:
+    """One group (``group_by``) in two splits."""
+    split, names = evidence.split, evidence.split_names
+    if split is None:
+        return None
+    key = group_function((evidence.meta.splits or {}).get("group_by", "path"))
+    first_split: dict[str, int] = {}
+    straddling: dict[str, set[int]] = {}
+    for row, path in enumerate(evidence.iter_paths()):
+        group, where = key(path), int(split[row])
+        if first_split.setdefault(group, where) != where:
+            straddling.setdefault(group, {first_split[group]}).add(where)
+    listed = {group: sorted(names[i] for i in where) for group, where in list(straddling.items())[:LISTED]}
+    value = {"groups": len(first_split), "in_two_or_more": len(straddling), "examples": listed}
+    return Check("split_groups", not straddling, value, 0)
+
+
+def split_fractions(evidence: Evidence, limits: Thresholds) -> Check | None:
+    """How close each split came to its fraction (within 1%, or 3 binomial sigmas if more)."""
+    split, names = evidence.split, evidence.split_names
+    if split is None:
+        return None
+    per_split = np.bincount(split[split >= 0], minlength=len(names))
+    total = max(int(per_split.sum()), 1)
+    wanted = (evidence.meta.splits or {}).get("fractions", {})
+    drift = {name: round(per_split[i] / total - wanted.get(name, 0.0), 4) for i, name in enumerate(names)}
+    tolerance = max(SPLIT_TOLERANCE, 3 * max((f * (1 - f) / total) ** 0.5 for f in wanted.values()) if wanted else 0)
+    return Check(
+        "split_fractions",
+        all(abs(d) <= tolerance for d in drift.values()),
+        {"counts": dict(zip(names, per_split.tolist(), strict=True)), "drift": drift},
+        {"fractions": wanted, "tolerance": round(tolerance, 4)},
+    )
+
+
+GATES: tuple[CheckFunction, ...] = (members, shapes_and_dtypes)
+CHECKS: tuple[CheckFunction, ...] = (
+    value_range,
+    labels_in_classes,
+    classes_sorted_unique,
+    class_counts,
+    duplicate_images,
+    constant_images,
+    paths_unique_sorted,
+    rows_plus_failures_equal_index,
+    failure_fraction,
+    images_sha256,
+    images_crc32,
+    meta_matches_config,
+    split_values,
+    split_duplicates,
+    split_groups,
+    split_fractions,
+)
+
+
+def run_checks(evidence: Evidence, limits: Thresholds) -> tuple[list[Check], bool]:
+    """Every check that applies, with its severity; and whether the gates passed (the dataset
+    could be read at all)."""
+    checks: list[Check] = []
+    readable = True
+    for check in GATES:
+        checks.append(check(evidence, limits))
+        if not checks[-1].passed:
+            readable = False
+            break
+    if readable:
+        checks.extend(found for check in CHECKS if (found := check(evidence, limits)) is not None)
+    for check in checks:
+        check.severity = "soft" if check.name in SOFT_CHECKS and check.name not in limits.fail_on else "hard"
+    return checks, readable

@@ -1,0 +1,197 @@
+"""What validate-report looks at in a dataset: each fact read or computed once, when a check (or
+the report) first asks for it, so checks stay small and independent of the order they run in.
+
+The pixels are read in one streaming pass (:mod:`img2npz.pixelpass`); the path lists of the
+dataset, the failure file and the index are walked together in their shared index order. Memory
+holds a few dozen bytes per image (labels, fingerprints, CRCs), never the pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+
+import numpy as np
+
+from img2npz.contract import FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
+from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
+from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images
+from img2npz.tsv import iter_tsv
+
+
+class Counted:
+    """An iterator that counts what has been taken from it, so a stream is read once for both."""
+
+    def __init__(self, items: Iterator[str]):
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> Counted:
+        return self
+
+    def __next__(self) -> str:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+
+def account_for_index(dataset: Iterator[str], failures: Iterator[str], indexed: Iterator[str]) -> dict:
+    """Walk three path lists in index order; every indexed path must be in exactly one of the others."""
+    missing, extra, both = [], [], []
+    next_data, next_fail = next(dataset, None), next(failures, None)
+    count = 0
+    for path in indexed:
+        count += 1
+        in_data, in_fail = next_data == path, next_fail == path
+        if in_data:
+            next_data = next(dataset, None)
+        if in_fail:
+            next_fail = next(failures, None)
+        if in_data and in_fail:
+            both.append(path)
+        elif not (in_data or in_fail):
+            missing.append(path)
+    for rest, first in ((dataset, next_data), (failures, next_fail)):
+        if first is not None:
+            extra.append(first)
+            extra.extend(rest)
+    return {
+        "indexed": count,
+        "missing": missing[:20],
+        "extra": extra[:20],
+        "in_both": both[:20],
+        "problems": len(missing) + len(extra) + len(both),
+    }
+
+
+def _indexed_paths(images_table: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(images_table).iter_batches(columns=["path"], batch_size=65536):
+        yield from batch.column(0).to_pylist()
+
+
+LISTED = 50  # groups (and paths per group) and images named in validation.json and the report
+
+
+class Evidence:
+    """``dataset.npz`` (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks
+    see it. ``pixel`` and ``label_mode`` are this run's config. Until the ``members`` and
+    ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` may be asked for."""
+
+    def __init__(self, npz: str, failures: str, images_table: str, pixel: dict, label_mode: str):
+        self.npz, self.failures, self.images_table = npz, failures, images_table
+        self.pixel, self.label_mode = pixel, label_mode
+
+    @cached_property
+    def layouts(self) -> dict[str, ArrayLayout]:
+        return array_layout(self.npz)
+
+    def member(self, name: str) -> np.ndarray:
+        """A small member, read whole."""
+        return read_array(self.npz, name, self.layouts[name])
+
+    @cached_property
+    def meta(self) -> DatasetMeta:
+        """``meta``, with None for every key it lacks (the checks say what is wrong)."""
+        return DatasetMeta.from_json(str(self.member("meta")), strict=False)
+
+    @property
+    def count(self) -> int:
+        images = self.layouts["images"]
+        return images.shape[0] if images.shape else -1
+
+    @cached_property
+    def pixels(self) -> PixelScan:
+        return scan_images(self.npz, self.layouts["images"])
+
+    def rows(self, rows: Sequence[int]) -> np.ndarray:
+        """Selected rows of ``images``."""
+        return read_rows(self.npz, "images", rows, self.layouts["images"])
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return self.member("classes").tolist()
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        return self.member("labels")
+
+    @cached_property
+    def bad_labels(self) -> int:
+        """Labels that are neither unlabelled nor an index into ``classes`` (any label without labels)."""
+        labels = self.labels
+        bad = int(((labels < UNLABELLED_LABEL) | (labels >= len(self.classes))).sum())
+        if self.label_mode == "none":
+            bad += int((labels != UNLABELLED_LABEL).sum())
+        return bad
+
+    @cached_property
+    def class_counts(self) -> list[int]:
+        """Images per class (all zero when some label is bad: then no count can be trusted)."""
+        if not self.classes:
+            return []
+        labels = self.labels if self.bad_labels == 0 else self.labels[:0]
+        return np.bincount(labels[labels >= 0], minlength=len(self.classes)).tolist()
+
+    @cached_property
+    def duplicates(self) -> list[list[int]]:
+        """Groups of rows with the same pixels."""
+        return duplicate_groups(self.npz, self.layouts["images"], self.pixels.fingerprints)
+
+    @cached_property
+    def duplicate_paths(self) -> list[list[str]]:
+        """The paths of the first :data:`LISTED` duplicate groups (each to :data:`LISTED` paths)."""
+        return [self.paths_of(group[:LISTED]) for group in self.duplicates[:LISTED]]
+
+    @cached_property
+    def constant_paths(self) -> list[str]:
+        """The paths of the first :data:`LISTED` images of one colour."""
+        return self.paths_of(self.pixels.constant[:LISTED])
+
+    def paths_of(self, rows: Sequence[int]) -> list[str]:
+        return read_rows(self.npz, "paths", list(rows), self.layouts["paths"]).tolist() if len(rows) else []
+
+    def iter_paths(self) -> Iterator[str]:
+        for chunk in iter_chunks(self.npz, "paths", layout=self.layouts["paths"]):
+            yield from chunk.tolist()
+
+    @cached_property
+    def path_order(self) -> tuple[int, str | None]:
+        """(paths out of the index order or repeated, the first such path)."""
+        previous, disorder, example = None, 0, None
+        for path in self.iter_paths():
+            key = path_sort_key(path)
+            if previous is not None and not previous < key:
+                disorder += 1
+                example = example or path
+            previous = key
+        return disorder, example
+
+    @cached_property
+    def accounting(self) -> dict:
+        """:func:`account_for_index` of the dataset, the failures and the index, with ``failures``:
+        the lines of ``failures.tsv``."""
+        failed = Counted(table_path(row[0]) for row in iter_tsv(self.failures, FAILURE_HEADER))
+        found = account_for_index(map(table_path, self.iter_paths()), failed, _indexed_paths(self.images_table))
+        return {**found, "failures": failed.count}  # account_for_index reads the failures to their end
+
+    @cached_property
+    def split(self) -> np.ndarray | None:
+        """Each row's split (int8), or None: the dataset was built without splits."""
+        return self.member("split") if "split" in self.layouts else None
+
+    @cached_property
+    def split_names(self) -> list[str]:
+        return self.member("splits").tolist() if self.split is not None else []
+
+    @cached_property
+    def split_class_counts(self) -> list[list[int]]:
+        """[split][class] image counts."""
+        if self.split is None:
+            return []
+        labels, classes = self.labels, len(self.classes)
+        return [
+            np.bincount(labels[(self.split == number) & (labels >= 0)], minlength=classes).tolist()
+            for number in range(len(self.split_names))
+        ]

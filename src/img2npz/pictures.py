@@ -1,0 +1,147 @@
+"""Pictures of a dataset that a person can look at: samples per class, class counts, channel histograms.
+
+Drawn with Pillow alone (no plotting library in the job's environment); every size follows from the
+data by the constants below, so tests can predict them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from img2npz.atomic import atomic_output
+
+TILE = 128
+CAPTION = 14
+GAP = 4
+LABEL_WIDTH = 150
+BACKGROUND = (32, 32, 32)
+TEXT = (235, 235, 235)
+BAR_HEIGHT = 16
+BAR_WIDTH = 600
+MAX_BARS = 100
+PANEL = (256, 120)
+CHANNEL_COLOURS = ((220, 60, 60), (60, 180, 60), (70, 110, 230))
+FONT_SIZE = 12
+
+
+@functools.cache
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at a readable size (its tiny bitmap font where FreeType is missing)."""
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def sample_rows(count: int, samples: int) -> list[int]:
+    """Evenly spread row numbers: deterministic, and they cover every part of the path order."""
+    if count == 0 or samples == 0:
+        return []
+    return sorted(set(np.linspace(0, count - 1, min(samples, count)).round().astype(int).tolist()))
+
+
+def rows_per_class(labels: np.ndarray, classes: int, samples: int) -> dict[int, list[int]]:
+    """Up to ``samples`` images in all, spread over evenly chosen classes, evenly within each class.
+
+    Labelled data gets a row per shown class (at most ``samples`` classes, at least one image each);
+    unlabelled data (no classes) one row of evenly spread images, keyed -1.
+    """
+    if not classes or samples == 0:
+        return {-1: sample_rows(len(labels), samples)} if len(labels) and samples else {}
+    shown = sample_rows(classes, samples)
+    per_class = max(1, samples // len(shown))
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(classes + 1))
+    picked = {}
+    for label in shown:
+        members = order[starts[label] : starts[label + 1]]
+        picked[label] = [int(members[i]) for i in sample_rows(len(members), per_class)]
+    return picked
+
+
+def to_display(pixels: np.ndarray, normalize: dict | None) -> np.ndarray:
+    """Stored pixels (any dtype) back to uint8 for drawing."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    values = pixels.astype(np.float32)
+    if normalize is not None:
+        values = values * np.asarray(normalize["std"], np.float32) + np.asarray(normalize["mean"], np.float32)
+    return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+
+
+def _tile(pixels: np.ndarray) -> Image.Image:
+    """At most TILE a side; small images (32 x 32 datasets) are enlarged by whole pixels, not blurred."""
+    tile = Image.fromarray(pixels, "RGB")
+    factor = TILE // max(tile.size)
+    if factor > 1:
+        return tile.resize((tile.width * factor, tile.height * factor), Image.Resampling.NEAREST)
+    tile.thumbnail((TILE, TILE), Image.Resampling.BICUBIC)
+    return tile
+
+
+def class_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], int]]) -> Image.Image:
+    """One row per class: its name and image count on the left, then its sample tiles."""
+    columns = max((len(images) for _, images, _ in rows), default=1) or 1
+    cell = TILE + GAP
+    grid = Image.new("RGB", (LABEL_WIDTH + columns * cell + GAP, max(1, len(rows)) * cell + GAP), BACKGROUND)
+    draw = ImageDraw.Draw(grid)
+    for number, (name, images, count) in enumerate(rows):
+        y = GAP + number * cell
+        draw.text((GAP + 2, y + TILE // 2 - 14), name[:20], fill=TEXT, font=_font())
+        draw.text((GAP + 2, y + TILE // 2 + 2), f"{count:,} images", fill=(170, 170, 170), font=_font())
+        for column, pixels in enumerate(images):
+            tile = _tile(pixels)
+            x = LABEL_WIDTH + column * cell
+            grid.paste(tile, (x + (TILE - tile.width) // 2, y + (TILE - tile.height) // 2))
+    return grid
+
+
+def bars_to_draw(counts: Sequence[int]) -> list[int]:
+    """Indices of the bars drawn: all of them, or the MAX_BARS // 2 largest and smallest counts."""
+    order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+    if len(order) <= MAX_BARS:
+        return order
+    return order[: MAX_BARS // 2] + order[-MAX_BARS // 2 :]
+
+
+def class_bar_chart(names: Sequence[str], counts: Sequence[int]) -> Image.Image:
+    """Horizontal bars, largest class first (with many classes: the largest and smallest ones)."""
+    shown = bars_to_draw(counts)
+    top = max(counts, default=0) or 1
+    chart = Image.new("RGB", (LABEL_WIDTH + BAR_WIDTH + 90, GAP + max(1, len(shown)) * (BAR_HEIGHT + GAP)), "white")
+    draw = ImageDraw.Draw(chart)
+    for slot, index in enumerate(shown):
+        y = GAP + slot * (BAR_HEIGHT + GAP)
+        length = round(BAR_WIDTH * counts[index] / top)
+        draw.text((GAP, y + 2), names[index][:20], fill="black", font=_font())
+        colour = (200, 60, 60) if counts[index] == 0 else (70, 110, 200)
+        draw.rectangle((LABEL_WIDTH, y, LABEL_WIDTH + max(length, 1), y + BAR_HEIGHT), fill=colour)
+        draw.text((LABEL_WIDTH + length + 6, y + 2), f"{counts[index]:,}", fill="black", font=_font())
+    return chart
+
+
+def channel_histograms(histogram: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
+    """One panel per channel (value 0..255 across, share of pixels up), with its mean and std."""
+    width, height = PANEL
+    chart = Image.new("RGB", (3 * (width + 2 * GAP) + GAP, height + CAPTION + 3 * GAP), "white")
+    draw = ImageDraw.Draw(chart)
+    for channel, counts in enumerate(np.asarray(histogram, np.float64)):
+        left = GAP + channel * (width + 2 * GAP)
+        peak = counts.max() or 1.0
+        draw.rectangle((left - 1, GAP - 1, left + width, GAP + height), outline=(180, 180, 180))
+        for value, count in enumerate(counts):
+            bar = round(height * count / peak)
+            if bar:
+                draw.line(
+                    (left + value, GAP + height - bar, left + value, GAP + height - 1), fill=CHANNEL_COLOURS[channel]
+                )
+        label = f"{'RGB'[channel]}: mean {mean[channel]:.3f}, std {std[channel]:.3f}"
+        draw.text((left, GAP + height + 2), label, fill="black", font=_font())
+    return chart
+
+
+def save_png(image: Image.Image, path: str | os.PathLike) -> None:
+    with atomic_output(path) as handle:
+        image.save(handle, format="PNG")
