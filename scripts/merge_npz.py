@@ -4,8 +4,8 @@ from img2npz.changes import write_shard_table
 from img2npz.contract import ShardStats
 from img2npz.index import read_classes
 from img2npz.joblog import rule_logging
+from img2npz.kept import dataset_rows, prune
 from img2npz.merge import merge_shards
-from img2npz.reuse import dataset_rows, prune
 
 with rule_logging(snakemake.log[0]):  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821

@@ -10,14 +10,16 @@ import pytest
 from conftest import DEFAULT_PIXEL, save, thresholds
 from PIL import Image
 
-from img2npz import decode, preprocess, reuse
+from img2npz import decode, reuse
 from img2npz.checks import run_checks
 from img2npz.contract import ShardStats
+from img2npz.dtypes import to_stored_dtype, uint8_of
 from img2npz.evidence import Evidence
 from img2npz.index import build_index, class_names, write_images_table, write_manifests
+from img2npz.kept import candidates, dataset_rows, keep, kept_dir, merged_images, prune
 from img2npz.merge import merge_shards
 from img2npz.npzformat import array_layout
-from img2npz.preprocess import process_shard, to_stored_dtype, uint8_of
+from img2npz.preprocess import process_shard
 from img2npz.scan import scan_tree
 
 
@@ -48,7 +50,7 @@ def build(src, out, bounds=(1000, 1, 4000), pixel=DEFAULT_PIXEL, merge=False) ->
         npzs = [str(shards / f"{shard}.npz") for shard in stats]
         failures = [str(shards / f"{shard}.failures.tsv") for shard in stats]
         merge_shards(npzs, failures, index.classes, pixel, dataset, out / "failures.tsv")
-    reuse.prune(shards, reuse.dataset_rows(stats), dataset)
+    prune(shards, dataset_rows(stats), dataset)
     return stats
 
 
@@ -137,7 +139,7 @@ def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage, 
     src = tmp_path / "src"
     make_tree(src, NAMES)
     build(src, tmp_path / "out")
-    [kept] = reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz")
+    [kept] = kept_dir(tmp_path / "out" / "shards").glob("*.npz")
     kept.unlink()  # a file of its own, so the damage leaves the shard's output alone
     shutil.copyfile(tmp_path / "out" / "shards" / f"{kept.name.split('.')[0]}.npz", kept)
     damage(kept)
@@ -152,8 +154,8 @@ def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage, 
 def test_kept_files_are_hard_links_or_else_copies(tmp_path, monkeypatch):
     npz = tmp_path / "0123456789abcdef.npz"
     npz.write_bytes(b"shard")
-    assert reuse.keep(npz) == "link"
-    [linked] = reuse.kept_dir(tmp_path).iterdir()
+    assert keep(npz) == "link"
+    [linked] = kept_dir(tmp_path).iterdir()
     assert linked.stat().st_ino == npz.stat().st_ino
     npz.unlink()
     npz.write_bytes(b"newer")
@@ -162,15 +164,15 @@ def test_kept_files_are_hard_links_or_else_copies(tmp_path, monkeypatch):
         raise OSError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
-    assert reuse.keep(npz) == "copy"
-    versions = [path for path, _ in reuse.candidates(tmp_path, npz.stem, "a", "b")]
+    assert keep(npz) == "copy"
+    versions = [path for path, _ in candidates(tmp_path, npz.stem, "a", "b")]
     assert [p.read_bytes() for p in versions] == [b"newer", b"shard"]  # a new version, newest first
-    assert sorted(reuse.kept_dir(tmp_path).iterdir()) == sorted(versions)  # no staging file left
+    assert sorted(kept_dir(tmp_path).iterdir()) == sorted(versions)  # no staging file left
 
 
 def test_prune_keeps_the_newest_version_of_current_shards_only(tmp_path):
     shards = tmp_path / "shards"
-    kept = reuse.kept_dir(shards)
+    kept = kept_dir(shards)
     kept.mkdir(parents=True)
     old, new = "0" * 16, "f" * 16
     names = [f"{old}.npz", f"{old}.failures.tsv", f"{old}.stats.json", f"{new}.npz", f"{new}.stats.json"]
@@ -178,14 +180,14 @@ def test_prune_keeps_the_newest_version_of_current_shards_only(tmp_path):
         (shards / name).write_text("x")
     for name in (f"{old}.5.npz", f"{new}.7.npz", f"{new}.12.npz", f".{new}.npz.99.tmp", "mine.npz"):
         (kept / name).write_text("x")
-    assert reuse.prune(shards, [(new, "a/1", "b/9", 0)], None) == 6
+    assert prune(shards, [(new, "a/1", "b/9", 0)], None) == 6
     assert sorted(p.name for p in shards.iterdir()) == sorted(
         [".kept", f"{new}.npz", f"{new}.stats.json", "notes.txt", "dataset.npz"]
     )
     assert sorted(p.name for p in kept.iterdir()) == sorted([f"{new}.12.npz", "dataset.json", "layout.tsv", "mine.npz"])
     neighbour = "1" * 16
-    assert reuse.candidates(shards, neighbour, "a/5", "c/1") == [(kept / f"{new}.12.npz", 0)]  # overlaps a/1..b/9
-    assert reuse.candidates(shards, neighbour, "c/1", "d/1") == []
+    assert candidates(shards, neighbour, "a/5", "c/1") == [(kept / f"{new}.12.npz", 0)]  # overlaps a/1..b/9
+    assert candidates(shards, neighbour, "c/1", "d/1") == []
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,7 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
     make_tree(src, NAMES)
     build(src, tmp_path / "out")
     shards = tmp_path / "out" / "shards"
-    kept = {p.name: p.read_bytes() for p in reuse.kept_dir(shards).iterdir()}
+    kept = {p.name: p.read_bytes() for p in kept_dir(shards).iterdir()}
     built = shard_bytes(tmp_path / "out")
     make_tree(src, ["b/001.png"])
 
@@ -238,11 +240,11 @@ def test_a_full_disk_while_reusing_loses_nothing_and_the_next_try_reuses(tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(preprocess, "copy_ranges", full)  # the copy of the kept rows fills the disk
+        patch.setattr(reuse, "copy_ranges", full)  # the copy of the kept rows fills the disk
         with pytest.raises(OSError, match=r"no space left on the device while writing .*\.npz"):
             build(src, tmp_path / "out")
     assert shard_bytes(tmp_path / "out") == built and not list(shards.glob(".*.tmp"))  # nothing half-written
-    assert {p.name: p.read_bytes() for p in reuse.kept_dir(shards).iterdir()} == kept
+    assert {p.name: p.read_bytes() for p in kept_dir(shards).iterdir()} == kept
     stats = build(src, tmp_path / "out")
     assert sum(s.decoded for s in stats.values()) == 1 and sum(s.reused for s in stats.values()) == len(NAMES)
     build(src, tmp_path / "fresh")
@@ -253,7 +255,7 @@ def test_kept_rows_are_read_from_the_dataset_they_went_into(tmp_path, monkeypatc
     src = tmp_path / "src"
     make_tree(src, NAMES)
     build(src, tmp_path / "out", bounds=(20, 5, 40), merge=True)
-    for path in reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz"):  # only the dataset keeps the pixels
+    for path in kept_dir(tmp_path / "out" / "shards").glob("*.npz"):  # only the dataset keeps the pixels
         images = array_layout(path)["images"]
         data = bytearray(path.read_bytes())
         data[images.offset : images.offset + images.nbytes] = bytes(images.nbytes)
@@ -262,7 +264,7 @@ def test_kept_rows_are_read_from_the_dataset_they_went_into(tmp_path, monkeypatc
     make_tree(src, ["a/001.png", "c/039.png"])
     shutil.copytree(tmp_path / "out", tmp_path / "copy")
     with monkeypatch.context() as patch:
-        patch.setattr(reuse, "_merged_images", lambda *args: None)
+        patch.setattr(reuse, "merged_images", lambda *args: None)
         build(src, tmp_path / "copy", bounds=(20, 5, 40))  # from the kept files alone
     stats = build(src, tmp_path / "out", bounds=(20, 5, 40), merge=True)
     assert sum(s.reused for s in stats.values()) == len(NAMES) and sum(s.decoded for s in stats.values()) == 2
@@ -277,15 +279,15 @@ def test_another_dataset_file_is_not_read(tmp_path):
     make_tree(src, NAMES[:10])
     build(src, tmp_path / "out", merge=True)
     shards = tmp_path / "out" / "shards"
-    folder = reuse.kept_dir(shards)
-    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
-    assert reuse._merged_images(folder, np.dtype("uint8"), (6, 6, 3)) is None  # another pixel config
+    folder = kept_dir(shards)
+    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
+    assert merged_images(folder, np.dtype("uint8"), (6, 6, 3)) is None  # another pixel config
     os.utime(tmp_path / "out" / "dataset.npz", ns=(1, 10**18))  # touched (as Snakemake does): still that file
-    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
+    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
     make_tree(src, NAMES[10:12])
     build(src, tmp_path / "other", merge=True)
     shutil.copyfile(tmp_path / "other" / "dataset.npz", tmp_path / "out" / "dataset.npz")  # another dataset
-    assert reuse._merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is None
+    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is None
 
 
 def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_path):
@@ -294,7 +296,7 @@ def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_p
     src = tmp_path / "src"
     make_tree(src, NAMES)
     build(src, tmp_path / "out", merge=True)
-    [kept] = reuse.kept_dir(tmp_path / "out" / "shards").glob("*.npz")
+    [kept] = kept_dir(tmp_path / "out" / "shards").glob("*.npz")
     images = array_layout(kept)["images"]
     data = bytearray(kept.read_bytes())
     data[images.offset + 5 * images.nbytes // images.shape[0] + 7] ^= 0xFF  # a pixel of row 5

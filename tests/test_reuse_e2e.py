@@ -14,8 +14,8 @@ import pytest
 from conftest import run_snakemake, save, shards_run, snakemake_command, snakemake_env, write_config
 from PIL import Image
 
-from img2npz import reuse
 from img2npz.dataset import NPZDataset, ShardedNPZDataset
+from img2npz.kept import kept_dir
 from img2npz.tsv import read_tsv
 
 pytestmark = pytest.mark.slow
@@ -118,7 +118,7 @@ def test_a_new_cut_reuses_every_row_and_leaves_no_stale_shard_file(grown):
     ids = {path.stem for path in (work / "results" / "index" / "shards").glob("*.tsv")}
     files = {path.name for path in shards.iterdir() if path.is_file()}
     assert files == {f"{shard}.{kind}" for shard in ids for kind in ("npz", "failures.tsv", "stats.json")}
-    kept = sorted(path.name.split(".")[0] for path in reuse.kept_dir(shards).glob("*.npz"))
+    kept = sorted(path.name.split(".")[0] for path in kept_dir(shards).glob("*.npz"))
     assert kept == sorted(ids)  # one version of each shard, nothing of the old cut
     merged = NPZDataset(work / "results" / "dataset.npz")
     assert ShardedNPZDataset(shards).samples == merged.samples
@@ -131,7 +131,7 @@ def test_a_corrupt_previous_shard_is_decoded_again(grown):
     shards = work / "results" / "shards"
     manifests = sorted((work / "results" / "index" / "shards").glob("*.tsv"))
     victim = manifests[len(manifests) // 2].stem
-    [kept] = reuse.kept_dir(shards).glob(f"{victim}.*.npz")
+    [kept] = kept_dir(shards).glob(f"{victim}.*.npz")
     kept.unlink()
     kept.write_bytes(b"PK\x03\x04" + os.urandom(3000))  # garbage under the kept name
     first = read_tsv(manifests[len(manifests) // 2], ["path", "size", "mtime_ns", "class"])[0][0]

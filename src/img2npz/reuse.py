@@ -1,130 +1,44 @@
 """The rows a rebuilt shard takes from the previous build instead of decoding them again.
 
-Snakemake deletes a job's outputs before it runs it, so every shard job leaves a second name of its
-finished npz in ``results/shards/.kept/``, ``{shard}.{time_ns}.npz`` (a hard link: no copy, no space;
-a copy only where the file system has no hard links). When a shard's manifest changes, its job opens
-the kept versions of the same shard and the kept shards whose path range overlaps its own (a new cut
-moves rows between neighbours), and copies every row whose key still holds: the path, the file's
-size and mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit, Pillow's
-version and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes). Everything else
-is decoded. A kept file that is missing, truncated or not a shard of this kind is passed over with
-a log line, never an error. A copied row keeps the CRC-32 it got when decoded (shards record one
-per row), so a row damaged on disk since is found by validate-report, which checks every row of the
-dataset against it. A job never replaces a kept file, it adds a version: a neighbour may still be
-reading it.
+When a shard's manifest changes, its job opens the kept versions of the same shard and the kept
+shards whose path range overlaps its own (:func:`img2npz.kept.candidates`: a new cut moves rows
+between neighbours), and copies every row whose key still holds: the path, the file's size and
+mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit, Pillow's version
+and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes). Everything else is
+decoded. A kept file that is missing, truncated or not a shard of this kind is passed over with a
+log line, never an error. A copied row keeps the CRC-32 it got when decoded (shards record one per
+row), so a row damaged on disk since is found by validate-report, which checks every row of the
+dataset against it.
 
 The bytes of a kept row come from the previous ``dataset.npz`` when the kept shard went into it (the
 merge notes each one's first row there, and the file's size and images CRC-32): it holds the same
 bytes, it is the copy most likely in the page cache (the last one written and checked, and what
 training reads), and the next merge deletes it anyway. Otherwise they come from the kept file. Rows
 that are read here (to be counted) and fail their CRC in the dataset are read from the kept file.
-
-Once every shard job has run, the merge calls :func:`prune`: files of shards that no longer exist go
-(from ``results/shards/`` and from ``.kept/``), only the newest kept version of each shard stays, and
-``.kept/layout.tsv`` records their path ranges and first rows in the dataset, which the next run's
-jobs read to find their rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import mmap
 import os
-import re
-import shutil
-import time
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from img2npz import crc32
-from img2npz.atomic import write_bytes_atomic
-from img2npz.contract import LAYOUT_HEADER, ShardMeta, path_sort_key
-from img2npz.filecopy import ByteRange, release_cache
+from img2npz.contract import ShardMeta
+from img2npz.dtypes import uint8_of
+from img2npz.filecopy import ByteRange, copy_ranges, release_cache
+from img2npz.kept import candidates, kept_dir, merged_images
 from img2npz.npzformat import array_layout, read_array
-from img2npz.tsv import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
-
-KEPT = ".kept"
-LAYOUT = "layout.tsv"
-DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: path, size, images CRC-32
-# The files a shard job writes, named by the shard id (16 hex digits); nothing else is ever pruned.
-SHARD_FILE = re.compile(r"^([0-9a-f]{16})\.(npz|failures\.tsv|stats\.json)$")
-KEPT_FILE = re.compile(r"^([0-9a-f]{16})\.([0-9]+)\.npz$")
-STAGING = re.compile(r"^\.[0-9a-f]{16}\.npz\.[0-9]+\.tmp$")
-
-
-class ShardAccount(Protocol):
-    """What :func:`dataset_rows` needs of a shard job's account (:class:`img2npz.preprocess.ShardStats`)."""
-
-    first_path: str
-    last_path: str
-    images: int
-
-
-def kept_dir(shards_dir: str | os.PathLike) -> Path:
-    return Path(shards_dir) / KEPT
-
-
-def keep(npz: str | os.PathLike) -> str:
-    """Add the finished shard ``npz`` to ``.kept/`` as a new version; return ``"link"`` or ``"copy"``."""
-    npz = Path(npz)
-    folder = kept_dir(npz.parent)
-    folder.mkdir(exist_ok=True)
-    target = folder / f"{npz.stem}.{time.time_ns()}.npz"
-    try:
-        os.link(npz, target)
-        return "link"
-    except OSError:
-        staging = folder / f".{npz.name}.{os.getpid()}.tmp"
-        shutil.copyfile(npz, staging)
-        os.replace(staging, target)
-        return "copy"
-
-
-def _versions(folder: Path, shard: str) -> list[Path]:
-    """Kept versions of ``shard``, newest first."""
-    found = [(int(m.group(2)), p) for p in folder.glob(f"{shard}.*.npz") if (m := KEPT_FILE.match(p.name))]
-    return [path for _, path in sorted(found, reverse=True)]
-
-
-def candidates(shards_dir: str | os.PathLike, shard: str, first_path: str, last_path: str) -> list[tuple[Path, int]]:
-    """Kept npz files that may hold rows of the shard ``shard`` spanning ``first_path..last_path``:
-    its own versions, newest first, then the shards whose range in the last merged layout overlaps
-    it; each with its first row in the merged dataset (-1 where the layout does not know it)."""
-    folder = kept_dir(shards_dir)
-    found = {path: -1 for path in _versions(folder, shard)}
-    with contextlib.suppress(OSError, ValueError):
-        low, high = path_sort_key(first_path), path_sort_key(last_path)
-        for name, first, last, row in read_tsv(folder / LAYOUT, LAYOUT_HEADER):
-            path = folder / name
-            if path in found or (path_sort_key(first) <= high and path_sort_key(last) >= low and path.is_file()):
-                found[path] = int(row)
-    return list(found.items())
-
-
-def _merged_images(folder: Path, dtype: np.dtype, row_shape: tuple) -> tuple[str, int] | None:
-    """(path, offset of row 0) of the dataset the layout's rows refer to, if it is still that file:
-    the same size and the same CRC-32 of its images (from the zip's directory; Snakemake touches
-    outputs after their job, so an mtime would not do)."""
-    try:
-        stamp = json.loads((folder / DATASET_STAMP).read_text())
-        if os.stat(stamp["path"]).st_size != stamp["size"]:
-            return None
-        images = array_layout(stamp["path"])["images"]
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
-        return None
-    if images.offset is None or images.dtype != dtype or images.shape[1:] != row_shape:
-        return None  # compressed (merge.compress) or another pixel config
-    return (stamp["path"], images.offset) if images.crc32 == stamp["images_crc32"] else None
 
 
 @dataclass
@@ -222,7 +136,7 @@ class PreviousRows:
         self._rows: dict[str, tuple[int, int, int, int]] = {}  # path -> (shard, row, size, mtime_ns)
         self._fds: list[int] = []
         found = candidates(shards_dir, shard, first_path, last_path) if shards_dir is not None else []
-        merged = _merged_images(kept_dir(shards_dir), self._dtype, self._row_shape) if found else None
+        merged = merged_images(kept_dir(shards_dir), self._dtype, self._row_shape) if found else None
         self._dataset_fd = -1
         if merged is not None:
             self._dataset_fd = os.open(merged[0], os.O_RDONLY)
@@ -285,53 +199,83 @@ class PreviousRows:
         self.close()
 
 
-def prune(
-    shards_dir: str | os.PathLike, shards: Sequence[tuple[str, str, str, int]], dataset: str | os.PathLike | None
-) -> int:
-    """Remove the files of shards not in ``shards`` (id, first path, last path, first row in
-    ``dataset``) from the shards folder, and from ``.kept/`` all but the newest version of each shard
-    in ``shards``; write the kept layout and the dataset's stamp. Return the number of files removed.
-    Call it only when no shard job runs, right after the merge that wrote ``dataset``."""
-    folder = Path(shards_dir)
-    kept = kept_dir(folder)
-    wanted = {shard: (first, last, row) for shard, first, last, row in shards}
-    removed = 0
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(folder):
-            match = SHARD_FILE.match(entry.name)
-            if match and match.group(1) not in wanted:
-                os.unlink(entry.path)
-                removed += 1
-    kept.mkdir(exist_ok=True)
-    versions: dict[str, list[tuple[int, str]]] = {}
-    for entry in os.scandir(kept):
-        if match := KEPT_FILE.match(entry.name):
-            versions.setdefault(match.group(1), []).append((int(match.group(2)), entry.name))
-        elif STAGING.match(entry.name):  # a copy cut short by a killed job
-            os.unlink(entry.path)
-            removed += 1
-    newest = {shard: max(found)[1] for shard, found in versions.items() if shard in wanted}
-    for shard, found in versions.items():
-        for _, name in found:
-            if newest.get(shard) != name:
-                os.unlink(kept / name)
-                removed += 1
-    layout = sorted(((name, *wanted[shard]) for shard, name in newest.items()), key=lambda row: path_sort_key(row[1]))
-    write_tsv(kept / LAYOUT, LAYOUT_HEADER, layout)
-    stamp = {}
-    if dataset is not None:
-        crc = array_layout(dataset)["images"].crc32
-        stamp = {"path": os.fspath(dataset), "size": os.stat(dataset).st_size, "images_crc32": crc}
-    write_bytes_atomic(kept / DATASET_STAMP, json.dumps(stamp).encode(), durable=False)
-    return removed
+class RowCopier:
+    """Copies the planned kept rows in manifest order, and keeps the run's channel counts in
+    :attr:`histogram` (the caller adds decoded rows to it).
+
+    A kept shard most of whose rows are taken counts as its own histogram less the rows not taken
+    (read and checked against their CRCs first, few), and its taken rows are copied file to file
+    in runs, never read here (their CRCs travel with them; validate-report checks every row of the
+    dataset against them). A kept shard only a few of whose rows are taken has them read, checked
+    against their CRCs (one that fails is decoded instead) and counted one by one.
+    """
+
+    def __init__(self, previous: PreviousRows, plan: list, pixel: dict):
+        self.histogram = np.zeros((3, 256), np.int64)
+        self._previous, self._pixel = previous, pixel
+        taken: dict[int, list[int]] = {}
+        for entry in plan:
+            if isinstance(entry, tuple):
+                taken.setdefault(entry[0], []).append(entry[1])
+        self._reads = {}
+        for number, rows in taken.items():
+            rows.sort()
+            counts = self._all_but(previous.shards[number], rows)
+            if counts is None:
+                self._reads[number] = previous.shards[number].read(rows, release=True)
+            else:
+                self.histogram += counts
+        self._run: tuple[int, int, list[int]] | None = None  # (kept shard, first row, CRCs) copied in one go
+
+    def _all_but(self, shard: KeptShard, taken: list[int]) -> np.ndarray | None:
+        untaken = sorted(set(range(shard.images)).difference(taken))
+        if len(untaken) >= len(taken):
+            return None
+        counts = shard.histogram.copy()
+        for _, data, good in shard.read(untaken):
+            own = _row_counts(data, self._pixel) if good else None
+            if own is None:
+                return None
+            counts -= own
+        return counts
+
+    def copy(self, entry: tuple[int, int], images) -> int | None:
+        """Write the kept row ``entry`` (kept shard, row) and return its CRC; None: decode it instead."""
+        number, row = entry
+        shard = self._previous.shards[number]
+        crc = int(shard.crcs[row])
+        if number not in self._reads:
+            run = self._run
+            if run is not None and run[0] == number and run[1] + len(run[2]) == row:
+                run[2].append(crc)
+            else:
+                self.flush(images)
+                self._run = (number, row, [crc])
+            return crc
+        self.flush(images)
+        got, data, good = next(self._reads[number])
+        assert got == row, (got, row)
+        counts = _row_counts(data, self._pixel) if good else None
+        if counts is None:
+            return None
+        self.histogram += counts
+        images.write_bytes(data, crc)
+        return crc
+
+    def flush(self, images) -> None:
+        """Copy the pending run of kept rows (each is read once: its pages are released after)."""
+        if self._run is not None:
+            number, row, crcs = self._run
+            self._run = None
+            copy_ranges(images, self._previous.shards[number].byte_ranges(row, crcs), release=True)
 
 
-def dataset_rows(stats: Mapping[str, ShardAccount]) -> list[tuple[str, str, str, int]]:
-    """(id, first path, last path, first row in the merged dataset) of every shard: shards are
-    contiguous runs of the index's order, so a shard starts where the ones before it end."""
-    ordered = sorted(stats.items(), key=lambda item: path_sort_key(item[1].first_path))
-    rows, start = [], 0
-    for shard, account in ordered:
-        rows.append((shard, account.first_path, account.last_path, start))
-        start += account.images
-    return rows
+def _row_counts(data: memoryview, pixel: dict) -> np.ndarray | None:
+    """A stored row's uint8 channel counts, as its decoding counted them; None if not recoverable."""
+    height, width = pixel["size"]
+    stored = np.frombuffer(data, pixel["dtype"]).reshape(height, width, 3)
+    pixels = uint8_of(stored, pixel["dtype"], pixel["normalize"])
+    if pixels is None:
+        return None
+    counts = Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1).histogram()
+    return np.asarray(counts, np.int64).reshape(3, 256)
