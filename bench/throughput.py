@@ -154,7 +154,7 @@ def phases(work: Path, cores: int, seconds: float) -> str:
 
 MERGE = r"""
 import json, resource, sys, time
-from img2npz.index import read_classes
+from img2npz.contract import read_classes
 from img2npz.merge import merge_shards
 npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "background": [255, 255, 255],

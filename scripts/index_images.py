@@ -2,13 +2,13 @@
 
 from img2npz.index import run_index
 from img2npz.joblog import rule_logging
-from img2npz.scan import Listing, listing_path
+from img2npz.scan import listing_path, saved_listing
 
 with rule_logging(snakemake.log[0]) as log:  # noqa: F821
     params, output = snakemake.params, snakemake.output  # noqa: F821
-    saved = listing_path(params.listings, params.fingerprint)
-    listing = Listing.load(saved) if saved.is_file() else None
-    log.info("tree listing: %s", saved if listing is not None else "not saved, walking the tree")
+    listing = saved_listing(params.listings, params.fingerprint)
+    where = listing_path(params.listings, params.fingerprint)
+    log.info("tree listing: %s", where if listing is not None else "not saved, walking the tree")
     run_index(
         source=params.source,
         extensions=params.extensions,

@@ -1,8 +1,7 @@
 """Rule merge_npz: stream all shards into results/dataset.npz, then prune the shards folder."""
 
 from img2npz.changes import write_shard_table
-from img2npz.contract import ShardStats
-from img2npz.index import read_classes
+from img2npz.contract import ShardStats, read_classes
 from img2npz.joblog import rule_logging
 from img2npz.kept import dataset_rows, prune
 from img2npz.merge import merge_shards

@@ -19,7 +19,9 @@ from img2npz.config import validate_config
 from img2npz.index import build_index, class_names, write_classes, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
+from img2npz.report import ReportFiles
 from img2npz.scan import scan_tree
+from img2npz.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -64,6 +66,25 @@ def with_orientation(upright: Image.Image, orientation: int) -> tuple[Image.Imag
 def thresholds(**overrides) -> Thresholds:
     """The validation's limits: the config's defaults, with ``overrides``."""
     return Thresholds.from_config({**validate_config({})["validate"], **overrides})
+
+
+def report_files(folder: Path) -> ReportFiles:
+    return ReportFiles(folder / "s.png", folder / "c.png", folder / "h.png", folder / "r.html", folder / "log.html")
+
+
+def run_validation(tmp_path, out, fail, label_mode="folder", samples=9, **limits):
+    """validate_dataset on a dataset of :func:`build_dataset` (its outputs in ``tmp_path``)."""
+    return validate_dataset(
+        str(out),
+        str(fail),
+        str(out.parent / "images.parquet"),
+        DEFAULT_PIXEL,
+        label_mode=label_mode,
+        limits=thresholds(**{"max_failure_fraction": 0.2, **limits}),
+        samples=samples,
+        out_json=tmp_path / "v.json",
+        files=report_files(tmp_path),
+    )
 
 
 def write_config(path: Path, **overrides) -> Path:

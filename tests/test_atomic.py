@@ -1,3 +1,5 @@
+"""atomic: a final name only ever holds a whole file; unchanged files keep their mtime."""
+
 import errno
 
 import pytest

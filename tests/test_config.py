@@ -1,3 +1,5 @@
+"""config: every key validated and named in errors; command-line values coerced to the configfile's."""
+
 import pytest
 import yaml
 from snakemake.cli import parse_config

@@ -1,3 +1,5 @@
+"""crc32: CRCs of concatenations combined and split without reading the bytes."""
+
 import zlib
 
 from hypothesis import given

@@ -1,3 +1,5 @@
+"""dataset: the PyTorch loader maps the file, works with DataLoader workers, and matches ImageFolder."""
+
 import os
 import pickle
 import subprocess

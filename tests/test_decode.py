@@ -1,3 +1,5 @@
+"""decode: every Pillow mode upright in RGB, or a failure with its stage and reason."""
+
 import io
 
 import numpy as np

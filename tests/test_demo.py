@@ -1,3 +1,5 @@
+"""demo: the embedded demo tree is deterministic and holds what the README says."""
+
 import hashlib
 
 from PIL import Image

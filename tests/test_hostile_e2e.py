@@ -291,12 +291,14 @@ def test_an_empty_tree_or_a_missing_source_stops_before_any_job(tmp_path):
         ("shards={target_images: many}", "shards.target_images"),
         ("validate={max_failure_fraction: 1.5}", "validate.max_failure_fraction"),
         ("colour=red", "colour"),
+        (None, "image.resize"),  # in the configfile itself
     ],
 )
 def test_bad_config_names_the_key_before_any_job(tmp_path, override, key):
     save(solid((1, 1, 1), (8, 8)), tmp_path / "src" / "a" / "x.png")
-    config = write_config(tmp_path / "c.yaml", source=str(tmp_path / "src"))
-    result = run_snakemake(tmp_path / "work", config, "--config", override, check=False)
+    in_file = {"image": {"resize": "squash"}} if override is None else {}
+    config = write_config(tmp_path / "c.yaml", source=str(tmp_path / "src"), **in_file)
+    result = run_snakemake(tmp_path / "work", config, *(("--config", override) if override else ()), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and f"'{key}" in output
     assert not (tmp_path / "work" / "results").exists()

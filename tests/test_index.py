@@ -1,14 +1,16 @@
+"""index: labels, manifests rewritten only when changed, the parquet table and classes."""
+
 import os
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from img2npz.contract import read_classes
 from img2npz.index import (
     build_index,
     class_names,
     folder_label,
-    read_classes,
-    read_indexed_paths,
     read_manifest,
     run_index,
     write_manifests,
@@ -17,6 +19,10 @@ from img2npz.scan import Listing
 from img2npz.sharding import sort_paths
 
 EXTS = [".jpg", ".png"]
+
+
+def read_indexed_paths(table):
+    return pq.read_table(table, columns=["path"]).column("path").to_pylist()
 
 
 def touch(path, data=b"x"):

@@ -133,3 +133,4 @@ def test_too_many_unreadable_files_fail_the_run_naming_the_check(tmp_path):
     assert "results/logs/validate_report.html" in message[0]
     assert "Validation failed: failure_fraction" in kept.read_text()
     assert "apples/broken_0.jpg" in kept.read_text()  # the failures table, with examples
+    assert (tmp_path / "work" / "results" / "dataset.npz").exists()  # written before the check failed

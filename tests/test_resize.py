@@ -1,3 +1,5 @@
+"""resize: the geometry of each mode, and draft decoding within the resize's own error."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings

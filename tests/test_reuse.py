@@ -13,10 +13,9 @@ from PIL import Image
 from img2npz import decode, reuse
 from img2npz.checks import run_checks
 from img2npz.contract import ShardStats
-from img2npz.dtypes import to_stored_dtype, uint8_of
 from img2npz.evidence import Evidence
 from img2npz.index import build_index, class_names, write_images_table, write_manifests
-from img2npz.kept import candidates, dataset_rows, keep, kept_dir, merged_images, prune
+from img2npz.kept import dataset_rows, kept_dir, prune
 from img2npz.merge import merge_shards
 from img2npz.npzformat import array_layout
 from img2npz.preprocess import process_shard
@@ -151,69 +150,6 @@ def test_a_damaged_kept_shard_is_decoded_again_never_an_error(tmp_path, damage, 
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
 
 
-def test_kept_files_are_hard_links_or_else_copies(tmp_path, monkeypatch):
-    npz = tmp_path / "0123456789abcdef.npz"
-    npz.write_bytes(b"shard")
-    assert keep(npz) == "link"
-    [linked] = kept_dir(tmp_path).iterdir()
-    assert linked.stat().st_ino == npz.stat().st_ino
-    npz.unlink()
-    npz.write_bytes(b"newer")
-
-    def no_links(*args):
-        raise OSError(1, "Operation not permitted")
-
-    monkeypatch.setattr(os, "link", no_links)
-    assert keep(npz) == "copy"
-    versions = [path for path, _ in candidates(tmp_path, npz.stem, "a", "b")]
-    assert [p.read_bytes() for p in versions] == [b"newer", b"shard"]  # a new version, newest first
-    assert sorted(kept_dir(tmp_path).iterdir()) == sorted(versions)  # no staging file left
-
-
-def test_prune_keeps_the_newest_version_of_current_shards_only(tmp_path):
-    shards = tmp_path / "shards"
-    kept = kept_dir(shards)
-    kept.mkdir(parents=True)
-    old, new = "0" * 16, "f" * 16
-    names = [f"{old}.npz", f"{old}.failures.tsv", f"{old}.stats.json", f"{new}.npz", f"{new}.stats.json"]
-    for name in [*names, "notes.txt", "dataset.npz"]:
-        (shards / name).write_text("x")
-    for name in (f"{old}.5.npz", f"{new}.7.npz", f"{new}.12.npz", f".{new}.npz.99.tmp", "mine.npz"):
-        (kept / name).write_text("x")
-    assert prune(shards, [(new, "a/1", "b/9", 0)], None) == 6
-    assert sorted(p.name for p in shards.iterdir()) == sorted(
-        [".kept", f"{new}.npz", f"{new}.stats.json", "notes.txt", "dataset.npz"]
-    )
-    assert sorted(p.name for p in kept.iterdir()) == sorted([f"{new}.12.npz", "dataset.json", "layout.tsv", "mine.npz"])
-    neighbour = "1" * 16
-    assert candidates(shards, neighbour, "a/5", "c/1") == [(kept / f"{new}.12.npz", 0)]  # overlaps a/1..b/9
-    assert candidates(shards, neighbour, "c/1", "d/1") == []
-
-
-@pytest.mark.parametrize(
-    ("dtype", "normalize"),
-    [
-        ("uint8", None),
-        ("float32", None),
-        ("float16", None),
-        ("float32", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
-        ("float16", {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
-        ("float16", {"mean": [0.0, 0.5, 1.0], "std": [0.01, 2.0, 0.5]}),
-    ],
-)
-def test_stored_rows_give_back_their_uint8_pixels_exactly(dtype, normalize):
-    pixels = np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3) % 256
-    pixels = pixels.astype(np.uint8)
-    stored = to_stored_dtype(pixels, dtype, normalize)
-    assert np.array_equal(uint8_of(stored, dtype, normalize), pixels)
-
-
-def test_a_row_whose_pixels_cannot_be_recovered_is_not_reused():
-    stored = to_stored_dtype(np.full((2, 2, 3), 7, np.uint8), "float32", None)
-    stored[0, 0, 0] = np.float32(0.5)  # no uint8 value gives this
-    assert uint8_of(stored, "float32", None) is None
-
-
 def test_float_rows_are_reused_with_the_histogram_a_fresh_build_has(tmp_path):
     pixel = {**DEFAULT_PIXEL, "dtype": "float16", "normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.25]}}
     src = tmp_path / "src"
@@ -272,22 +208,6 @@ def test_kept_rows_are_read_from_the_dataset_they_went_into(tmp_path, monkeypatc
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")  # the rows came from the dataset
     assert shard_bytes(tmp_path / "copy") != shard_bytes(tmp_path / "fresh")  # not from the (emptied) kept files
     assert (tmp_path / "out" / "dataset.npz").read_bytes() == (tmp_path / "fresh" / "dataset.npz").read_bytes()
-
-
-def test_another_dataset_file_is_not_read(tmp_path):
-    src = tmp_path / "src"
-    make_tree(src, NAMES[:10])
-    build(src, tmp_path / "out", merge=True)
-    shards = tmp_path / "out" / "shards"
-    folder = kept_dir(shards)
-    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
-    assert merged_images(folder, np.dtype("uint8"), (6, 6, 3)) is None  # another pixel config
-    os.utime(tmp_path / "out" / "dataset.npz", ns=(1, 10**18))  # touched (as Snakemake does): still that file
-    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is not None
-    make_tree(src, NAMES[10:12])
-    build(src, tmp_path / "other", merge=True)
-    shutil.copyfile(tmp_path / "other" / "dataset.npz", tmp_path / "out" / "dataset.npz")  # another dataset
-    assert merged_images(folder, np.dtype("uint8"), (8, 8, 3)) is None
 
 
 def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_path):

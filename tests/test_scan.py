@@ -1,3 +1,5 @@
+"""scan: the walk in index order, what it skips, its fingerprint and the saved listing."""
+
 import os
 
 import numpy as np

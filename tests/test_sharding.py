@@ -1,3 +1,5 @@
+"""sharding: content-defined cuts keep shards stable under additions (property tests)."""
+
 from dataclasses import dataclass
 
 from hypothesis import given, settings

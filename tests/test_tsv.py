@@ -1,6 +1,8 @@
+"""tsv: escaped fields round-trip, headers are checked, tables stream and concatenate."""
+
 import pytest
 
-from img2npz.tsv import escape_field, format_tsv, parse_tsv, unescape_field
+from img2npz.tsv import concatenate_tsv, escape_field, format_tsv, iter_tsv, parse_tsv, unescape_field, write_tsv
 
 
 @pytest.mark.parametrize("text", ["plain", "tab\there", "new\nline", "back\\slash", "\\t literal", "cr\rx", ""])
@@ -25,3 +27,20 @@ def test_bad_header_names_the_file():
 def test_bad_escape_is_an_error():
     with pytest.raises(ValueError, match="escape"):
         unescape_field("a\\qb")
+
+
+def test_tables_stream_and_concatenate_with_their_headers_checked(tmp_path):
+    write_tsv(tmp_path / "a.tsv", ["path", "n"], [["x\ty", 1], ["z", 2]])
+    write_tsv(tmp_path / "b.tsv", ["path", "n"], [])
+    write_tsv(tmp_path / "c.tsv", ["path", "n"], [["w", 3]])
+    rows = concatenate_tsv([tmp_path / n for n in ("a.tsv", "b.tsv", "c.tsv")], ["path", "n"], tmp_path / "all.tsv")
+    assert rows == 3 and list(iter_tsv(tmp_path / "all.tsv", ["path", "n"])) == [["x\ty", "1"], ["z", "2"], ["w", "3"]]
+    write_tsv(tmp_path / "bad.tsv", ["path", "stage"], [])
+    with pytest.raises(ValueError, match=r"bad\.tsv: expected header"):
+        concatenate_tsv([tmp_path / "a.tsv", tmp_path / "bad.tsv"], ["path", "n"], tmp_path / "out.tsv")
+    assert not (tmp_path / "out.tsv").exists()  # nothing half-written
+
+
+def test_the_fast_path_writes_what_the_escaping_one_does():
+    rows = [["a/1.jpg", "10", "cat"], ["b/2.jpg", "20", ""]]
+    assert format_tsv(["p", "s", "c"], rows, escape=False) == format_tsv(["p", "s", "c"], rows)

@@ -1,13 +1,23 @@
 """img2npz: turn a folder tree of images into NPZ datasets that PyTorch trains on directly.
 
-The package mirrors the workflow's rules: :mod:`img2npz.scan` and :mod:`img2npz.index` (walk, label
-and shard the tree), :mod:`img2npz.preprocess` (decode and resize one shard), :mod:`img2npz.merge`
-(stream shards into ``dataset.npz``, with :mod:`img2npz.splits`) and :mod:`img2npz.validate` (check
-the result; :mod:`img2npz.report` and :mod:`img2npz.htmlreport` draw it, :mod:`img2npz.changes` says
-what a run changed).
-Shared pieces live in :mod:`img2npz.decode`, :mod:`img2npz.resize`, :mod:`img2npz.npzformat` (with
-:mod:`img2npz.crc32`, which lets the merge copy bytes it never reads) and
-:mod:`img2npz.tsv`; :mod:`img2npz.dataset` is the PyTorch loader (``from img2npz import NPZDataset``).
+:mod:`img2npz.contract` is the output contract: every file's format, and who writes and reads it;
+:mod:`img2npz.npzformat` the bytes of every ``.npz``. The package mirrors the workflow's rules:
+
+- index-images: :mod:`img2npz.scan` (walk the tree) and :mod:`img2npz.index` (label it, cut it into
+  shards with :mod:`img2npz.sharding`);
+- preprocess-shard: :mod:`img2npz.preprocess`, with :mod:`img2npz.decode`, :mod:`img2npz.resize`
+  and :mod:`img2npz.dtypes` for the pixels, and :mod:`img2npz.reuse` and :mod:`img2npz.kept` for
+  the rows a rebuilt shard already had;
+- merge-npz: :mod:`img2npz.merge`, with :mod:`img2npz.filecopy` (file-to-file copies) and
+  :mod:`img2npz.splits`;
+- validate-report: :mod:`img2npz.validate` runs :mod:`img2npz.checks` on
+  :mod:`img2npz.evidence` (with :mod:`img2npz.pixelpass`, the one pass over the pixels), and
+  :mod:`img2npz.report` writes the pictures (:mod:`img2npz.pictures`), the page
+  (:mod:`img2npz.htmlreport`) and the change report (:mod:`img2npz.changes`).
+
+Shared: :mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.hashing`,
+:mod:`img2npz.joblog`, :mod:`img2npz.config`. :mod:`img2npz.dataset` is the PyTorch loader
+(``from img2npz import NPZDataset``); it imports none of the workflow's steps.
 """
 
 __version__ = "0.1.0"

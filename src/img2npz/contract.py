@@ -15,31 +15,65 @@ so shards sorted by their first path (:func:`in_index_order`) give the dataset's
 
 ``results/dataset.npz`` (format tag :data:`DATASET_FORMAT`)
 -------------------------------------------------------------
-Written by :mod:`img2npz.merge`; the members, in file order, are :data:`DATASET_MEMBERS`, then
-:data:`SPLIT_MEMBERS` when ``splits`` is configured, then ``meta``. Row ``i`` of every per-image
-member describes the same image. ``images`` is C-ordered ``(N, H, W, 3)`` RGB, upright, in the
-configured dtype (uint8 0..255; floats 0..1, then normalised with ``image.normalize``). ``labels``
-holds :data:`UNLABELLED_LABEL` for an image without a class. With ``merge.compress: true`` every
-member is deflated (readable by ``np.load``, not memory-mappable); otherwise stored.
+Written by :mod:`img2npz.merge`. Its members, in this order (N images, K classes, S splits, H x W
+the configured ``image.size``; every dtype little-endian):
 
-``meta`` is one JSON document (:class:`DatasetMeta`): ``format``, ``pixel`` (the config keys that
-shape pixels: ``size``, ``resize``, ``dtype``, ``background``, ``normalize``), ``images`` (N),
-``classes`` (K), ``failures`` (lines of ``failures.tsv``), ``mean`` and ``std`` (per channel, on
-the 0..1 scale of the uint8 pixels, exact: from ``histogram``), ``histogram`` (3 x 256 counts of
-the uint8 pixel values per channel), ``images_sha256`` (hex sha256 of the ``images`` array's bytes,
-the NPY header excluded) and, with splits only, ``splits`` (``fractions``, ``group_by``, and
-``counts`` per split name). Digests a reader can check without the shards: ``images_sha256`` over
-the whole array, and ``crc32s[i]``, zlib's CRC-32 of row ``i``'s bytes as it was decoded.
+===========  ==========================  ==========  =================================================
+member       dtype                       shape       holds
+===========  ==========================  ==========  =================================================
+``images``   ``|u1``, ``<f2`` or ``<f4`` (N, H, W, 3) RGB pixels, C order, upright (EXIF applied)
+``labels``   ``<i8``                     (N,)        index into ``classes``; -1 when unlabelled
+``classes``  ``<Uk``                     (K,)        class names, sorted, unique
+``paths``    ``<Uk``                     (N,)        path relative to ``source``, POSIX, index order
+``crc32s``   ``<u4``                     (N,)        CRC-32 of row i's bytes, taken when decoded
+``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
+``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
+``meta``     ``<Uk``                     ()          one JSON document (below)
+===========  ==========================  ==========  =================================================
+
+(``<Uk``: UTF-32 text, ``k`` the longest string, at least 1.) Row ``i`` of every per-image member
+describes the same image. ``images`` holds uint8 values 0..255, or floats: the uint8 values / 255,
+then ``(x - mean) / std`` with ``image.normalize``. With ``merge.compress: true`` every member is
+deflated (``np.load`` reads it; nothing can be memory-mapped); otherwise every member is stored.
+
+``meta`` (:class:`DatasetMeta`) has the keys ``format`` (:data:`DATASET_FORMAT`), ``pixel`` (the
+config that shapes pixels: ``size``, ``resize``, ``dtype``, ``background``, ``normalize``),
+``images`` (N), ``classes`` (K), ``failures`` (rows of ``failures.tsv``), ``mean`` and ``std`` (3
+floats each: per channel, on the 0..1 scale of the uint8 values, exact: computed from
+``histogram``), ``histogram`` (3 lists of 256 counts: how many pixels of each channel have each
+uint8 value), ``images_sha256`` and, with splits only, ``splits`` (``fractions``: name to
+fraction; ``group_by``; ``counts``: name to images).
+
+Digests, each checkable from this file alone: ``images_sha256`` is the hex sha256 of the
+``images`` array's bytes (the NPY header excluded), and ``crc32s[i]`` zlib's CRC-32 of row ``i``'s
+``H * W * 3 * itemsize`` bytes, taken when the image was decoded and carried through every reuse
+and copy since. The zip's own CRC-32 of each member is exact too.
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
-Written by :mod:`img2npz.preprocess`, stored (never compressed). ``images`` has one row per
-manifest line: the decoded images first, in manifest order, then a zero row per failure; ``meta``
-(:class:`ShardMeta`) says how many rows are real (``images``). The per-image members
-(:data:`SHARD_MEMBERS`) have one entry per real row. ``histogram`` counts the real rows' uint8
-values, so shards add up to the dataset's. ``meta.decoder`` is the key under which a later build
-may reuse the rows (:mod:`img2npz.reuse`). Beside each shard: ``{shard}.failures.tsv`` and
-``{shard}.stats.json`` (:class:`ShardStats`).
+Written by :mod:`img2npz.preprocess`, always stored. Its members, in this order:
+
+=================  ==============  ===============  ==============================================
+member             dtype           shape            holds
+=================  ==============  ===============  ==============================================
+``images``         as the dataset  (rows, H, W, 3)  the n decoded images in manifest order, then a
+                                                    zero row per failure (rows = manifest lines)
+``paths``          ``<Uk``         (n,)             path of each decoded row
+``class_names``    ``<Uk``         (n,)             its class name (empty when unlabelled)
+``sizes``          ``<i8``         (n,)             size of the file it was decoded from
+``mtimes_ns``      ``<i8``         (n,)             that file's mtime in ns (with the path and
+                                                    size: the key under which the row is reused)
+``crc32s``         ``<u4``         (n,)             CRC-32 of each decoded row's bytes
+``histogram``      ``<i8``         (3, 256)         the decoded rows' uint8 value counts per channel
+``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
+=================  ==============  ===============  ==============================================
+
+``meta`` has ``format``, ``pixel``, ``decoder`` (everything else that shapes a row's bytes: the
+pixel config, ``max_image_pixels``, Pillow's version and the decoder's; a later build reuses a row
+only under the same key, :mod:`img2npz.reuse`), ``first_path`` and ``last_path`` (the manifest's
+range in the index order), ``images`` (n) and ``failures``. Shards add up to the dataset: their
+histograms to its histogram, their real rows, in :func:`in_index_order`, to its rows. Beside each
+shard: ``{shard}.failures.tsv`` and ``{shard}.stats.json`` (:class:`ShardStats`).
 
 Tables (tab-separated, a header line, then a line per row)
 ----------------------------------------------------------
@@ -54,7 +88,7 @@ file                                          header                    written 
 ``results/failures.tsv``, shards' failures    :data:`FAILURE_HEADER`    preprocess, merge
 ``results/dataset.shards.tsv``                :data:`SHARD_TABLE_HEADER` merge (changes)
 ``results/report/changes.tsv``                :data:`CHANGES_HEADER`    validate (changes)
-``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (reuse)
+``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (kept)
 ============================================  ========================  =====================
 
 A failure's ``stage`` is one of :data:`FAILURE_STAGES`. Every indexed file is in exactly one of
@@ -87,6 +121,7 @@ T = TypeVar("T")
 DATASET_FORMAT = "img2npz/1"
 SHARD_FORMAT = "img2npz-shard/3"
 CATALOGUE_FORMAT = "img2npz-catalogue/1"
+LISTING_FORMAT = "img2npz-listing/1"
 
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
 UNLABELLED_CLASS = ""  # its class name in manifests, shards and images.parquet
@@ -123,49 +158,52 @@ class Member:
     meaning: str
 
 
-DATASET_MEMBERS = (
-    Member("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
-    Member("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
-    Member("classes", "unicode", "(K,)", "class names, sorted"),
-    Member("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
-    Member("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
-    Member("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
+def _members(*rows: tuple[str, str, str, str]) -> tuple[Member, ...]:
+    return tuple(Member(*row) for row in rows)
+
+
+# name, dtype, shape, meaning
+DATASET_MEMBERS = _members(
+    ("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
+    ("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
+    ("classes", "unicode", "(K,)", "class names, sorted"),
+    ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
+    ("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
+    ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
 )
-SPLIT_MEMBERS = (
-    Member("split", "int8", "(N,)", "each row's split, an index into `splits`"),
-    Member("splits", "unicode", "(S,)", "split names, in the configured order"),
+SPLIT_MEMBERS = _members(
+    ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
+    ("splits", "unicode", "(S,)", "split names, in the configured order"),
 )
-SHARD_MEMBERS = (
-    Member("images", "uint8 | float16 | float32", "(rows, H, W, 3)", "decoded rows, then a zero row per failure"),
-    Member("paths", "unicode", "(n,)", "path of each decoded row"),
-    Member("class_names", "unicode", "(n,)", "class name of each decoded row (`` when unlabelled)"),
-    Member("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
-    Member("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
-    Member("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
-    Member("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
-    Member("meta", "json", "()", "ShardMeta"),
+SHARD_MEMBERS = _members(
+    ("images", "uint8 | float16 | float32", "(rows, H, W, 3)", "decoded rows, then a zero row per failure"),
+    ("paths", "unicode", "(n,)", "path of each decoded row"),
+    ("class_names", "unicode", "(n,)", "class name of each decoded row (empty when unlabelled)"),
+    ("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
+    ("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
+    ("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
+    ("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
+    ("meta", "json", "()", "ShardMeta"),
 )
-CATALOGUE_MEMBERS = tuple(
-    Member(name, dtype, shape, meaning)
-    for name, dtype, shape, meaning in (
-        ("format", "unicode", "()", "CATALOGUE_FORMAT"),
-        ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
-        ("count", "int64", "()", "images"),
-        ("paths", "uint8", "(bytes,)", "NUL-joined paths (npzformat.strings_blob)"),
-        ("classes", "uint8", "(bytes,)", "NUL-joined class names"),
-        ("splits", "uint8", "(bytes,)", "NUL-joined split names"),
-        ("fingerprints", "uint64", "(N, 2)", "pixel fingerprint per image"),
-        ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
-        ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),
-        ("rows", "uint8", "(bytes,)", "the last change report, tab-joined rows"),
-        ("examples", "uint8", "(bytes,)", "its example paths, `what<TAB>path`"),
-    )
+CATALOGUE_MEMBERS = _members(
+    ("format", "unicode", "()", "CATALOGUE_FORMAT"),
+    ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
+    ("count", "int64", "()", "images"),
+    ("paths", "uint8", "(bytes,)", "NUL-joined paths (npzformat.strings_blob)"),
+    ("classes", "uint8", "(bytes,)", "NUL-joined class names"),
+    ("splits", "uint8", "(bytes,)", "NUL-joined split names"),
+    ("fingerprints", "uint64", "(N, 2)", "pixel fingerprint per image"),
+    ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
+    ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),
+    ("rows", "uint8", "(bytes,)", "the last change report, tab-joined rows"),
+    ("examples", "uint8", "(bytes,)", "its example paths, `what<TAB>path`"),
 )
-LISTING_MEMBERS = (
-    Member("paths", "uint8", "(bytes,)", "NUL-joined paths in index order"),
-    Member("sizes", "int64", "(N,)", "file sizes"),
-    Member("mtimes", "int64", "(N,)", "mtimes in ns"),
-    Member("hashes", "uint64", "(N,)", "sharding.path_hash of each path"),
+LISTING_MEMBERS = _members(
+    ("format", "unicode", "()", "LISTING_FORMAT"),
+    ("paths", "uint8", "(bytes,)", "NUL-joined paths in index order"),
+    ("sizes", "int64", "(N,)", "file sizes"),
+    ("mtimes", "int64", "(N,)", "mtimes in ns"),
+    ("hashes", "uint64", "(N,)", "sharding.path_hash of each path"),
 )
 
 
@@ -283,6 +321,13 @@ CHANGES_HEADER = ("what", "class", "split", "count")
 LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
 
 
+def read_classes(path: str | os.PathLike) -> list[str]:
+    """The class names of ``classes.tsv``, in label order."""
+    from img2npz.tsv import read_tsv
+
+    return [name for _, name, _ in read_tsv(path, CLASSES_HEADER)]
+
+
 @dataclass(frozen=True)
 class FileSpec:
     """Where a file lies (relative to the working directory), and the modules of
@@ -297,24 +342,24 @@ class FileSpec:
 
 FILES = (
     FileSpec("results/index/shards/{shard}.tsv", "index", ("preprocess",), header=MANIFEST_HEADER),
-    FileSpec("results/index/classes.tsv", "index", ("merge", "dataset"), header=CLASSES_HEADER),
+    FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
     FileSpec("results/index/images.parquet", "index", ("evidence",)),
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
     FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "reuse", "dataset"), members=SHARD_MEMBERS),
     FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge",), header=FAILURE_HEADER),
-    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("merge",)),
+    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("merge", "kept")),
     FileSpec(
         "results/dataset.npz",
         "merge",
-        ("evidence", "pixelpass", "reuse", "dataset", "validate"),
+        ("evidence", "checks", "kept", "dataset"),
         members=DATASET_MEMBERS + SPLIT_MEMBERS,
     ),
-    FileSpec("results/failures.tsv", "merge", ("evidence", "reportpage"), header=FAILURE_HEADER),
+    FileSpec("results/failures.tsv", "merge", ("evidence", "report"), header=FAILURE_HEADER),
     FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
-    FileSpec("results/shards/.kept/layout.tsv", "reuse", ("reuse",), header=LAYOUT_HEADER),
-    FileSpec("results/shards/.kept/dataset.json", "reuse", ("reuse",)),
+    FileSpec("results/shards/.kept/layout.tsv", "kept", ("kept",), header=LAYOUT_HEADER),
+    FileSpec("results/shards/.kept/dataset.json", "kept", ("kept",)),
     FileSpec("results/validation.json", "validate", ()),
-    FileSpec("results/report/changes.tsv", "changes", (), header=CHANGES_HEADER),
+    FileSpec("results/report/changes.tsv", "changes", ("htmlreport",), header=CHANGES_HEADER),
     FileSpec("results/report/catalogue.npz", "changes", ("changes",), members=CATALOGUE_MEMBERS),
 )
 

@@ -23,17 +23,16 @@ from typing import Any
 import numpy as np
 
 from img2npz.contract import (
-    CLASSES_HEADER,
     DATASET_FORMAT,
     DATASET_MEMBERS,
     UNLABELLED_LABEL,
     ShardMeta,
     in_index_order,
     member_names,
+    read_classes,
 )
 from img2npz.npzformat import array_layout, read_array
 from img2npz.splits import assign
-from img2npz.tsv import read_tsv
 
 
 class DatasetFormatError(ValueError):
@@ -214,7 +213,7 @@ class ShardedNPZDataset(_ImageFolderLike):
         self.target_transform = target_transform
         self.root = os.fspath(root)
         classes_path = Path(classes) if classes else folder.parent / "index" / "classes.tsv"
-        self.classes = [name for _, name, _ in read_tsv(classes_path, CLASSES_HEADER)]
+        self.classes = read_classes(classes_path)
         class_index = {name: number for number, name in enumerate(self.classes)}
         found = []
         for npz in files or sorted(folder.glob("*.npz")):

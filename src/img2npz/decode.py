@@ -1,6 +1,6 @@
 """Open any image Pillow can read and turn it into an upright RGB picture, or say why not.
 
-The pixel policy of design.md lives here. Each step raises :class:`ImageFailure` with its stage
+The pixel policy (README, "What counts as a failure") lives here. Each step raises :class:`ImageFailure` with its stage
 (``decode``, ``exif``, ``convert``, ``resize``) and a one-line reason; the first exception decides, and
 a failed ``load()`` is never retried. Truncated files stay failures (``LOAD_TRUNCATED_IMAGES`` is never
 set) and so do images over Pillow's decompression-bomb limit.

@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,18 +88,23 @@ def _verdict(checks: Sequence[dict]) -> str:
     return verdict
 
 
+# Each section gives the body under its heading, or None where it has nothing to show (no
+# pictures of a file that is no dataset, no splits table without splits).
+Section = Callable[[Page], list[str] | None]
+
+
 def _summary(page: Page) -> list[str]:
-    return ["<h2>Summary</h2>", _table([], page.summary)]
+    return [_table([], page.summary)]
 
 
-def _samples(page: Page) -> list[str]:
+def _samples(page: Page) -> list[str] | None:
     if "samples" not in page.pictures:
-        return []
-    return ["<h2>Samples</h2>", _picture(page.pictures["samples"], "sample images per class")]
+        return None
+    return [_picture(page.pictures["samples"], "sample images per class")]
 
 
 def _classes(page: Page) -> list[str]:
-    parts = ["<h2>Images per class</h2>"]
+    parts = []
     if "class_counts" in page.pictures:
         parts.append(_picture(page.pictures["class_counts"], "images per class"))
     if page.class_counts:
@@ -108,29 +114,28 @@ def _classes(page: Page) -> list[str]:
     return parts
 
 
-def _splits(page: Page) -> list[str]:
-    return [] if page.splits is None else ["<h2>Splits (images per split and class)</h2>", _table(*page.splits)]
+def _splits(page: Page) -> list[str] | None:
+    return None if page.splits is None else [_table(*page.splits)]
 
 
-def _changes(page: Page) -> list[str]:
+def _changes(page: Page) -> list[str] | None:
     if page.changes is None:
-        return []
-    parts = ["<h2>Changes since the previous dataset</h2>", _table(CHANGES_HEADER, page.changes.rows)]
+        return None
+    parts = [_table(CHANGES_HEADER, page.changes.rows)]
     for what, paths in page.changes.examples.items():
         parts.append(f"<p>{_e(what)}, e.g.: " + ", ".join(f"<code>{_e(p)}</code>" for p in paths) + "</p>")
     return parts
 
 
-def _pixel_values(page: Page) -> list[str]:
+def _pixel_values(page: Page) -> list[str] | None:
     if "histograms" not in page.pictures:
-        return []
-    return ["<h2>Pixel values</h2>", _picture(page.pictures["histograms"], "per-channel histograms")]
+        return None
+    return [_picture(page.pictures["histograms"], "per-channel histograms")]
 
 
 def _left_out(page: Page) -> list[str]:
-    parts = ["<h2>Left out: files that could not be read</h2>"]
     if not page.failure_groups:
-        return [*parts, "<p>None: every indexed file is in the dataset.</p>"]
+        return ["<p>None: every indexed file is in the dataset.</p>"]
     rows = [
         (
             g["stage"],
@@ -141,51 +146,60 @@ def _left_out(page: Page) -> list[str]:
         )
         for g in page.failure_groups
     ]
-    return [*parts, _table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,))]
+    return [_table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,))]
 
 
-def _listed(title: str, key: str) -> Callable[[Page], list[str]]:
+def _listed(key: str) -> Section:
     def section(page: Page) -> list[str]:
         groups = page.listed.get(key, [])
         if not groups:
-            return [f"<h2>{_e(title)}</h2>", "<p>None.</p>"]
+            return ["<p>None.</p>"]
         rows = [(n + 1, "<br>".join(f"<code>{_e(p)}</code>" for p in g)) for n, g in enumerate(groups)]
-        return [f"<h2>{_e(title)}</h2>", _table(["#", "paths"], rows, raw=(1,))]
+        return [_table(["#", "paths"], rows, raw=(1,))]
 
     return section
 
 
 def _checks(page: Page) -> list[str]:
     rows = [(c["name"], _status(c), c["severity"], _short(c["value"]), _short(c["threshold"])) for c in page.checks]
-    return ["<h2>Checks</h2>", _table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,))]
+    return [_table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,))]
 
 
-# The page's sections, in order; each gives nothing where it has nothing to show (no pictures of a
-# file that is no dataset, no splits table without splits).
-SECTIONS: tuple[Callable[[Page], list[str]], ...] = (
-    _summary,
-    _samples,
-    _classes,
-    _splits,
-    _changes,
-    _pixel_values,
-    _left_out,
-    _listed("Exact duplicate images (same pixels)", "duplicate_images"),
-    _listed("Constant (blank) images", "constant_images"),
-    _checks,
+# The page's sections, in order, under these headings.
+SECTIONS: tuple[tuple[str, Section], ...] = (
+    ("Summary", _summary),
+    ("Samples", _samples),
+    ("Images per class", _classes),
+    ("Splits (images per split and class)", _splits),
+    ("Changes since the previous dataset", _changes),
+    ("Pixel values", _pixel_values),
+    ("Left out: files that could not be read", _left_out),
+    ("Exact duplicate images (same pixels)", _listed("duplicate_images")),
+    ("Constant (blank) images", _listed("constant_images")),
+    ("Checks", _checks),
 )
 
 
+def anchor(title: str) -> str:
+    """A section's id: ``Pixel values`` -> ``pixel-values``."""
+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))
+
+
 def render(page: Page) -> str:
+    """The page: the verdict, a line of links to the sections shown, then each of them."""
+    shown = [(title, body) for title, section in SECTIONS if (body := section(page)) is not None]
+    contents = " | ".join(f'<a href="#{anchor(title)}">{_e(title)}</a>' for title, _ in shown)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>img2npz dataset report</title>',
         f"<style>{STYLE}</style></head><body>",
         "<h1>img2npz dataset report</h1>",
         _verdict(page.checks),
+        f"<nav>{contents}</nav>",
     ]
-    for section in SECTIONS:
-        parts.extend(section(page))
+    for title, body in shown:
+        parts.append(f'<h2 id="{anchor(title)}">{_e(title)}</h2>')
+        parts.extend(body)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -1,9 +1,10 @@
 """index-images: label every image of the tree and cut the sorted list into shards.
 
-Outputs (see design.md): one manifest per shard ``{shard}.tsv`` (path, size, mtime_ns, class name),
-rewritten only when its content changes so Snakemake reruns only that shard; ``images.parquet`` (one
-row per image) and ``classes.tsv``. Manifests of shards that no longer exist are removed. The tree
-itself is walked by :mod:`img2npz.scan`, normally in the main Snakemake process.
+Outputs (their formats are :mod:`img2npz.contract`'s): one manifest per shard ``{shard}.tsv`` (path,
+size, mtime_ns, class name), rewritten only when its content changes so Snakemake reruns only that
+shard; ``images.parquet`` (one row per image) and ``classes.tsv``. Manifests of shards that no
+longer exist are removed. The tree itself is walked by :mod:`img2npz.scan`, normally in the main
+Snakemake process.
 """
 
 from __future__ import annotations
@@ -132,10 +133,6 @@ def write_classes(index: Index, path: str | os.PathLike) -> bool:
     return write_tsv_if_changed(path, CLASSES_HEADER, rows)
 
 
-def read_classes(path: str | os.PathLike) -> list[str]:
-    return [name for _, name, _ in read_tsv(path, CLASSES_HEADER)]
-
-
 def write_images_table(index: Index, path: str | os.PathLike) -> bool:
     """One row per image; written only when its bytes change (pyarrow output is deterministic)."""
     import pyarrow as pa
@@ -171,12 +168,6 @@ def _needs_table_paths(paths: Sequence[str]) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def read_indexed_paths(path: str | os.PathLike) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=["path"]).column("path").to_pylist()
 
 
 def run_beside(background: Callable[[], None], foreground: Callable[[], T]) -> T:

@@ -7,13 +7,9 @@ cache is released behind it, so the copy reuses those pages) and the rest in chu
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 
-``dataset.npz`` members (design.md): ``images``, ``labels``, ``classes``, ``paths``, ``crc32s`` (the
-CRC-32 of each row's bytes, taken when the image was decoded and carried through every reuse and
-copy since, so validate-report can prove each row intact), ``meta``, and with ``splits`` configured
-``split`` and ``splits`` (:mod:`img2npz.splits`).
-``meta`` is a JSON document (keys sorted) with the format version, the pixel config, counts,
-per-channel mean and std on the 0..1 scale (exact, from integer histograms), the per-channel
-histograms, and the sha256 of the ``images`` member's array bytes.
+What ``dataset.npz`` holds is specified in :mod:`img2npz.contract` (its members are written here in
+the order given there); its bytes in :mod:`img2npz.npzformat`. The mean and std in ``meta`` are
+exact, from the shards' integer histograms, so they never depend on the shard layout either.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The validation's one streaming pass over ``dataset.npz``'s pixels, and what needs the pixels again.
+"""The validation's one streaming pass over an array of image rows (``dataset.npz``'s pixels), and
+what needs the rows again.
 
 The pass reads ``images`` once, in chunks through reused buffers: sha256 in a second thread, a
 CRC-32, a 16-byte fingerprint and a one-colour test per row, and for float dtypes finiteness and
@@ -63,7 +64,7 @@ def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scan_images(npz: str, layout: ArrayLayout) -> PixelScan:
-    """The pass (see the module docstring)."""
+    """The pass (see the module docstring) over the member ``layout`` describes."""
     digest = BackgroundSha256()
     low, high, finite = None, None, True
     count = layout.shape[0] if layout.shape else 0
@@ -71,7 +72,7 @@ def scan_images(npz: str, layout: ArrayLayout) -> PixelScan:
     crcs = np.zeros(count, np.uint32)
     constant: list[int] = []
     start = 0
-    for chunk in iter_chunks(npz, "images", layout=layout, ring=BackgroundSha256.DEPTH + 2):
+    for chunk in iter_chunks(npz, layout.name, layout=layout, ring=BackgroundSha256.DEPTH + 2):
         digest.update(chunk)
         if not chunk.size:
             continue
@@ -102,7 +103,7 @@ def duplicate_groups(npz: str, layout: ArrayLayout, fingerprints: np.ndarray) ->
     groups = []
     for key in np.flatnonzero(counts > 1):
         rows = sorted(order[starts[key] : starts[key + 1]].tolist())
-        pixels = read_rows(npz, "images", rows, layout)
+        pixels = read_rows(npz, layout.name, rows, layout)
         by_bytes: dict[bytes, list[int]] = {}
         for row, image in zip(rows, pixels, strict=True):
             by_bytes.setdefault(image.tobytes(), []).append(row)

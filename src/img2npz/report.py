@@ -68,7 +68,7 @@ def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
 
 def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord]) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``)."""
-    paths = evidence.member("paths").tolist()
+    paths = list(evidence.iter_paths())
     classes = evidence.classes
     names = [classes[label] if label >= 0 else UNLABELLED_CLASS for label in evidence.labels.tolist()]
     split_names = evidence.split_names
@@ -136,5 +136,6 @@ def write_report(
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
     htmlreport.write_html(files.html, page)
     if files.failed_html is not None:
-        note = f"<!DOCTYPE html><p>This run passed; the report is {os.fspath(files.html)}</p>\n"
+        target = os.path.relpath(files.html, os.path.dirname(os.fspath(files.failed_html)))
+        note = f'<!DOCTYPE html><p>This run passed; the report is <a href="{target}">{os.fspath(files.html)}</a></p>\n'
         htmlreport.write_html(files.failed_html, page if failed else note)

@@ -18,6 +18,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from img2npz.atomic import atomic_output
+from img2npz.contract import LISTING_FORMAT
 from img2npz.npzformat import array_layout, blob_strings, read_array, strings_blob, write_npz
 from img2npz.sharding import path_hashes
 
@@ -55,14 +57,22 @@ class Listing:
 
     def save(self, path: str | os.PathLike) -> None:
         with atomic_output(path, durable=False) as handle:
-            arrays = {"paths": strings_blob(self.paths), "sizes": self.sizes, "mtimes": self.mtimes}
+            arrays = {
+                "format": np.array(LISTING_FORMAT),
+                "paths": strings_blob(self.paths),
+                "sizes": self.sizes,
+                "mtimes": self.mtimes,
+            }
             if self.hashes is not None:
                 arrays["hashes"] = self.hashes
             write_npz(handle, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Listing:
+        """Raises ``ValueError`` for a file that is no listing of this version."""
         layouts = array_layout(path)
+        if "format" not in layouts or str(read_array(path, "format", layouts["format"])) != LISTING_FORMAT:
+            raise ValueError(f"{os.fspath(path)}: not an {LISTING_FORMAT} listing")
         sizes = read_array(path, "sizes", layouts["sizes"])
         paths = blob_strings(read_array(path, "paths", layouts["paths"]), len(sizes))
         hashes = read_array(path, "hashes", layouts["hashes"]) if "hashes" in layouts else None
@@ -286,6 +296,14 @@ def tree_fingerprint(
 
 def listing_path(folder: str | os.PathLike, fingerprint: str) -> Path:
     return Path(folder) / f"{fingerprint}.npz"
+
+
+def saved_listing(folder: str | os.PathLike, fingerprint: str) -> Listing | None:
+    """The walk the main process saved for ``fingerprint``, or None (not saved, or unreadable)."""
+    try:
+        return Listing.load(listing_path(folder, fingerprint))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 if __name__ == "__main__":

@@ -1,14 +1,22 @@
+"""merge: shards into one dataset.npz in the index order, whatever the sharding; exact stats; splits."""
+
 import json
-import subprocess
-import sys
 
 import numpy as np
-from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, make_tree
+import pytest
+from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, make_tree, save
 from PIL import Image
 
 from img2npz.contract import FAILURE_HEADER
 from img2npz.merge import channel_stats
+from img2npz.splits import assign
 from img2npz.tsv import read_tsv
+
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def noise(seed):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (10, 12, 3), dtype=np.uint8))
 
 
 def test_merged_dataset_is_ordered_labelled_and_independent_of_sharding(tmp_path):
@@ -68,47 +76,38 @@ def test_channel_histogram_and_stats():
     assert mean == [1 / 255, 10 / 255, 1.0] and std[1] == 0.0
 
 
-def test_shard_job_imports_no_torch_and_no_pyarrow():
-    code = "import sys, img2npz.preprocess; print(sorted(m for m in ('torch', 'pyarrow') if m in sys.modules))"
-    assert (
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
-    )
+def test_merged_split_key_and_dataset_selection(tmp_path):
+    torch = pytest.importorskip("torch")
+    from img2npz import NPZDataset, ShardedNPZDataset
 
-
-def test_files_deleted_or_replaced_after_indexing_fail_and_the_shard_completes(tmp_path):
-    import os
-
-    from img2npz.index import build_index, class_names, write_manifests
-    from img2npz.preprocess import process_shard
-    from img2npz.scan import scan_tree
-
-    make_tree(tmp_path / "src", per_class=2)
-    listing = scan_tree(tmp_path / "src", [".png"])
-    index = build_index(listing, class_names(listing.paths, "folder"), 1000, 1, 4000)
-    write_manifests(index, tmp_path / "m")
-    os.remove(tmp_path / "src" / "blue" / "00.png")
-    replaced = tmp_path / "src" / "red" / "01.png"
-    replaced.write_bytes(replaced.read_bytes() + b"extra")
-    [manifest] = (tmp_path / "m").iterdir()
-    stats = process_shard(manifest, tmp_path / "src", DEFAULT_PIXEL, tmp_path / "s.npz", tmp_path / "f.tsv")
-    stored, failed = stats.images, stats.failures
-    rows = {row[0]: row for row in read_tsv(tmp_path / "f.tsv", FAILURE_HEADER)}
-    assert stored == 4 and failed == 3
-    with np.load(tmp_path / "s.npz") as shard:  # a row per manifest line: decoded ones, then zero padding
-        assert shard["images"].shape[0] == 7 and len(shard["paths"]) == 4
-        assert json.loads(str(shard["meta"]))["images"] == 4
-        assert shard["images"][:4].any(axis=(1, 2, 3)).all() and not shard["images"][4:].any()
-    assert "No such file" in rows["blue/00.png"][2]
-    assert "changed since it was indexed" in rows["red/01.png"][2]
-
-
-def test_pillow_histogram_equals_numpy_counts(tmp_path):
-    from conftest import save
-
-    from img2npz.decode import load_rgb
-
-    rng = np.random.default_rng(0)
-    path = save(Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)), tmp_path / "n.png")
-    counts = np.zeros((3, 256), np.int64)
-    pixels = load_rgb(path, (16, 12), "stretch", (0, 0, 0), None, counts)
-    assert np.array_equal(counts, channel_histogram(pixels))
+    for i in range(40):
+        save(noise(i), tmp_path / "src" / ("a" if i % 2 else "b") / f"{i:02d}.png")
+    out, _, meta, _ = build_dataset(tmp_path, 6, "d", splits=FRACTIONS)
+    with np.load(out) as data:
+        assert data["split"].dtype == np.int8 and data["splits"].tolist() == list(FRACTIONS)
+        expected = assign(data["paths"].tolist(), FRACTIONS)
+        assert np.array_equal(data["split"], expected)
+        images = data["images"]
+    assert json.loads(meta.to_json())["splits"]["counts"] == {
+        name: int((expected == number).sum()) for number, name in enumerate(FRACTIONS)
+    }
+    shards = sorted(p for p in (tmp_path / "d").glob("*.npz") if p.name != "dataset.npz")
+    for number, name in enumerate(FRACTIONS):
+        chosen = NPZDataset(out, split=name)
+        rows = np.flatnonzero(expected == number)
+        assert len(chosen) == len(rows) and chosen.split == name
+        assert all(
+            torch.equal(chosen[i][0], torch.from_numpy(images[row]).permute(2, 0, 1)) for i, row in enumerate(rows)
+        )
+        assert isinstance(chosen._array("images"), np.memmap)  # rows index the mapped file, no copy
+        sharded = ShardedNPZDataset(
+            tmp_path / "d", classes=tmp_path / "d" / "classes.tsv", files=shards, split=name, splits=FRACTIONS
+        )
+        assert sharded.samples == chosen.samples
+    with pytest.raises(ValueError, match="no split 'holdout'"):
+        NPZDataset(out, split="holdout")
+    plain, _, _, _ = build_dataset(tmp_path, 6, "plain")
+    with np.load(plain) as data:
+        assert "split" not in data  # no splits configured: the file keeps its five keys
+    with pytest.raises(ValueError, match="built without splits"):
+        NPZDataset(plain, split="train")

@@ -1,0 +1,69 @@
+"""changes: the catalogue of the last checked dataset, the change rows against it, the merge's shard table."""
+
+import os
+
+import numpy as np
+
+from img2npz.changes import Catalogue, ShardRecord, compare, read_shard_table, write_shard_table
+from img2npz.contract import ShardStats
+
+
+def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
+    prints = np.arange(8, dtype=np.uint64).reshape(4, 2)
+    first = Catalogue("a", ["c/1", "c/2", "d/3", "d/4"], ["c", "c", "d", "d"], ["t"] * 4, prints, {"s1": 1, "s2": 2})
+    first = compare(None, first)
+    assert ("added", "c", "t", 2) in first.rows and ("shards rebuilt", "", "", 2) in first.rows
+    changed = prints.copy()
+    changed[2] += np.uint64(1)  # d/3's pixels
+    second = Catalogue(
+        "b", ["c/1", "d/3", "d/4", "e/5"], ["c", "d", "d", "e"], ["t"] * 4, changed[[0, 2, 3, 1]], {"s1": 1, "s2": 3}
+    )
+    second.fingerprints[3] = [99, 99]
+    work = {"s1": ShardRecord(1, 0, 7), "s2": ShardRecord(3, 5, 2)}  # s1 was not rebuilt: not counted
+    second = compare(first, second, work)
+    assert second.rows == [
+        ("added", "e", "t", 1),
+        ("removed", "c", "t", 1),
+        ("changed", "d", "t", 1),
+        ("shards rebuilt", "", "", 1),
+        ("shards in total", "", "", 2),
+        ("images decoded", "", "", 2),
+        ("images reused", "", "", 5),
+    ]
+    same = compare(second, Catalogue("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
+    assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
+
+
+def test_the_merge_notes_each_shard_npz_mtime_and_work_for_the_change_report(tmp_path):
+    for name, mtime in (("b", 2_000_000_123), ("a", 1_000_000_456)):
+        (tmp_path / f"{name}.npz").write_bytes(b"x")
+        os.utime(tmp_path / f"{name}.npz", ns=(mtime, mtime))
+    stats = {"a": ShardStats(3, 1, 2, 2, "a/1", "a/4"), "b": ShardStats(5, 0, 0, 5, "b/1", "b/5")}
+    write_shard_table([str(tmp_path / "b.npz"), str(tmp_path / "a.npz")], stats, tmp_path / "t.tsv")
+    assert read_shard_table(tmp_path / "t.tsv") == {
+        "a": ShardRecord(1_000_000_456, 2, 2),
+        "b": ShardRecord(2_000_000_123, 0, 5),
+    }
+
+
+def test_catalogue_round_trips(tmp_path):
+    catalogue = Catalogue(
+        "sha",
+        ["x", "y\udcff"],
+        ["", "k"],
+        ["", ""],
+        np.ones((2, 2), np.uint64),
+        {"s": 5},
+        [("added", "", "", 2)],
+        {"added": ["x"]},
+    )
+    catalogue.save(tmp_path / "c.npz")
+    loaded = Catalogue.load(tmp_path / "c.npz")
+    assert (loaded.paths, loaded.classes, loaded.splits, loaded.shards) == (
+        ["x", "y\udcff"],
+        ["", "k"],
+        ["", ""],
+        {"s": 5},
+    )
+    assert loaded.rows == [("added", "", "", 2)] and loaded.examples == {"added": ["x"]}
+    assert Catalogue.load(tmp_path / "missing.npz") is None
