@@ -9,6 +9,7 @@ from conftest import DEFAULT_PIXEL, REPO, build_dataset, make_tree, run_validati
 from PIL import Image
 
 from img2npz.checks import CHECKS, GATES, SOFT_CHECKS, run_checks
+from img2npz.config import load_schema
 from img2npz.evidence import Evidence
 from img2npz.npzformat import write_npz
 from img2npz.splits import assign
@@ -152,3 +153,8 @@ def test_soft_checks_warn_unless_named_in_fail_on(tmp_path):
     assert severity["constant_images"] == "soft" and severity["images_sha256"] == "hard"
     failing = {c.name: c for c in checks_of(tmp_path, out, fail, fail_on=["constant_images"])[0]}
     assert failing["constant_images"].severity == "hard" and not failing["constant_images"].passed
+
+
+def test_the_config_may_fail_on_exactly_the_soft_checks():
+    fail_on = load_schema()["properties"]["validate"]["properties"]["fail_on"]["items"]["enum"]
+    assert fail_on == list(SOFT_CHECKS)

@@ -2,8 +2,9 @@
 
 A check takes the :class:`~img2npz.evidence.Evidence` and the :class:`Thresholds` and returns a
 :class:`~img2npz.contract.Check` (or None where it does not apply, e.g. split checks without
-splits). To add one: write the function, add it to :data:`CHECKS` (and to :data:`SOFT_CHECKS` if it
-should only warn), and list it in README's check table. The :data:`GATES` run first: when one of
+splits). To add one: write the function, add it to :data:`CHECKS` (if it should only warn, also to
+:data:`SOFT_CHECKS` and the schema's ``validate.fail_on`` values), and list it in README's check
+table; tests compare all three. The :data:`GATES` run first: when one of
 them fails, the file cannot be read as a dataset and nothing else is checked.
 """
 

@@ -347,7 +347,7 @@ FILES = (
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
     FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "reuse", "dataset"), members=SHARD_MEMBERS),
     FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge",), header=FAILURE_HEADER),
-    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("merge", "kept")),
+    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("kept", "changes")),
     FileSpec(
         "results/dataset.npz",
         "merge",

@@ -21,12 +21,11 @@ import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from img2npz.atomic import write_bytes_atomic
-from img2npz.contract import LAYOUT_HEADER, path_sort_key
+from img2npz.contract import LAYOUT_HEADER, ShardStats, path_sort_key
 from img2npz.npzformat import array_layout
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -37,14 +36,6 @@ DATASET_STAMP = "dataset.json"  # which dataset.npz the layout's rows refer to: 
 SHARD_FILE = re.compile(r"^([0-9a-f]{16})\.(npz|failures\.tsv|stats\.json)$")
 KEPT_FILE = re.compile(r"^([0-9a-f]{16})\.([0-9]+)\.npz$")
 STAGING = re.compile(r"^\.[0-9a-f]{16}\.npz\.[0-9]+\.tmp$")
-
-
-class ShardAccount(Protocol):
-    """What :func:`dataset_rows` needs of a shard job's account (:class:`img2npz.preprocess.ShardStats`)."""
-
-    first_path: str
-    last_path: str
-    images: int
 
 
 def kept_dir(shards_dir: str | os.PathLike) -> Path:
@@ -145,7 +136,7 @@ def prune(
     return removed
 
 
-def dataset_rows(stats: Mapping[str, ShardAccount]) -> list[tuple[str, str, str, int]]:
+def dataset_rows(stats: Mapping[str, ShardStats]) -> list[tuple[str, str, str, int]]:
     """(id, first path, last path, first row in the merged dataset) of every shard: shards are
     contiguous runs of the index's order, so a shard starts where the ones before it end."""
     ordered = sorted(stats.items(), key=lambda item: path_sort_key(item[1].first_path))

@@ -161,16 +161,16 @@ def merge_shards(
         failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
         mean, std = channel_stats(histogram)
         meta = DatasetMeta(
-            DATASET_FORMAT,
-            pixel,
-            total,
-            len(classes),
-            failures,
-            mean,
-            std,
-            histogram.tolist(),
-            images_sha.hexdigest(),
-            split_meta,
+            format=DATASET_FORMAT,
+            pixel=pixel,
+            images=total,
+            classes=len(classes),
+            failures=failures,
+            mean=mean,
+            std=std,
+            histogram=histogram.tolist(),
+            images_sha256=images_sha.hexdigest(),
+            splits=split_meta,
         )
         writer.add("meta", np.array(meta.to_json()))
     log.info("merged %d shards: %d images, %d failures", len(summaries), total, failures)

@@ -94,7 +94,15 @@ def process_shard(
                 padding = np.zeros((1, *shape), dtype)
                 for _ in done.failures:
                     images.write(padding)
-            meta = ShardMeta(SHARD_FORMAT, pixel, decoder, first, last, len(done.paths), len(done.failures))
+            meta = ShardMeta(
+                format=SHARD_FORMAT,
+                pixel=pixel,
+                decoder=decoder,
+                first_path=first,
+                last_path=last,
+                images=len(done.paths),
+                failures=len(done.failures),
+            )
             writer.add("paths", _strings(done.paths))
             writer.add("class_names", _strings(done.class_names))
             writer.add("sizes", np.array(done.sizes, np.int64))
