@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from img2npz import crc32
-from img2npz.npzformat import CHUNK_BYTES, read_chunks
+from img2npz.npzformat import CHUNK_BYTES, read_chunks, ring_buffers
 
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 
@@ -42,12 +42,12 @@ class ByteRange:
     nbytes: int
     crc32: int | None = None
 
-    def chunks(self, ring: int = 2):
-        """The range's bytes in chunks (see :func:`img2npz.npzformat.read_chunks`)."""
+    def chunks(self, buffers: list):
+        """The range's bytes in chunks, through ``buffers`` (:func:`img2npz.npzformat.read_chunks`)."""
         short = f"{self.path}: ends before byte {self.offset + self.nbytes}"
         with open(self.path, "rb", buffering=0) as handle:
             handle.seek(self.offset)
-            yield from read_chunks(handle, self.nbytes, CHUNK_BYTES, ring, short)
+            yield from read_chunks(handle, self.nbytes, CHUNK_BYTES, buffers, short)
 
 
 def release_cache(byte_range: ByteRange) -> None:
@@ -77,8 +77,9 @@ def copy_ranges(
     target = member.direct_target() if hasattr(os, "copy_file_range") else None
     if target is not None and _KernelCopy(ranges, observe, release).run(member, *target):
         return
+    buffers = ring_buffers(2, CHUNK_BYTES)
     for byte_range in ranges:
-        for chunk in byte_range.chunks():
+        for chunk in byte_range.chunks(buffers):
             if observe is not None:
                 observe(chunk)
             member.write_bytes(chunk)
@@ -139,10 +140,11 @@ class _KernelCopy:
     def _digest(self) -> None:
         """Read every range that ``observe`` must see or whose CRC is unknown (the digest thread)."""
         try:
+            buffers = ring_buffers(2, CHUNK_BYTES)
             for number, byte_range in enumerate(self.ranges):
                 if self.observe is not None or self.crcs[number] is None:
                     crc = 0
-                    for chunk in byte_range.chunks():
+                    for chunk in byte_range.chunks(buffers):
                         if self.stop:
                             return
                         if self.crcs[number] is None:

@@ -255,15 +255,29 @@ def array_layout(path: str | os.PathLike) -> dict[str, ArrayLayout]:
     return layouts
 
 
+def ring_buffers(count: int, nbytes: int) -> list[np.ndarray]:
+    """``count`` reusable uint8 buffers of ``nbytes`` for :func:`read_chunks`. They are backed by
+    bytearrays: numpy's own large allocations ask for huge pages, whose first touch cost more than
+    the merge's copy itself on the bench VM (a merge of 0.9 GB: 1.8 s against 1.3 s)."""
+    return [np.frombuffer(bytearray(nbytes), np.uint8) for _ in range(count)]
+
+
 def read_chunks(
-    handle: BinaryIO, nbytes: int, chunk_bytes: int = CHUNK_BYTES, ring: int = 0, short: str = "ends early"
+    handle: BinaryIO,
+    nbytes: int,
+    chunk_bytes: int = CHUNK_BYTES,
+    ring: int | list[np.ndarray] = 0,
+    short: str = "ends early",
 ) -> Iterator[np.ndarray]:
     """``nbytes`` from ``handle``'s position as uint8 arrays of ``chunk_bytes`` (the last one shorter).
 
-    ``ring > 0`` reuses that many buffers in turn (no allocation or page faults per chunk): a chunk
-    is valid until ``ring`` more have been yielded. A file that ends first raises ``ValueError(short)``.
+    ``ring``: a number of buffers, or the buffers themselves (:func:`ring_buffers`, at least
+    ``chunk_bytes`` each), reused in turn (no allocation or page faults per chunk): a chunk is valid
+    until ``ring`` more have been yielded. 0: a new array per chunk. A file that ends first raises
+    ``ValueError(short)``.
     """
-    buffers = [np.empty(min(chunk_bytes, nbytes), np.uint8) for _ in range(ring)]
+    buffers = ring if isinstance(ring, list) else ring_buffers(ring, min(chunk_bytes, nbytes))
+    ring = len(buffers)
     left, turn = nbytes, 0
     while left:
         want = min(left, chunk_bytes)
