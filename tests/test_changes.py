@@ -67,3 +67,13 @@ def test_catalogue_round_trips(tmp_path):
     )
     assert loaded.rows == [("added", "", "", 2)] and loaded.examples == {"added": ["x"]}
     assert Catalogue.load(tmp_path / "missing.npz") is None
+
+
+def test_a_class_with_a_tab_in_its_name_survives_the_catalogue(tmp_path):
+    rows = [("added", "a\tb", "", 1), ("shards rebuilt", "", "", 1)]
+    catalogue = Catalogue(
+        "s", ["a\tb/1.png"], ["a\tb"], [""], np.ones((1, 2), np.uint64), {}, rows, {"added": ["a\tb/1.png"]}
+    )
+    catalogue.save(tmp_path / "c.npz")
+    loaded = Catalogue.load(tmp_path / "c.npz")
+    assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]} and loaded.classes == ["a\tb"]

@@ -21,9 +21,18 @@ import numpy as np
 from img2npz.atomic import atomic_output
 from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
 from img2npz.npzformat import blob_strings, strings_blob, write_npz
-from img2npz.tsv import read_tsv, write_tsv
+from img2npz.tsv import TAB, escape_field, read_tsv, unescape_field, write_tsv
 
 EXAMPLES = 10
+
+
+def _line(fields) -> str:
+    """A row as one tab-separated line, escaped as in the TSVs (class names may hold tabs)."""
+    return TAB.join(escape_field(field) for field in fields)
+
+
+def _fields(line: str) -> list[str]:
+    return [unescape_field(field) for field in line.split(TAB)]
 
 
 @dataclass
@@ -49,8 +58,8 @@ class Catalogue:
             "fingerprints": self.fingerprints,
             "shard_ids": blob(list(self.shards)),
             "shard_mtimes": np.array(list(self.shards.values()), np.int64),
-            "rows": blob(["\t".join(map(str, row)) for row in self.rows]),
-            "examples": blob([f"{what}\t{path}" for what, paths in self.examples.items() for path in paths]),
+            "rows": blob([_line(row) for row in self.rows]),
+            "examples": blob([_line((what, path)) for what, paths in self.examples.items() for path in paths]),
         }
         with atomic_output(path, durable=False) as handle:
             write_npz(handle, arrays)
@@ -71,10 +80,10 @@ class Catalogue:
                 return blob_strings(data[name], count if per_image else None)
 
             ids = items("shard_ids")
-            rows = [line.split("\t") for line in items("rows")]
+            rows = [_fields(line) for line in items("rows")]
             examples: dict[str, list[str]] = {}
             for line in items("examples"):
-                what, example = line.split("\t", 1)
+                what, example = _fields(line)
                 examples.setdefault(what, []).append(example)
             return cls(
                 str(data["images_sha256"]),
