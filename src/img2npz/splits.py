@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-UNSPLIT = -1
 _HASH = hashlib.blake2b(digest_size=8, person=b"img2npz-split")
 
 
