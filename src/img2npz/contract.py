@@ -115,6 +115,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 from img2npz.atomic import write_bytes_atomic
+from img2npz.tsv import read_tsv
 
 T = TypeVar("T")
 
@@ -323,8 +324,6 @@ LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
 
 def read_classes(path: str | os.PathLike) -> list[str]:
     """The class names of ``classes.tsv``, in label order."""
-    from img2npz.tsv import read_tsv
-
     return [name for _, name, _ in read_tsv(path, CLASSES_HEADER)]
 
 
