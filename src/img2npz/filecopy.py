@@ -77,7 +77,7 @@ def copy_ranges(
     target = member.direct_target() if hasattr(os, "copy_file_range") else None
     if target is not None and _KernelCopy(ranges, observe, release).run(member, *target):
         return
-    buffers = ring_buffers(2, CHUNK_BYTES)
+    buffers = ring_buffers(2, min(CHUNK_BYTES, max((r.nbytes for r in ranges), default=0)))
     for byte_range in ranges:
         for chunk in byte_range.chunks(buffers):
             if observe is not None:
@@ -140,7 +140,7 @@ class _KernelCopy:
     def _digest(self) -> None:
         """Read every range that ``observe`` must see or whose CRC is unknown (the digest thread)."""
         try:
-            buffers = ring_buffers(2, CHUNK_BYTES)
+            buffers = ring_buffers(2, min(CHUNK_BYTES, max((r.nbytes for r in self.ranges), default=0)))
             for number, byte_range in enumerate(self.ranges):
                 if self.observe is not None or self.crcs[number] is None:
                     crc = 0
