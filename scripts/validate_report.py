@@ -25,6 +25,9 @@ with rule_logging(snakemake.log.main):  # noqa: F821
             failed_html=log.html,
             changes=output.changes,
             catalogue=output.catalogue,
+            near_duplicates=output.near_duplicates,
+            near_pairs=output.near_pairs,
+            failed_near_duplicates=log.near_duplicates,
         ),
         shards=read_shard_table(inputs.shards),
     )

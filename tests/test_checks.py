@@ -52,12 +52,14 @@ def test_duplicates_blank_images_and_class_balance_are_reported_as_warnings(tmp_
     assert checks["class_counts"].value["empty"] == ["gone"] and checks["class_counts"].value["imbalance"] is None
     assert {name for name, check in checks.items() if not check.passed} == {
         "duplicate_images",
+        "near_duplicates",  # an exact duplicate is a near one too
         "constant_images",
         "class_counts",
     }
+    assert checks["near_duplicates"].value["examples"] == [["many/00.png", "many/zz_copy_of_00.png"]]
     document = json.loads((tmp_path / "v.json").read_text())
     assert document["passed"] is True
-    assert set(document["warnings"]) == {"duplicate_images", "constant_images", "class_counts"}
+    assert set(document["warnings"]) == {"duplicate_images", "near_duplicates", "constant_images", "class_counts"}
     page = (tmp_path / "r.html").read_text()
     assert "many/zz_copy_of_00.png" in page and "few/blank.png" in page and "gone/broken.png" in page
     with pytest.raises(ValidationFailed, match="duplicate_images") as caught:

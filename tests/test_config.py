@@ -95,6 +95,7 @@ EVERY_KEY = {
         "samples": 16,
         "min_class_images": 3,
         "max_class_imbalance": 4.5,
+        "near_duplicate_bits": 30,
         "fail_on": ["class_counts", "split_fractions"],
     },
 }

@@ -42,7 +42,7 @@ def written_report(tmp_path, failed=False):
         changes=tmp_path / "report" / "changes.tsv",
         catalogue=tmp_path / "report" / "catalogue.npz",
     )
-    write_report(facts, checks, files, 9, {}, failed=failed)
+    write_report(facts, checks, files, 9, {}, failed=failed, near_duplicate_bits=16)
     return files
 
 
@@ -74,6 +74,6 @@ def test_a_failed_run_keeps_its_page_beside_the_logs(tmp_path):
 def test_a_file_that_is_no_dataset_gets_a_page_of_its_checks(tmp_path):
     files = ReportFiles(tmp_path / "s.png", tmp_path / "c.png", tmp_path / "h.png", tmp_path / "index.html")
     checks = [Check("members", False, ["x"], ["images"])]
-    write_report(None, checks, files, 9, {}, failed=True)
+    write_report(None, checks, files, 9, {}, failed=True, near_duplicate_bits=16)
     page = files.html.read_text()
     assert "Validation failed: members" in page and "data:image/png" not in page and not files.samples.exists()

@@ -27,6 +27,7 @@ def test_a_good_dataset_passes_every_check(tmp_path):
     assert all({"name", "passed", "value", "threshold"} <= set(check) for check in document["checks"])
     assert {c["name"] for c in document["checks"]} == names and document["warnings"] == [
         "duplicate_images",
+        "near_duplicates",
         "constant_images",
     ]
     assert all((tmp_path / name).is_file() for name in ("s.png", "c.png", "h.png", "r.html"))
@@ -57,8 +58,12 @@ def test_soft_checks_warn_in_the_document_and_fail_the_run_when_named_in_fail_on
     out, fail, _, _ = build_dataset(tmp_path, 4, "d")
     run_validation(tmp_path, out, fail)
     document = json.loads((tmp_path / "v.json").read_text())
-    assert document["passed"] is True and document["warnings"] == ["duplicate_images", "constant_images"]
+    assert document["passed"] is True and document["warnings"] == [
+        "duplicate_images",
+        "near_duplicates",
+        "constant_images",
+    ]
     with pytest.raises(ValidationFailed, match=r"^validation failed: constant_images .*; report: .*log\.html$"):
         run_validation(tmp_path, out, fail, fail_on=["constant_images"])
-    assert json.loads((tmp_path / "v.json").read_text())["warnings"] == ["duplicate_images"]
+    assert json.loads((tmp_path / "v.json").read_text())["warnings"] == ["duplicate_images", "near_duplicates"]
     assert "Validation failed: constant_images" in (tmp_path / "log.html").read_text()

@@ -22,7 +22,7 @@ from img2npz.splits import group_function
 FLOAT_TOLERANCE = 1e-2
 SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sigmas, if more)
 # These warn; validate.fail_on makes them fail. Every other check fails the run.
-SOFT_CHECKS = ("class_counts", "duplicate_images", "constant_images", "split_fractions")
+SOFT_CHECKS = ("class_counts", "duplicate_images", "near_duplicates", "constant_images", "split_fractions")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Thresholds:
     max_failure_fraction: float
     min_class_images: int
     max_class_imbalance: float | int
+    near_duplicate_bits: int
     fail_on: tuple[str, ...]
 
     @classmethod
@@ -41,6 +42,7 @@ class Thresholds:
             max_failure_fraction=validate["max_failure_fraction"],
             min_class_images=validate["min_class_images"],
             max_class_imbalance=validate["max_class_imbalance"],
+            near_duplicate_bits=validate["near_duplicate_bits"],
             fail_on=tuple(validate["fail_on"]),
         )
 
@@ -134,6 +136,14 @@ def duplicate_images(evidence: Evidence, limits: Thresholds) -> Check:
     return Check("duplicate_images", not groups, value, 0)
 
 
+def near_duplicates(evidence: Evidence, limits: Thresholds) -> Check:
+    """Images whose perceptual hashes are within ``near_duplicate_bits`` (exact duplicates too)."""
+    groups = evidence.near_duplicates(limits.near_duplicate_bits).groups
+    examples = [evidence.paths_of(group[:LISTED]) for group in groups[:LISTED]]
+    value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": examples}
+    return Check("near_duplicates", not groups, value, limits.near_duplicate_bits)
+
+
 def constant_images(evidence: Evidence, limits: Thresholds) -> Check:
     constant = evidence.pixels.constant
     return Check("constant_images", not constant, {"images": len(constant), "examples": evidence.constant_paths}, 0)
@@ -196,6 +206,23 @@ def split_duplicates(evidence: Evidence, limits: Thresholds) -> Check | None:
     return Check("split_duplicates", not leaks, {"groups": len(leaks), "examples": examples}, 0)
 
 
+def split_near_duplicates(evidence: Evidence, limits: Thresholds) -> Check | None:
+    """A near-duplicate pair in two splits: a model is validated on a copy of what it trained on."""
+    split, names = evidence.split, evidence.split_names
+    if split is None:
+        return None
+    found = evidence.near_duplicates(limits.near_duplicate_bits)
+    across = np.flatnonzero(split[found.first] != split[found.second])
+    shown = across[:LISTED]
+    first, second = evidence.paths_of(found.first[shown]), evidence.paths_of(found.second[shown])
+    examples = [
+        [a, names[split[found.first[n]]], b, names[split[found.second[n]]], int(found.distance[n])]
+        for n, a, b in zip(shown, first, second, strict=True)
+    ]
+    value = {"pairs": len(across), "examples": examples}
+    return Check("split_near_duplicates", not len(across), value, limits.near_duplicate_bits)
+
+
 def split_groups(evidence: Evidence, limits: Thresholds) -> Check | None:
     """One group (``group_by``) in two splits."""
     split, names = evidence.split, evidence.split_names
@@ -238,6 +265,7 @@ CHECKS: tuple[CheckFunction, ...] = (
     classes_sorted_unique,
     class_counts,
     duplicate_images,
+    near_duplicates,
     constant_images,
     paths_unique_sorted,
     rows_plus_failures_equal_index,
@@ -247,6 +275,7 @@ CHECKS: tuple[CheckFunction, ...] = (
     meta_matches_config,
     split_values,
     split_duplicates,
+    split_near_duplicates,
     split_groups,
     split_fractions,
 )

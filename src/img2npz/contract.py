@@ -26,6 +26,7 @@ member       dtype                       shape       holds
 ``classes``  ``<Uk``                     (K,)        class names, sorted, unique
 ``paths``    ``<Uk``                     (N,)        path relative to ``source``, POSIX, index order
 ``crc32s``   ``<u4``                     (N,)        CRC-32 of row i's bytes, taken when decoded
+``phashes``  ``|u1``                     (N, 32)     256-bit perceptual hash of row i (below)
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
 ``meta``     ``<Uk``                     ()          one JSON document (below)
@@ -64,6 +65,7 @@ member             dtype           shape            holds
 ``mtimes_ns``      ``<i8``         (n,)             that file's mtime in ns (with the path and
                                                     size: the key under which the row is reused)
 ``crc32s``         ``<u4``         (n,)             CRC-32 of each decoded row's bytes
+``phashes``        ``|u1``         (n, 32)          each decoded row's perceptual hash
 ``histogram``      ``<i8``         (3, 256)         the decoded rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
 =================  ==============  ===============  ==============================================
@@ -88,6 +90,7 @@ file                                          header                    written 
 ``results/failures.tsv``, shards' failures    :data:`FAILURE_HEADER`    preprocess, merge
 ``results/dataset.shards.tsv``                :data:`SHARD_TABLE_HEADER` merge (changes)
 ``results/report/changes.tsv``                :data:`CHANGES_HEADER`    validate (changes)
+``results/report/near_duplicates.tsv``        :data:`NEAR_DUPLICATES_HEADER` validate (report)
 ``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (kept)
 ============================================  ========================  =====================
 
@@ -120,7 +123,7 @@ from img2npz.tsv import read_tsv
 T = TypeVar("T")
 
 DATASET_FORMAT = "img2npz/1"
-SHARD_FORMAT = "img2npz-shard/3"
+SHARD_FORMAT = "img2npz-shard/4"
 CATALOGUE_FORMAT = "img2npz-catalogue/1"
 LISTING_FORMAT = "img2npz-listing/1"
 
@@ -170,8 +173,12 @@ DATASET_MEMBERS = _members(
     ("classes", "unicode", "(K,)", "class names, sorted"),
     ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
     ("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
+    ("phashes", "uint8", "(N, 32)", "256-bit perceptual hash of each row, bits packed (near-duplicates)"),
     ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
 )
+# Members added to img2npz/1 since its first release (additive: a reader that ignores them reads
+# every img2npz/1 file): an older dataset lacks them, and the loader does not need them.
+ADDED_DATASET_MEMBERS = ("phashes",)
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),
@@ -183,6 +190,7 @@ SHARD_MEMBERS = _members(
     ("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
     ("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
     ("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
+    ("phashes", "uint8", "(n, 32)", "256-bit perceptual hash of each decoded row (fingerprint)"),
     ("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
     ("meta", "json", "()", "ShardMeta"),
 )
@@ -315,6 +323,7 @@ class Check:
 
 
 MANIFEST_HEADER = ("path", "size", "mtime_ns", "class")
+NEAR_DUPLICATES_HEADER = ("group", "path", "split")
 CLASSES_HEADER = ("index", "class", "images")
 FAILURE_HEADER = ("path", "stage", "error")
 SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "reused", "decoded")
@@ -359,6 +368,7 @@ FILES = (
     FileSpec("results/shards/.kept/dataset.json", "kept", ("kept",)),
     FileSpec("results/validation.json", "validate", ()),
     FileSpec("results/report/changes.tsv", "changes", ("htmlreport",), header=CHANGES_HEADER),
+    FileSpec("results/report/near_duplicates.tsv", "report", (), header=NEAR_DUPLICATES_HEADER),
     FileSpec("results/report/catalogue.npz", "changes", ("changes",), members=CATALOGUE_MEMBERS),
 )
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from img2npz.contract import (
+    ADDED_DATASET_MEMBERS,
     DATASET_FORMAT,
     DATASET_MEMBERS,
     UNLABELLED_LABEL,
@@ -128,7 +129,7 @@ class NPZDataset(_ImageFolderLike):
             self._layouts = array_layout(self.path)
         except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise DatasetFormatError(f"{self.path}: not a readable .npz ({error})") from error
-        missing = set(member_names(DATASET_MEMBERS)) - set(self._layouts)
+        missing = set(member_names(DATASET_MEMBERS)) - set(ADDED_DATASET_MEMBERS) - set(self._layouts)
         if missing:
             raise DatasetFormatError(f"{self.path}: not an img2npz dataset (no {', '.join(sorted(missing))})")
         self.meta: dict[str, Any] = json.loads(str(read_array(self.path, "meta", self._layouts["meta"])))

@@ -165,15 +165,15 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(
+def load_image(
     path: str | os.PathLike,
     target: tuple[int, int] | None = None,
     mode: ResizeMode | str = ResizeMode.CENTER_CROP,
     background: tuple[int, int, int] = (255, 255, 255),
     timeout_s: float | None = None,
     histogram: np.ndarray | None = None,
-) -> np.ndarray:
-    """Decode ``path`` to an upright RGB ``uint8`` array (H, W, 3), resized to ``target`` (W, H) if given.
+) -> Image.Image:
+    """Decode ``path`` to an upright, loaded RGB image, resized to ``target`` (W, H) if given.
 
     ``timeout_s`` bounds the whole image; the stage that runs out of time is the one reported.
     ``histogram``, a (3, 256) int64 array, gets this image's channel counts added (Pillow counts in
@@ -187,9 +187,15 @@ def load_rgb(
             image = _stage("convert", lambda: to_rgb(image, background))
             if target is not None:
                 image = _stage("resize", lambda: resize(image, target, mode, background))
-            pixels = np.asarray(image)
+            if image is source:
+                image = image.copy()  # the source is closed below
             if histogram is not None:
                 histogram += np.asarray(image.histogram(), np.int64).reshape(3, 256)
-            return pixels
+            return image
         finally:
             source.close()
+
+
+def load_rgb(path: str | os.PathLike, *args, **kwargs) -> np.ndarray:
+    """:func:`load_image` as an (H, W, 3) uint8 array (the same arguments)."""
+    return np.asarray(load_image(path, *args, **kwargs))

@@ -9,10 +9,12 @@ holds a few dozen bytes per image (labels, fingerprints, CRCs), never the pixels
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from img2npz import fingerprint, neardup
 from img2npz.contract import FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
 from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images
@@ -72,6 +74,30 @@ def _indexed_paths(images_table: str) -> Iterator[str]:
 
 
 LISTED = 50  # groups (and paths per group) and images named in validation.json and the report
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """The pairs of rows whose perceptual hashes are at most ``bits`` apart, and their groups
+    (rows joined by pairs, transitively), each group ascending, groups by their first row."""
+
+    bits: int
+    first: np.ndarray
+    second: np.ndarray
+    distance: np.ndarray
+    groups: list[list[int]]
+
+
+def near_duplicates_of(hashes: np.ndarray, bits: int) -> NearDuplicates:
+    first, second = neardup.near_pairs(hashes, bits)
+    distance = fingerprint.distances(hashes[first], hashes[second])
+    rows = np.unique(np.concatenate([first, second]))
+    roots = neardup.groups(len(hashes), first, second)[rows]
+    order = np.lexsort((rows, roots))
+    rows, roots = rows[order], roots[order]
+    cuts = np.flatnonzero(np.diff(roots)) + 1
+    groups = [group.tolist() for group in np.split(rows, cuts)] if len(rows) else []
+    return NearDuplicates(bits, first, second, distance, groups)
 
 
 class Evidence:
@@ -138,6 +164,13 @@ class Evidence:
     def duplicates(self) -> list[list[int]]:
         """Groups of rows with the same pixels."""
         return duplicate_groups(self.npz, self.layouts["images"], self.pixels.fingerprints)
+
+    def near_duplicates(self, bits: int) -> NearDuplicates:
+        """:class:`NearDuplicates` within ``bits`` (searched once per threshold)."""
+        found = self.__dict__.setdefault("_near", {})
+        if bits not in found:
+            found[bits] = near_duplicates_of(self.member("phashes"), bits)
+        return found[bits]
 
     @cached_property
     def duplicate_paths(self) -> list[list[str]]:

@@ -160,6 +160,14 @@ def _listed(key: str) -> Section:
     return section
 
 
+def _near_duplicates(page: Page) -> list[str]:
+    parts = []
+    if page.listed.get("near_duplicates") and "near_duplicates" in page.pictures:
+        parts.append(_picture(page.pictures["near_duplicates"], "near-duplicate pairs side by side"))
+    parts.extend(_listed("near_duplicates")(page))
+    return parts
+
+
 def _checks(page: Page) -> list[str]:
     rows = [(c["name"], _status(c), c["severity"], _short(c["value"]), _short(c["threshold"])) for c in page.checks]
     return [_table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,))]
@@ -175,6 +183,7 @@ SECTIONS: tuple[tuple[str, Section], ...] = (
     ("Pixel values", _pixel_values),
     ("Left out: files that could not be read", _left_out),
     ("Exact duplicate images (same pixels)", _listed("duplicate_images")),
+    ("Near-duplicates (every group in near_duplicates.tsv)", _near_duplicates),
     ("Constant (blank) images", _listed("constant_images")),
     ("Checks", _checks),
 )

@@ -23,6 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from img2npz import fingerprint
 from img2npz.atomic import atomic_output
 from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, ShardMeta, in_index_order
 from img2npz.filecopy import ByteRange, copy_ranges
@@ -157,6 +158,9 @@ def merge_shards(
         with writer.stream("crc32s", np.uint32, (total,)) as member:
             for shard in summaries:
                 member.write(read_array(shard.npz, "crc32s", shard.layouts["crc32s"]))
+        with writer.stream("phashes", np.uint8, (total, fingerprint.BYTES)) as member:
+            for shard in summaries:
+                member.write(read_array(shard.npz, "phashes", shard.layouts["phashes"]))
         split_meta = _write_splits(writer, split, splits, group_by) if splits else None
         failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
         mean, std = channel_stats(histogram)

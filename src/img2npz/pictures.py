@@ -98,6 +98,22 @@ def class_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], int]]) -> Image.I
     return grid
 
 
+def pair_grid(rows: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Image.Image:
+    """One row per pair: its caption on the left, then the two images side by side."""
+    cell = TILE + GAP
+    grid = Image.new("RGB", (LABEL_WIDTH + 2 * cell + GAP, max(1, len(rows)) * cell + GAP), BACKGROUND)
+    draw = ImageDraw.Draw(grid)
+    for number, (caption, first, second) in enumerate(rows):
+        y = GAP + number * cell
+        for line, text in enumerate(caption.split("\n")[:3]):
+            draw.text((GAP + 2, y + TILE // 2 - 22 + 16 * line), text[:24], fill=TEXT, font=_font())
+        for column, pixels in enumerate((first, second)):
+            tile = _tile(pixels)
+            x = LABEL_WIDTH + column * cell
+            grid.paste(tile, (x + (TILE - tile.width) // 2, y + (TILE - tile.height) // 2))
+    return grid
+
+
 def bars_to_draw(counts: Sequence[int]) -> list[int]:
     """Indices of the bars drawn: all of them, or the MAX_BARS // 2 largest and smallest counts."""
     order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))

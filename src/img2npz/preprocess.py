@@ -25,10 +25,10 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from img2npz import reuse
+from img2npz import fingerprint, reuse
 from img2npz.atomic import atomic_output
 from img2npz.contract import FAILURE_HEADER, SHARD_FORMAT, ShardMeta, ShardStats
-from img2npz.decode import DECODER_VERSION, ImageFailure, load_rgb, one_line
+from img2npz.decode import DECODER_VERSION, ImageFailure, load_image, one_line
 from img2npz.dtypes import to_stored_dtype
 from img2npz.index import read_manifest
 from img2npz.kept import keep
@@ -108,6 +108,7 @@ def process_shard(
             writer.add("sizes", np.array(done.sizes, np.int64))
             writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
             writer.add("crc32s", np.array(done.crcs, np.uint32))
+            writer.add("phashes", done.phashes())
             writer.add("histogram", copier.histogram)
             writer.add("meta", np.array(meta.to_json()))
         write_tsv(out_failures, FAILURE_HEADER, done.failures)
@@ -134,9 +135,23 @@ class _Rows:
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     crcs: list[int] = field(default_factory=list)
+    hashes: list[np.ndarray | None] = field(default_factory=list)  # a kept row's hash, or None: decoded
+    thumbnails: list[np.ndarray] = field(default_factory=list)  # the decoded rows', in order
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reused: int = 0
     decoded: int = 0
+
+    def phashes(self) -> np.ndarray:
+        """(n, fingerprint.BYTES) uint8: kept rows' hashes as they were, decoded rows' hashed now
+        (in one batch: numpy's per-call cost would exceed the arithmetic)."""
+        out = np.zeros((len(self.hashes), fingerprint.BYTES), np.uint8)
+        fresh = [number for number, kept in enumerate(self.hashes) if kept is None]
+        if fresh:
+            out[fresh] = fingerprint.hashes(np.stack(self.thumbnails))
+        for number, kept in enumerate(self.hashes):
+            if kept is not None:
+                out[number] = kept
+        return out
 
 
 def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path, pixel: dict, timeout_s) -> _Rows:
@@ -147,12 +162,13 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
         crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
         if crc is not None:
             done.reused += 1
+            done.hashes.append(copier.phash(entry))
         else:
             try:
                 if isinstance(entry, ImageFailure):
                     raise entry
                 done.decoded += 1
-                row, counts = _decode(os.fspath(source / rel_path), pixel, timeout_s)
+                row, counts, thumb = _decode(os.fspath(source / rel_path), pixel, timeout_s)
             except ImageFailure as failure:
                 done.failures.append((rel_path, failure.stage, failure.reason.replace(prefix, "")))
                 continue
@@ -160,6 +176,8 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
             copier.flush(images)
             images.write_bytes(row.reshape(-1).view(np.uint8), crc)
             copier.histogram += counts
+            done.hashes.append(None)
+            done.thumbnails.append(thumb)
         done.paths.append(rel_path)
         done.class_names.append(class_name)
         done.sizes.append(size)
@@ -169,12 +187,13 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
     return done
 
 
-def _decode(path: str, pixel: dict, timeout_s: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """A row in the stored dtype, and its uint8 channel counts."""
+def _decode(path: str, pixel: dict, timeout_s: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A row in the stored dtype, its uint8 channel counts and its fingerprint thumbnail."""
     counts = np.zeros((3, 256), np.int64)
     height, width = pixel["size"]
-    pixels = load_rgb(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts)
-    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts
+    image = load_image(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts)
+    pixels = np.asarray(image)
+    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image)
 
 
 def _strings(values: list[str]) -> np.ndarray:

@@ -13,9 +13,9 @@ import numpy as np
 
 from img2npz import htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
-from img2npz.contract import FAILURE_HEADER, UNLABELLED_CLASS, Check
-from img2npz.evidence import Evidence
-from img2npz.tsv import iter_tsv
+from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check
+from img2npz.evidence import LISTED, Evidence
+from img2npz.tsv import iter_tsv, write_tsv
 
 
 @dataclass
@@ -29,6 +29,9 @@ class ReportFiles:
     failed_html: str | os.PathLike | None = None  # a copy kept where a failed job's outputs are not deleted
     changes: str | os.PathLike | None = None  # changes.tsv, against the catalogue of the last checked dataset
     catalogue: str | os.PathLike | None = None
+    near_duplicates: str | os.PathLike | None = None  # near_duplicates.tsv: every group in full
+    near_pairs: str | os.PathLike | None = None  # near_duplicates.png: the first pairs side by side
+    failed_near_duplicates: str | os.PathLike | None = None  # a copy kept where a failed job's outputs are not deleted
 
 
 def failure_groups(failures: str, examples: int = 3) -> list[dict]:
@@ -66,6 +69,38 @@ def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
     pictures.save_png(histograms, files.histograms)
 
 
+PAIRS_SHOWN = 20
+
+
+def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> None:
+    """``near_duplicates.tsv`` (every group, a line per image) and the picture of the first pairs,
+    pairs that straddle two splits first."""
+    found = evidence.near_duplicates(bits)
+    split, names = evidence.split, evidence.split_names
+    members = [row for group in found.groups for row in group]
+    paths = iter(evidence.paths_of(members))
+    lines = [
+        (number, next(paths), names[split[row]] if split is not None else "")
+        for number, group in enumerate(found.groups, 1)
+        for row in group
+    ]
+    for target in (files.near_duplicates, files.failed_near_duplicates):  # the log copy outlives a failed run
+        if target is not None:
+            write_tsv(target, NEAR_DUPLICATES_HEADER, lines)
+    if files.near_pairs is None:
+        return
+    across = split[found.first] != split[found.second] if split is not None else np.zeros(len(found.first), bool)
+    shown = np.argsort(~across, kind="stable")[:PAIRS_SHOWN]
+    rows = sorted({int(r) for r in found.first[shown]} | {int(r) for r in found.second[shown]})
+    pixels = dict(zip(rows, pictures.to_display(evidence.rows(rows), evidence.pixel["normalize"]), strict=True))
+    captions = []
+    for n in shown:
+        a, b = int(found.first[n]), int(found.second[n])
+        where = f"\n{names[split[a]]} / {names[split[b]]}" if split is not None else ""
+        captions.append((f"{found.distance[n]} bits apart{where}", pixels[a], pixels[b]))
+    pictures.save_png(pictures.pair_grid(captions), files.near_pairs)
+
+
 def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord]) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``)."""
     paths = list(evidence.iter_paths())
@@ -98,18 +133,26 @@ def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
     ]
 
 
-def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, changes: Catalogue | None):
+def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, changes: Catalogue | None, near_bits: int):
     split_table = [
         (name, sum(row), *row) for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
     ]
     return htmlreport.Page(
         checks=[asdict(check) for check in checks],
         summary=_summary(evidence),
-        pictures={"samples": files.samples, "class_counts": files.class_counts, "histograms": files.histograms},
+        pictures={
+            "samples": files.samples,
+            "class_counts": files.class_counts,
+            "histograms": files.histograms,
+            **({"near_duplicates": files.near_pairs} if files.near_pairs else {}),
+        },
         class_counts=list(zip(evidence.classes, evidence.class_counts, strict=True)),
         failure_groups=failure_groups(evidence.failures),
         listed={
             "duplicate_images": evidence.duplicate_paths,
+            "near_duplicates": [
+                evidence.paths_of(g[:LISTED]) for g in evidence.near_duplicates(near_bits).groups[:LISTED]
+            ],
             "constant_images": [[p] for p in evidence.constant_paths],
         },
         splits=(["split", "images", *evidence.classes], split_table) if split_table else None,
@@ -124,14 +167,16 @@ def write_report(
     samples: int,
     shards: Mapping[str, ShardRecord],
     failed: bool,
+    near_duplicate_bits: int,
 ) -> None:
     """Pictures, change report and page; ``evidence`` None: the file could not be read as a dataset
     (the page shows the checks only). ``failed``: a hard check failed, so the page is also kept at
     ``files.failed_html`` (Snakemake deletes a failed job's outputs)."""
     if evidence is not None:
         draw_pictures(evidence, samples, files)
+        near_duplicate_report(evidence, near_duplicate_bits, files)
         changes = change_report(evidence, files, shards) if files.changes is not None else None
-        page = htmlreport.render(page_of(evidence, checks, files, changes))
+        page = htmlreport.render(page_of(evidence, checks, files, changes, near_duplicate_bits))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
     htmlreport.write_html(files.html, page)

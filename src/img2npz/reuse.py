@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from img2npz import crc32
+from img2npz import crc32, fingerprint
 from img2npz.contract import ShardMeta
 from img2npz.dtypes import uint8_of
 from img2npz.filecopy import ByteRange, copy_ranges, release_cache
@@ -52,6 +52,7 @@ class KeptShard:
     images: int  # decoded rows (padding rows for failures follow them)
     crcs: np.ndarray  # uint32 CRC-32 of each decoded row's bytes
     histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
+    phashes: np.ndarray  # (images, fingerprint.BYTES) uint8 perceptual hash of each decoded row
     merged: tuple[str, int, int] | None = None  # (dataset path, fd, offset of this shard's row 0) to read instead
 
     def byte_ranges(self, row: int, crcs: Sequence[int], chunk_bytes: int = 8 << 20) -> list[ByteRange]:
@@ -167,7 +168,13 @@ class PreviousRows:
         count = int(meta.images)
         columns = [read_array(path, name, layouts[name]) for name in ("paths", "sizes", "mtimes_ns", "crc32s")]
         histogram = read_array(path, "histogram", layouts["histogram"])
-        if any(len(column) != count for column in columns) or count > images.shape[0] or histogram.shape != (3, 256):
+        phashes = read_array(path, "phashes", layouts["phashes"])
+        if (
+            any(len(column) != count for column in columns)
+            or count > images.shape[0]
+            or histogram.shape != (3, 256)
+            or phashes.shape != (count, fingerprint.BYTES)
+        ):
             raise ValueError("member lengths disagree")
         number = len(self.shards)
         row_bytes = images.nbytes // images.shape[0] if images.shape[0] else 0
@@ -177,7 +184,9 @@ class PreviousRows:
         if merged:
             dataset, offset, first_row = merged
             in_dataset = (dataset, self._dataset_fd, offset + first_row * row_bytes)
-        self.shards.append(KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, in_dataset))
+        self.shards.append(
+            KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, phashes, in_dataset)
+        )
         for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
 
@@ -261,6 +270,11 @@ class RowCopier:
         self.histogram += counts
         images.write_bytes(data, crc)
         return crc
+
+    def phash(self, entry: tuple[int, int]) -> np.ndarray:
+        """The kept row ``entry``'s perceptual hash (copied with it: its pixels are the same)."""
+        number, row = entry
+        return self._previous.shards[number].phashes[row]
 
     def flush(self, images) -> None:
         """Copy the pending run of kept rows (each is read once: its pages are released after)."""

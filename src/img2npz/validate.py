@@ -64,7 +64,15 @@ def validate_dataset(
         status = "PASS" if check.passed else ("FAIL" if check.severity == "hard" else "WARN")
         log.info("%s %s: %s (threshold %s)", status, check.name, json.dumps(check.value), json.dumps(check.threshold))
     write_validation(out_json, checks)
-    report.write_report(evidence if readable else None, checks, files, samples, shards or {}, failed=bool(hard))
+    report.write_report(
+        evidence if readable else None,
+        checks,
+        files,
+        samples,
+        shards or {},
+        failed=bool(hard),
+        near_duplicate_bits=limits.near_duplicate_bits,
+    )
     if hard:
         details = "; ".join(
             f"{c.name} (measured {_clip(json.dumps(c.value))}, threshold {_clip(json.dumps(c.threshold))})"

@@ -36,12 +36,23 @@ rule validate_report:
             caption="../report/changes.rst",
             category="Dataset",
         ),
+        near_duplicates=report(
+            "results/report/near_duplicates.tsv",
+            caption="../report/near_duplicates.rst",
+            category="Dataset",
+        ),
+        near_pairs=report(
+            "results/report/near_duplicates.png",
+            caption="../report/near_duplicates.rst",
+            category="Dataset",
+        ),
         # What the last checked dataset held, to report the next run's changes against; kept
         # across runs (update) and restored by Snakemake when a run fails.
         catalogue=update("results/report/catalogue.npz"),
     log:
         main="results/logs/validate_report.log",
         html="results/logs/validate_report.html",
+        near_duplicates="results/logs/near_duplicates.tsv",
     conda:
         "../../envs/img2npz.yaml"
     threads: 2  # sha256 in a second thread while the checks read the pixels

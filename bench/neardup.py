@@ -1,0 +1,151 @@
+"""Near-duplicates: what the perceptual hash catches, what it costs, and the search at scale.
+
+Three figures, each measured in this one run:
+
+* ``quality``: scenes (:mod:`img2npz.variants`) and each of their variants, saved as JPEG q90 and
+  decoded by the workflow's own decoder at ``--size`` and ``--resize``; per variant the largest
+  Hamming distance to its original, and the distances between distinct scenes (every pair), so
+  that the threshold's two sides are visible;
+* ``cost``: a real shard job's CPU per image with the hash, against the same job with the
+  thumbnail and the hashing replaced by nothing, interleaved;
+* ``search``: :func:`img2npz.neardup.near_pairs` on ``--search`` random hashes with 1,000 planted
+  pairs at 0..threshold bits: time, peak memory, and whether exactly the planted pairs came back.
+
+Usage: python bench/neardup.py [--scenes 200] [--size 256] [--resize center-crop] [--search 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from img2npz import fingerprint, neardup
+from img2npz.contract import MANIFEST_HEADER
+from img2npz.decode import load_image
+from img2npz.preprocess import process_shard
+from img2npz.tsv import write_tsv
+from img2npz.variants import CAUGHT, VARIANTS, scene
+
+DEFAULT_THRESHOLD = 16
+
+
+def make_tree(root: Path, scenes: int) -> None:
+    for number in range(scenes):
+        rng = np.random.default_rng([17, number])
+        size = (int(rng.integers(440, 560)), int(rng.integers(330, 420)))
+        original = scene(rng, size if rng.random() < 0.8 else size[::-1])
+        original.save(root / f"{number:05d}_original.jpg", quality=90)
+        for name, make in VARIANTS.items():
+            make(original).save(root / f"{number:05d}_{name}.jpg", quality=90)
+
+
+def hashes_of(files: list[Path], size: int, resize: str) -> np.ndarray:
+    thumbs = [fingerprint.thumbnail(load_image(path, (size, size), resize)) for path in files]
+    return fingerprint.hashes(np.stack(thumbs))
+
+
+def quality(scenes: int, size: int, resize: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        make_tree(root, scenes)
+        files = sorted(root.glob("*.jpg"))
+        hashes = dict(zip((path.stem for path in files), hashes_of(files, size, resize), strict=True))
+    originals = np.stack([hashes[f"{n:05d}_original"] for n in range(scenes)])
+    print(f"quality: {scenes} scenes at {size}x{size} {resize}; distance of 256 bits (threshold {DEFAULT_THRESHOLD})")
+    for name in VARIANTS:
+        variant = np.stack([hashes[f"{n:05d}_{name}"] for n in range(scenes)])
+        far = fingerprint.distances(originals, variant)
+        caught = "  ".join(f"<={t}: {(far <= t).mean():6.1%}" for t in (12, DEFAULT_THRESHOLD, 24))
+        mark = "meant to be caught" if name in CAUGHT else "not a target"
+        print(f"  {name:14} max {far.max():3d}  median {np.median(far):5.1f}  caught {caught}  ({mark})")
+    first, second = np.triu_indices(scenes, 1)
+    apart = fingerprint.distances(originals[first], originals[second])
+    print(
+        f"  distinct scenes ({len(apart)} pairs): min {apart.min()}  0.1st percentile {np.percentile(apart, 0.1):.0f}"
+        f"  1st {np.percentile(apart, 1):.0f}  median {np.median(apart):.0f};"
+        f"  within the threshold: {(apart <= DEFAULT_THRESHOLD).sum()}"
+    )
+
+
+def _manifest(root: Path, images: int) -> Path:
+    for number in range(images):
+        rng = np.random.default_rng([23, number])
+        scene(rng, (int(rng.integers(440, 560)), int(rng.integers(330, 420)))).save(root / f"{number}.jpg", quality=90)
+    rows = [(path.name, path.stat().st_size, path.stat().st_mtime_ns, "") for path in sorted(root.glob("*.jpg"))]
+    manifest = root / "manifest.tsv"
+    write_tsv(manifest, MANIFEST_HEADER, rows)
+    return manifest
+
+
+def cost(size: int, resize: str, images: int = 300, rounds: int = 5) -> None:
+    """A shard job's CPU per image with and without the hash (thumbnails and hashing made free)."""
+    pixel = {"size": [size, size], "resize": resize, "dtype": "uint8", "background": [255, 255, 255], "normalize": None}
+    real = (fingerprint.thumbnail, fingerprint.hashes)
+    free = (
+        lambda image: np.zeros((fingerprint.SIDE,) * 2, np.uint8),
+        lambda t: np.zeros((len(t), fingerprint.BYTES), np.uint8),
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        manifest = _manifest(root, images)
+        times = {"with": [], "without": []}
+        for _ in range(rounds):  # interleaved, so that both see the same machine
+            for kind, (thumbnail, hashes) in (("without", free), ("with", real)):
+                fingerprint.thumbnail, fingerprint.hashes = thumbnail, hashes
+                start = time.process_time()
+                process_shard(
+                    manifest, root, pixel, root / "out" / "s.npz", root / "out" / "s.tsv", reuse_previous=False
+                )
+                times[kind].append((time.process_time() - start) / images)
+        fingerprint.thumbnail, fingerprint.hashes = real
+    base, extra = min(times["without"]), min(times["with"])
+    print(
+        f"cost at {size}x{size} {resize}: a shard job's CPU {base * 1e3:.3f} ms an image without the hash,"
+        f" {extra * 1e3:.3f} ms with it: +{(extra - base) / base:.1%} (best of {rounds}, interleaved)"
+    )
+
+
+def search(count: int, threshold: int = DEFAULT_THRESHOLD, planted: int = 1000) -> None:
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 256, (count, fingerprint.BYTES), dtype=np.uint8)
+    chosen = rng.choice(count, 2 * planted, replace=False)
+    first, second = chosen[:planted], chosen[planted:]
+    bits = np.unpackbits(hashes[first], axis=1)
+    for row in bits:
+        row[rng.choice(fingerprint.BYTES * 8, int(rng.integers(0, threshold + 1)), replace=False)] ^= 1
+    hashes[second] = np.packbits(bits, axis=1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    found_first, found_second = neardup.near_pairs(hashes, threshold)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    want = set(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist(), strict=True))
+    got = set(zip(found_first.tolist(), found_second.tolist(), strict=True))
+    print(
+        f"search: {count:,} random hashes, {planted} planted pairs at 0..{threshold} bits,"
+        f" {neardup.chunk_count(count, threshold)} chunks: {seconds:.1f} s, peak RSS {peak / 1024:.0f} MB"
+        f" ({before / 1024:.0f} MB before); planted found {len(want & got)}/{planted}, others {len(got - want)}"
+        f" (all pairs would be {count * (count - 1) // 2:.2e} comparisons)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--resize", default="center-crop")
+    parser.add_argument("--search", type=int, default=1_000_000)
+    args = parser.parse_args()
+    quality(args.scenes, args.size, args.resize)
+    cost(args.size, args.resize)
+    if args.search:
+        search(args.search)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Every pair of perceptual hashes within a Hamming distance, without comparing all pairs.
+
+Multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012), exact: the 256 bits are cut into
+``m`` chunks; two hashes at most ``t`` bits apart differ in at most ``t // m`` bits of some chunk
+(pigeonhole). So for each chunk, each item is looked up, among the items sorted by that chunk's
+value, under its own value and under every value ``t // m`` bits or fewer away; what is found is
+a candidate, and every candidate's full distance is computed. Nothing within ``t`` is missed and
+nothing beyond it is reported; the result is the same pairs, in the same order, as comparing all
+``n * (n - 1) / 2`` pairs.
+
+The cost is set by ``m``: with chunks of about ``log2(n)`` bits, a random value finds about one
+other item under each looked-up value. :func:`chunk_count` picks ``m`` for ``n`` and ``t`` by
+that estimate. Memory is a few arrays of ``n`` entries plus the candidates of one lookup at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from img2npz.fingerprint import BYTES, distances
+
+BITS = BYTES * 8
+MIN_CHUNKS = BITS // 32  # a chunk's value is at most 32 bits
+TABLE_BITS = 22  # chunks this wide or narrower are looked up in a table of 2**bits + 1 int64s
+
+
+def chunk_count(count: int, threshold: int) -> int:
+    """The number of chunks whose estimated lookups plus candidates are fewest."""
+
+    def cost(chunks: int) -> float:
+        width = BITS / chunks
+        radius = threshold // chunks
+        probes = sum(math.comb(math.ceil(width), k) for k in range(radius + 1))
+        return chunks * probes * (1 + count / 2**width)
+
+    return min(range(MIN_CHUNKS, 65), key=lambda chunks: (cost(chunks), chunks))
+
+
+def _chunk_values(hashes: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Bits ``start:stop`` (at most 32, big-endian numbering) of each hash, as uint64."""
+    words = np.ascontiguousarray(hashes).view(">u8").astype(np.uint64)
+    first, offset = divmod(start, 64)
+    width = stop - start
+    value = words[:, first] << np.uint64(offset) if offset else words[:, first].copy()
+    if offset + width > 64:
+        value |= words[:, first + 1] >> np.uint64(64 - offset)
+    return value >> np.uint64(64 - width)
+
+
+def _masks(width: int, radius: int) -> list[int]:
+    masks = [0]
+    for flips in range(1, radius + 1):
+        for bits in itertools.combinations(range(width), flips):
+            masks.append(sum(1 << bit for bit in bits))
+    return masks
+
+
+class _Lookup:
+    """Where each value's items start and end in ``order``: a table of bucket starts for chunks
+    of up to :data:`TABLE_BITS` bits (one memory access a lookup), else binary search."""
+
+    def __init__(self, values: np.ndarray, order: np.ndarray, width: int):
+        self._sorted = values[order]
+        self._table = None
+        if width <= TABLE_BITS:
+            counts = np.bincount(values.astype(np.int64), minlength=1 << width)
+            self._table = np.concatenate(([0], np.cumsum(counts)))
+
+    def ranges(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._table is not None:
+            wanted = wanted.astype(np.int64)
+            return self._table[wanted], self._table[wanted + 1]
+        return np.searchsorted(self._sorted, wanted, "left"), np.searchsorted(self._sorted, wanted, "right")
+
+
+def near_pairs(hashes: np.ndarray, threshold: int, chunks: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) int64 row indices, first < second, of every pair at most ``threshold``
+    bits apart, sorted by (first, second)."""
+    hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, BYTES)
+    count = len(hashes)
+    if count < 2 or threshold < 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    chunks = chunks or chunk_count(count, threshold)
+    if not MIN_CHUNKS <= chunks <= BITS:
+        raise ValueError(f"chunks must be {MIN_CHUNKS}..{BITS}, not {chunks}")
+    radius = threshold // chunks
+    bounds = np.linspace(0, BITS, chunks + 1).round().astype(int)
+    found: list[np.ndarray] = []
+    for start, stop in itertools.pairwise(bounds):
+        width = int(stop - start)
+        values = _chunk_values(hashes, int(start), int(stop))
+        order = np.argsort(values, kind="stable")
+        lookup = _Lookup(values, order, width)
+        for mask in _masks(width, radius):
+            low, high = lookup.ranges(values ^ np.uint64(mask))
+            lengths = high - low
+            queries = np.repeat(np.arange(count), lengths)
+            if not len(queries):
+                continue
+            starts = np.repeat(low - np.cumsum(lengths) + lengths, lengths)
+            others = order[np.arange(len(queries)) + starts]
+            keep = queries < others  # each pair once, never an item with itself
+            queries, others = queries[keep], others[keep]
+            near = distances(hashes[queries], hashes[others]) <= threshold
+            found.append(queries[near] * count + others[near])
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keys = np.unique(np.concatenate(found))
+    return keys // count, keys % count
+
+
+def groups(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Each item's group: the smallest index among the items its pairs connect it to (itself
+    when it has no pair). Union-find, all in arrays: ``first`` and ``second`` may be long."""
+    parent = np.arange(count)
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    while True:
+        low = np.minimum(parent[first], parent[second])
+        changed = False
+        for side in (first, second):
+            roots = parent[side]
+            moved = low < roots
+            if moved.any():
+                np.minimum.at(parent, roots[moved], low[moved])
+                changed = True
+        parent = parent[parent]  # path halving, until every item points at its root
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        if not changed:
+            return parent

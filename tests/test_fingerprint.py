@@ -1,0 +1,42 @@
+"""fingerprint: near-duplicate edits stay within the default threshold, distinct scenes far from it."""
+
+import numpy as np
+from PIL import Image
+
+from img2npz import fingerprint
+from img2npz.variants import CAUGHT, VARIANTS, scene
+
+NEAR = 24  # edits land within this many bits (the default threshold, 16, takes most of them)
+
+
+def _hash(image: Image.Image, size=(128, 128)) -> np.ndarray:
+    row = image.resize(size, Image.Resampling.BICUBIC)
+    return fingerprint.hashes(fingerprint.thumbnail(row)[None])[0]
+
+
+def test_edits_stay_near_and_distinct_scenes_far():
+    originals = [scene(np.random.default_rng([1, n])) for n in range(12)]
+    hashes = np.stack([_hash(image) for image in originals])
+    for name in CAUGHT:
+        edited = np.stack([_hash(VARIANTS[name](image)) for image in originals])
+        assert fingerprint.distances(hashes, edited).max() <= NEAR, name
+    first, second = np.triu_indices(len(originals), 1)
+    assert fingerprint.distances(hashes[first], hashes[second]).min() > 2 * NEAR
+
+
+def test_thumbnail_reduces_by_whole_factors_and_keeps_small_rows():
+    assert fingerprint.thumbnail(Image.new("RGB", (256, 200))).shape == (67, 64)  # factors 4 and 3, rounded up
+    assert fingerprint.thumbnail(Image.new("RGB", (32, 40))).shape == (40, 32)
+
+
+def test_hash_bits_are_half_set_and_packed():
+    hashes = fingerprint.hashes(np.stack([fingerprint.thumbnail(scene(np.random.default_rng(n))) for n in range(4)]))
+    assert hashes.shape == (4, fingerprint.BYTES) and hashes.dtype == np.uint8
+    assert (np.unpackbits(hashes, axis=1).sum(axis=1) == 128).all()  # above the median of 256 coefficients
+
+
+def test_distances_count_differing_bits():
+    a = np.zeros((2, fingerprint.BYTES), np.uint8)
+    b = a.copy()
+    b[1, 0], b[1, 31] = 0b1011, 0xFF
+    assert fingerprint.distances(a, b).tolist() == [0, 11]

@@ -1,0 +1,45 @@
+"""neardup: the multi-index search returns exactly the pairs within the threshold, as all pairs would."""
+
+import numpy as np
+import pytest
+
+from img2npz import fingerprint, neardup
+
+
+def _planted(count: int, pairs: int, threshold: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 256, (count, fingerprint.BYTES), dtype=np.uint8)
+    chosen = rng.choice(count, 2 * pairs, replace=False)
+    first, second = chosen[:pairs], chosen[pairs:]
+    bits = np.unpackbits(hashes[first], axis=1)
+    for number, row in enumerate(bits):
+        row[rng.choice(256, number % (threshold + 1), replace=False)] ^= 1  # 0..threshold bits apart
+    hashes[second] = np.packbits(bits, axis=1)
+    return hashes, set(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist(), strict=True))
+
+
+def test_planted_pairs_are_found_among_a_hundred_thousand_and_none_invented():
+    hashes, planted = _planted(100_000, 300, 24)
+    first, second = neardup.near_pairs(hashes, 24)
+    assert set(zip(first.tolist(), second.tolist(), strict=True)) == planted
+
+
+@pytest.mark.parametrize("threshold", [0, 5, 24, 40])
+def test_same_pairs_as_comparing_all_pairs(threshold):
+    rng = np.random.default_rng(threshold)
+    base = rng.integers(0, 256, (40, fingerprint.BYTES), dtype=np.uint8)
+    bits = np.unpackbits(base[rng.integers(0, 40, 400)], axis=1)
+    flips = rng.random(bits.shape) < rng.uniform(0, 0.2, (400, 1))  # clusters at every distance
+    hashes = np.packbits(bits ^ flips, axis=1)
+    every = fingerprint.distances(hashes[:, None], hashes[None])
+    want = [(i, j) for i, j in zip(*np.nonzero(every <= threshold), strict=True) if i < j]
+    first, second = neardup.near_pairs(hashes, threshold)
+    assert list(zip(first.tolist(), second.tolist(), strict=True)) == want
+    for chunks in (8, 11, 30):  # any cut is exact; the chosen one is only the fastest
+        if threshold // chunks < 3:
+            assert np.array_equal(neardup.near_pairs(hashes, threshold, chunks)[0], first)
+
+
+def test_groups_join_chains_under_their_smallest_member():
+    groups = neardup.groups(7, np.array([5, 1, 3]), np.array([6, 3, 6]))
+    assert groups.tolist() == [0, 1, 2, 1, 4, 1, 1]

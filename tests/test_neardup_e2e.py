@@ -1,0 +1,52 @@
+"""End-to-end: planted near-duplicates across splits fail the run by name, and are all listed."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_snakemake, write_config
+
+from img2npz.tsv import read_tsv
+from img2npz.variants import VARIANTS, scene
+
+pytestmark = pytest.mark.slow
+
+PLANTED = ("jpeg60", "half", "contrast-15")
+
+
+def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
+    source = tmp_path / "src"
+    for number in range(24):
+        folder = source / ("park" if number % 2 else "street")
+        folder.mkdir(parents=True, exist_ok=True)
+        original = scene(np.random.default_rng([5, number]), (160, 120))
+        original.save(folder / f"scene{number:02d}_original.jpg", quality=90)
+        if number < 8:  # eight scenes with three near-duplicates each
+            for name in PLANTED:
+                VARIANTS[name](original).save(folder / f"scene{number:02d}_{name}.jpg", quality=90)
+    shards = {"target_images": 12, "min_images": 2, "max_images": 24}
+    splits = {"train": 0.5, "val": 0.25, "test": 0.25}
+    common = {"source": str(source), "image": {"size": [48, 48]}, "shards": shards, "splits": splits}
+    common["validate"] = {"near_duplicate_bits": 24}  # small rows: the edits land within 24, not all within 16
+
+    work = tmp_path / "work"
+    result = run_snakemake(work, write_config(tmp_path / "by_path.yaml", **common), check=False)
+    assert result.returncode != 0 and "split_near_duplicates" in result.stdout + result.stderr
+    groups = {}
+    for group, path, split in read_tsv(work / "results" / "logs" / "near_duplicates.tsv", ["group", "path", "split"]):
+        groups.setdefault(group, []).append((path.split("/")[1].split("_")[0], split))
+    scenes = sorted(sorted({scene_id for scene_id, _ in group}) for group in groups.values())
+    assert scenes == [[f"scene{n:02d}"] for n in range(8)]  # a group per planted scene, nothing else
+    assert all(len(group) == 4 for group in groups.values())
+    page = (work / "results" / "logs" / "validate_report.html").read_text()
+    assert "split_near_duplicates" in page and 'id="near_duplicates"' in page  # the pairs, side by side
+
+    # the same tree with each scene's images kept together passes, and still reports the groups
+    grouped = write_config(tmp_path / "grouped.yaml", **common, group_by=r"^[^/]+/(scene\d+)_")
+    run_snakemake(work, grouped)
+    validation = json.loads((work / "results" / "validation.json").read_text())
+    checks = {check["name"]: check for check in validation["checks"]}
+    assert checks["split_near_duplicates"]["passed"] and checks["near_duplicates"]["value"]["groups"] == 8
+    assert validation["warnings"] == ["near_duplicates"]
+    lines = read_tsv(work / "results" / "report" / "near_duplicates.tsv", ["group", "path", "split"])
+    assert len(lines) == 32 and all(split for _, _, split in lines)
