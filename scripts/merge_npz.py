@@ -18,6 +18,7 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         compress=params.compress,
         splits=dict(params.splits) if params.splits else None,
         group_by=params.group_by,
+        near_duplicate_bits=params.near_duplicate_bits,
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
     write_shard_table(list(inputs.npzs), stats, output.shards)

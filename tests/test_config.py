@@ -80,6 +80,7 @@ EVERY_KEY = {
     "labels": "none",
     "splits": {"train": 0.8, "val": 0.1, "test": 0.1},
     "group_by": "^[^/]+/(subject\\d+)_",
+    "group_near_duplicates": True,
     "image": {
         "size": [128, 96],
         "resize": "pad",

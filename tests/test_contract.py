@@ -155,7 +155,7 @@ def test_the_loader_imports_no_workflow_step():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
     assert loaded <= {
-        f"img2npz.{m}" for m in ("dataset", "contract", "npzformat", "crc32", "splits", "atomic", "tsv")
+        f"img2npz.{m}" for m in ("dataset", "contract", "npzformat", "crc32", "splits", "neardup", "atomic", "tsv")
     } | {"img2npz"}, loaded
 
 

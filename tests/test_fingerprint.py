@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from img2npz import fingerprint
+from img2npz import fingerprint, neardup
 from img2npz.variants import CAUGHT, VARIANTS, scene
 
 NEAR = 24  # edits land within this many bits (the default threshold, 16, takes most of them)
@@ -19,9 +19,9 @@ def test_edits_stay_near_and_distinct_scenes_far():
     hashes = np.stack([_hash(image) for image in originals])
     for name in CAUGHT:
         edited = np.stack([_hash(VARIANTS[name](image)) for image in originals])
-        assert fingerprint.distances(hashes, edited).max() <= NEAR, name
+        assert neardup.distances(hashes, edited).max() <= NEAR, name
     first, second = np.triu_indices(len(originals), 1)
-    assert fingerprint.distances(hashes[first], hashes[second]).min() > 2 * NEAR
+    assert neardup.distances(hashes[first], hashes[second]).min() > 2 * NEAR
 
 
 def test_thumbnail_reduces_by_whole_factors_and_keeps_small_rows():
@@ -39,4 +39,4 @@ def test_distances_count_differing_bits():
     a = np.zeros((2, fingerprint.BYTES), np.uint8)
     b = a.copy()
     b[1, 0], b[1, 31] = 0b1011, 0xFF
-    assert fingerprint.distances(a, b).tolist() == [0, 11]
+    assert neardup.distances(a, b).tolist() == [0, 11]

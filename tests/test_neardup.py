@@ -31,7 +31,7 @@ def test_same_pairs_as_comparing_all_pairs(threshold):
     bits = np.unpackbits(base[rng.integers(0, 40, 400)], axis=1)
     flips = rng.random(bits.shape) < rng.uniform(0, 0.2, (400, 1))  # clusters at every distance
     hashes = np.packbits(bits ^ flips, axis=1)
-    every = fingerprint.distances(hashes[:, None], hashes[None])
+    every = neardup.distances(hashes[:, None], hashes[None])
     want = [(i, j) for i, j in zip(*np.nonzero(every <= threshold), strict=True) if i < j]
     first, second = neardup.near_pairs(hashes, threshold)
     assert list(zip(first.tolist(), second.tolist(), strict=True)) == want

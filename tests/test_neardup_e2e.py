@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import run_snakemake, write_config
 
+from img2npz.dataset import NPZDataset, ShardedNPZDataset
 from img2npz.tsv import read_tsv
 from img2npz.variants import VARIANTS, scene
 
@@ -19,15 +20,14 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     for number in range(24):
         folder = source / ("park" if number % 2 else "street")
         folder.mkdir(parents=True, exist_ok=True)
-        original = scene(np.random.default_rng([5, number]), (160, 120))
+        original = scene(np.random.default_rng([5, number]), (320, 240))
         original.save(folder / f"scene{number:02d}_original.jpg", quality=90)
         if number < 8:  # eight scenes with three near-duplicates each
             for name in PLANTED:
                 VARIANTS[name](original).save(folder / f"scene{number:02d}_{name}.jpg", quality=90)
     shards = {"target_images": 12, "min_images": 2, "max_images": 24}
     splits = {"train": 0.5, "val": 0.25, "test": 0.25}
-    common = {"source": str(source), "image": {"size": [48, 48]}, "shards": shards, "splits": splits}
-    common["validate"] = {"near_duplicate_bits": 24}  # small rows: the edits land within 24, not all within 16
+    common = {"source": str(source), "image": {"size": [64, 64]}, "shards": shards, "splits": splits}
 
     work = tmp_path / "work"
     result = run_snakemake(work, write_config(tmp_path / "by_path.yaml", **common), check=False)
@@ -50,3 +50,16 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     assert validation["warnings"] == ["near_duplicates"]
     lines = read_tsv(work / "results" / "report" / "near_duplicates.tsv", ["group", "path", "split"])
     assert len(lines) == 32 and all(split for _, _, split in lines)
+
+    # by path again, but with group_near_duplicates: the merge keeps each group in one split
+    joined = write_config(tmp_path / "joined.yaml", **common, group_near_duplicates=True)
+    result = run_snakemake(work, joined)
+    assert "localrule merge_npz" in result.stdout + result.stderr or "rule merge_npz" in result.stdout + result.stderr
+    lines = read_tsv(work / "results" / "report" / "near_duplicates.tsv", ["group", "path", "split"])
+    in_splits = {}
+    for group, _, split in lines:
+        in_splits.setdefault(group, set()).add(split)
+    assert len(in_splits) == 8 and all(len(where) == 1 for where in in_splits.values())
+    merged = NPZDataset(work / "results" / "dataset.npz", split="val")
+    shards = ShardedNPZDataset(work / "results" / "shards", split="val", splits=splits, near_duplicate_bits=24)
+    assert shards.samples == merged.samples and len(merged)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from img2npz import splits
 from img2npz.config import ConfigError, validate_config
 from img2npz.splits import assign, group_function
 
@@ -74,3 +75,19 @@ def test_bad_split_config_names_the_key():
 
 def noise(seed):
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (10, 12, 3), dtype=np.uint8))
+
+
+def test_near_duplicate_pairs_join_groups_under_the_smallest_value():
+    tree = [f"p/{n:03d}.png" for n in range(300)]
+    alone = assign(tree, FRACTIONS)
+    # chains of pairs (0-1, 1-2) and a pair inside a folder group: each set shares one split
+    first, second = np.array([0, 1, 10, 40]), np.array([1, 2, 11, 200])
+    joined_split = assign(tree, FRACTIONS, "path", (first, second))
+    for rows in ([0, 1, 2], [10, 11], [40, 200]):
+        values = splits.key_values([tree[r] for r in rows])
+        assert set(joined_split[rows].tolist()) == {alone[rows[int(np.argmin(values))]]}, rows
+    untouched = np.setdiff1d(np.arange(300), [0, 1, 2, 10, 11, 40, 200])
+    assert np.array_equal(joined_split[untouched], alone[untouched])  # a picture with no copy never moves
+    by_folder = [f"f{n // 3}/{n}.png" for n in range(30)]  # groups of three, one pair links f0 and f5
+    together = assign(by_folder, FRACTIONS, "parent", (np.array([0]), np.array([15])))
+    assert len(set(together[[0, 1, 2, 15, 16, 17]].tolist())) == 1

@@ -27,6 +27,7 @@ member       dtype                       shape       holds
 ``paths``    ``<Uk``                     (N,)        path relative to ``source``, POSIX, index order
 ``crc32s``   ``<u4``                     (N,)        CRC-32 of row i's bytes, taken when decoded
 ``phashes``  ``|u1``                     (N, 32)     256-bit perceptual hash of row i (below)
+``mean_rgb`` ``|u1``                     (N, 3)      row i's mean R, G, B (0..255), rounded
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
 ``meta``     ``<Uk``                     ()          one JSON document (below)
@@ -50,6 +51,11 @@ Digests, each checkable from this file alone: ``images_sha256`` is the hex sha25
 ``H * W * 3 * itemsize`` bytes, taken when the image was decoded and carried through every reuse
 and copy since. The zip's own CRC-32 of each member is exact too.
 
+Near-duplicates: ``phashes[i]`` is :mod:`img2npz.fingerprint`'s 256-bit perceptual hash of row
+``i``'s uint8 pixels (before any float conversion), bit ``16 * u + v`` of the 16 x 16 DCT
+coefficients in byte ``(16 * u + v) // 8``, most significant bit first; ``mean_rgb[i]`` the row's
+mean R, G and B, rounded. Both are computed when the row is decoded and travel with it.
+
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
 Written by :mod:`img2npz.preprocess`, always stored. Its members, in this order:
@@ -66,6 +72,7 @@ member             dtype           shape            holds
                                                     size: the key under which the row is reused)
 ``crc32s``         ``<u4``         (n,)             CRC-32 of each decoded row's bytes
 ``phashes``        ``|u1``         (n, 32)          each decoded row's perceptual hash
+``mean_rgb``       ``|u1``         (n, 3)           each decoded row's mean R, G, B, rounded
 ``histogram``      ``<i8``         (3, 256)         the decoded rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
 =================  ==============  ===============  ==============================================
@@ -174,11 +181,12 @@ DATASET_MEMBERS = _members(
     ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
     ("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
     ("phashes", "uint8", "(N, 32)", "256-bit perceptual hash of each row, bits packed (near-duplicates)"),
+    ("mean_rgb", "uint8", "(N, 3)", "mean R, G, B of each row, rounded (near-duplicates share it)"),
     ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
 )
 # Members added to img2npz/1 since its first release (additive: a reader that ignores them reads
 # every img2npz/1 file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("phashes",)
+ADDED_DATASET_MEMBERS = ("phashes", "mean_rgb")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),
@@ -191,6 +199,7 @@ SHARD_MEMBERS = _members(
     ("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
     ("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
     ("phashes", "uint8", "(n, 32)", "256-bit perceptual hash of each decoded row (fingerprint)"),
+    ("mean_rgb", "uint8", "(n, 3)", "mean R, G, B of each decoded row, rounded"),
     ("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
     ("meta", "json", "()", "ShardMeta"),
 )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from img2npz import neardup
 from img2npz.contract import (
     ADDED_DATASET_MEMBERS,
     DATASET_FORMAT,
@@ -184,8 +185,9 @@ class ShardedNPZDataset(_ImageFolderLike):
 
     For datasets too large to merge, or when ``merge.compress`` is on. ``classes`` come from the
     index's ``classes.tsv`` (default: ``results/index/classes.tsv`` beside the shards folder).
-    Shards do not record splits: for ``split``, pass the config's ``splits`` and ``group_by`` and
-    the same rows as in the merged file are chosen (:mod:`img2npz.splits` is a pure function).
+    Shards do not record splits: for ``split``, pass the config's ``splits`` and ``group_by`` (and,
+    with ``group_near_duplicates``, ``near_duplicate_bits``: its ``validate.near_duplicate_bits``)
+    and the same rows as in the merged file are chosen (:mod:`img2npz.splits` is a pure function).
 
     Beside the merged file, the same rows in the same order::
 
@@ -208,6 +210,7 @@ class ShardedNPZDataset(_ImageFolderLike):
         split: str | None = None,
         splits: Mapping[str, float] | None = None,
         group_by: str = "path",
+        near_duplicate_bits: int | None = None,
     ):
         folder = Path(shards)
         self.transform = transform
@@ -238,7 +241,8 @@ class ShardedNPZDataset(_ImageFolderLike):
         if split is not None:
             if not splits or split not in splits:
                 raise ValueError(f"split {split!r}: pass splits= (the config's splits) naming it")
-            chosen = assign(self._all_paths(), splits, group_by) == list(splits).index(split)
+            pairs = self._near_duplicate_pairs(near_duplicate_bits) if near_duplicate_bits is not None else None
+            chosen = assign(self._all_paths(), splits, group_by, pairs) == list(splits).index(split)
             self._rows = np.flatnonzero(chosen)
 
     def __getstate__(self) -> dict:
@@ -266,6 +270,15 @@ class ShardedNPZDataset(_ImageFolderLike):
     def _labels(self) -> np.ndarray:
         labels = np.concatenate(self._label_arrays) if self._label_arrays else np.zeros(0, np.int64)
         return labels if self._rows is None else labels[self._rows]
+
+    def _near_duplicate_pairs(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """As the merge finds them with ``group_near_duplicates`` (the same rows, the same order)."""
+        hashes = [np.zeros((0, neardup.BYTES), np.uint8)]
+        colours = [np.zeros((0, 3), np.uint8)]
+        for shard in self._shards:
+            hashes.append(read_array(shard.path, "phashes", shard.layouts["phashes"]))
+            colours.append(read_array(shard.path, "mean_rgb", shard.layouts["mean_rgb"]))
+        return neardup.near_duplicate_pairs(np.concatenate(hashes), np.concatenate(colours), bits)
 
     def _all_paths(self) -> list[str]:
         return [p for s in self._shards for p in read_array(s.path, "paths", s.layouts["paths"]).tolist()]

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from img2npz import fingerprint, neardup
+from img2npz import neardup
 from img2npz.contract import FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
 from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images
@@ -88,9 +88,9 @@ class NearDuplicates:
     groups: list[list[int]]
 
 
-def near_duplicates_of(hashes: np.ndarray, bits: int) -> NearDuplicates:
-    first, second = neardup.near_pairs(hashes, bits)
-    distance = fingerprint.distances(hashes[first], hashes[second])
+def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int) -> NearDuplicates:
+    first, second = neardup.near_duplicate_pairs(hashes, colours, bits)
+    distance = neardup.distances(hashes[first], hashes[second])
     rows = np.unique(np.concatenate([first, second]))
     roots = neardup.groups(len(hashes), first, second)[rows]
     order = np.lexsort((rows, roots))
@@ -169,7 +169,7 @@ class Evidence:
         """:class:`NearDuplicates` within ``bits`` (searched once per threshold)."""
         found = self.__dict__.setdefault("_near", {})
         if bits not in found:
-            found[bits] = near_duplicates_of(self.member("phashes"), bits)
+            found[bits] = near_duplicates_of(self.member("phashes"), self.member("mean_rgb"), bits)
         return found[bits]
 
     @cached_property

@@ -23,12 +23,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from img2npz import fingerprint
+from img2npz import fingerprint, neardup
+from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
 from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, ShardMeta, in_index_order
 from img2npz.filecopy import ByteRange, copy_ranges
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
-from img2npz.splits import assign
 from img2npz.tsv import concatenate_tsv
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,26 @@ def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) ->
     return lookup[inverse.reshape(-1)] if len(names) else np.empty(0, dtype=np.int64)
 
 
-def _write_splits(writer: NpzWriter, split: np.ndarray, splits: Mapping[str, float], group_by: str) -> dict:
+def _write_splits(
+    writer: NpzWriter, split: np.ndarray, splits: Mapping[str, float], group_by: str, near_bits: int | None
+) -> dict:
     writer.add("split", split)
     writer.add("splits", np.array(list(splits), dtype=str))
     counts = np.bincount(split, minlength=len(splits)).tolist()
-    return {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts, strict=True))}
+    record = {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts, strict=True))}
+    if near_bits is not None:
+        record["near_duplicate_bits"] = near_bits
+    return record
+
+
+def _near_duplicate_pairs(summaries: Sequence[ShardSummary], bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's near-duplicate pairs (rows in merge order), from the shards' hashes."""
+    hashes = [np.zeros((0, neardup.BYTES), np.uint8)]
+    colours = [np.zeros((0, 3), np.uint8)]
+    for shard in summaries:
+        hashes.append(read_array(shard.npz, "phashes", shard.layouts["phashes"]))
+        colours.append(read_array(shard.npz, "mean_rgb", shard.layouts["mean_rgb"]))
+    return neardup.near_duplicate_pairs(np.concatenate(hashes), np.concatenate(colours), bits)
 
 
 def merge_shards(
@@ -112,11 +127,13 @@ def merge_shards(
     compress: bool = False,
     splits: Mapping[str, float] | None = None,
     group_by: str = "path",
-) -> dict:
+    near_duplicate_bits: int | None = None,
+) -> DatasetMeta:
     """Write the dataset and the failure list; return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
-    split; see :mod:`img2npz.splits`.
+    split; see :mod:`img2npz.splits`. ``near_duplicate_bits``: keep near-duplicates within that
+    many bits (and exact duplicates) in one split.
     """
     if len(shard_npzs) != len(shard_failures):
         raise ValueError("every shard needs its failures file")
@@ -146,14 +163,14 @@ def merge_shards(
                 names = read_array(shard.npz, "class_names", shard.layouts["class_names"])
                 member.write(_label_array(names, class_index, shard.npz))
         writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
-        split = np.empty(total if splits else 0, np.int8)  # a byte an image, decided in the paths pass
+        values = np.empty(total if splits else 0)  # each row's point in [0, 1), found in the paths pass
         start = 0
         with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
             for shard in summaries:
                 paths = read_array(shard.npz, "paths", shard.layouts["paths"])
                 member.write(paths.astype(f"<U{path_chars}"))
                 if splits:
-                    split[start : start + len(paths)] = assign(paths.tolist(), splits, group_by)
+                    values[start : start + len(paths)] = splitting.key_values(paths.tolist(), group_by)
                 start += len(paths)
         with writer.stream("crc32s", np.uint32, (total,)) as member:
             for shard in summaries:
@@ -161,7 +178,15 @@ def merge_shards(
         with writer.stream("phashes", np.uint8, (total, fingerprint.BYTES)) as member:
             for shard in summaries:
                 member.write(read_array(shard.npz, "phashes", shard.layouts["phashes"]))
-        split_meta = _write_splits(writer, split, splits, group_by) if splits else None
+        with writer.stream("mean_rgb", np.uint8, (total, 3)) as member:
+            for shard in summaries:
+                member.write(read_array(shard.npz, "mean_rgb", shard.layouts["mean_rgb"]))
+        split_meta = None
+        if splits:
+            if near_duplicate_bits is not None:
+                values = splitting.joined(values, *_near_duplicate_pairs(summaries, near_duplicate_bits))
+            split = splitting.split_of(values, splits)
+            split_meta = _write_splits(writer, split, splits, group_by, near_duplicate_bits)
         failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
         mean, std = channel_stats(histogram)
         meta = DatasetMeta(

@@ -1,4 +1,5 @@
-"""Every pair of perceptual hashes within a Hamming distance, without comparing all pairs.
+"""Every pair of perceptual hashes within a Hamming distance, without comparing all pairs; and
+which images that makes near-duplicates (numpy only: the loader's splits use it too).
 
 Multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012), exact: the 256 bits are cut into
 ``m`` chunks; two hashes at most ``t`` bits apart differ in at most ``t // m`` bits of some chunk
@@ -20,11 +21,36 @@ import math
 
 import numpy as np
 
-from img2npz.fingerprint import BYTES, distances
-
-BITS = BYTES * 8
+BITS = 256  # the hashes compared: img2npz.fingerprint's
+BYTES = BITS // 8
+COLOUR_TOLERANCE = 0.08  # near-duplicates' mean colours: chromaticities at most this far apart
 MIN_CHUNKS = BITS // 32  # a chunk's value is at most 32 bits
 TABLE_BITS = 22  # chunks this wide or narrower are looked up in a table of 2**bits + 1 int64s
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances, in bits, between the rows of two broadcastable (..., BYTES) uint8 arrays."""
+    a = np.ascontiguousarray(a, np.uint8)
+    b = np.ascontiguousarray(b, np.uint8)
+    words = np.bitwise_xor(a.view(">u8"), b.view(">u8"))
+    return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+
+
+def colour_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How far apart the chromaticities of two broadcastable (..., 3) mean colours are: the largest
+    difference of ``(c + 8) / (r + g + b + 24)`` over the channels (the offset keeps near-black
+    colours from swinging). Brightness edits keep it (the ratios stay); another colour does not."""
+    a = np.asarray(a, np.float64) + 8
+    b = np.asarray(b, np.float64) + 8
+    return np.abs(a / a.sum(axis=-1, keepdims=True) - b / b.sum(axis=-1, keepdims=True)).max(axis=-1)
+
+
+def near_duplicate_pairs(hashes: np.ndarray, colours: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`near_pairs` within ``bits`` whose mean colours also agree (:data:`COLOUR_TOLERANCE`):
+    what the validation reports and what splits keep together."""
+    first, second = near_pairs(hashes, bits)
+    alike = colour_apart(colours[first], colours[second]) <= COLOUR_TOLERANCE
+    return first[alike], second[alike]
 
 
 def chunk_count(count: int, threshold: int) -> int:

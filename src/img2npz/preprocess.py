@@ -109,6 +109,7 @@ def process_shard(
             writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
             writer.add("crc32s", np.array(done.crcs, np.uint32))
             writer.add("phashes", done.phashes())
+            writer.add("mean_rgb", np.array(done.colours, np.uint8).reshape(-1, 3))
             writer.add("histogram", copier.histogram)
             writer.add("meta", np.array(meta.to_json()))
         write_tsv(out_failures, FAILURE_HEADER, done.failures)
@@ -137,6 +138,7 @@ class _Rows:
     crcs: list[int] = field(default_factory=list)
     hashes: list[np.ndarray | None] = field(default_factory=list)  # a kept row's hash, or None: decoded
     thumbnails: list[np.ndarray] = field(default_factory=list)  # the decoded rows', in order
+    colours: list[np.ndarray] = field(default_factory=list)  # each row's mean RGB
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reused: int = 0
     decoded: int = 0
@@ -162,7 +164,9 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
         crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
         if crc is not None:
             done.reused += 1
-            done.hashes.append(copier.phash(entry))
+            hash_, colour = copier.fingerprint(entry)
+            done.hashes.append(hash_)
+            done.colours.append(colour)
         else:
             try:
                 if isinstance(entry, ImageFailure):
@@ -178,6 +182,7 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
             copier.histogram += counts
             done.hashes.append(None)
             done.thumbnails.append(thumb)
+            done.colours.append(fingerprint.mean_rgb(counts))
         done.paths.append(rel_path)
         done.class_names.append(class_name)
         done.sizes.append(size)

@@ -53,6 +53,7 @@ class KeptShard:
     crcs: np.ndarray  # uint32 CRC-32 of each decoded row's bytes
     histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
     phashes: np.ndarray  # (images, fingerprint.BYTES) uint8 perceptual hash of each decoded row
+    mean_rgb: np.ndarray  # (images, 3) uint8 mean colour of each decoded row
     merged: tuple[str, int, int] | None = None  # (dataset path, fd, offset of this shard's row 0) to read instead
 
     def byte_ranges(self, row: int, crcs: Sequence[int], chunk_bytes: int = 8 << 20) -> list[ByteRange]:
@@ -169,11 +170,13 @@ class PreviousRows:
         columns = [read_array(path, name, layouts[name]) for name in ("paths", "sizes", "mtimes_ns", "crc32s")]
         histogram = read_array(path, "histogram", layouts["histogram"])
         phashes = read_array(path, "phashes", layouts["phashes"])
+        mean_rgb = read_array(path, "mean_rgb", layouts["mean_rgb"])
         if (
             any(len(column) != count for column in columns)
             or count > images.shape[0]
             or histogram.shape != (3, 256)
             or phashes.shape != (count, fingerprint.BYTES)
+            or mean_rgb.shape != (count, 3)
         ):
             raise ValueError("member lengths disagree")
         number = len(self.shards)
@@ -185,7 +188,7 @@ class PreviousRows:
             dataset, offset, first_row = merged
             in_dataset = (dataset, self._dataset_fd, offset + first_row * row_bytes)
         self.shards.append(
-            KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, phashes, in_dataset)
+            KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, phashes, mean_rgb, in_dataset)
         )
         for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
@@ -271,10 +274,11 @@ class RowCopier:
         images.write_bytes(data, crc)
         return crc
 
-    def phash(self, entry: tuple[int, int]) -> np.ndarray:
-        """The kept row ``entry``'s perceptual hash (copied with it: its pixels are the same)."""
+    def fingerprint(self, entry: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The kept row ``entry``'s perceptual hash and mean colour (its pixels are the same)."""
         number, row = entry
-        return self._previous.shards[number].phashes[row]
+        shard = self._previous.shards[number]
+        return shard.phashes[row], shard.mean_rgb[row]
 
     def flush(self, images) -> None:
         """Copy the pending run of kept rows (each is read once: its pages are released after)."""

@@ -12,6 +12,13 @@ group). The class never enters the hash, so every class is split in the configur
 expectation; with n images (or groups) in a class its fractions are within binomial noise,
 about 2 * sqrt(f * (1 - f) / n): 0.6% at 10^4 for f = 0.1. Exact per-class quotas would have to
 move old images when new ones arrive, which is what this module exists to avoid.
+
+With ``group_near_duplicates``, near-duplicates (:func:`img2npz.neardup.near_duplicate_pairs`,
+exact duplicates among them) join each other's groups: every set of groups linked by a pair takes
+the split of its member with the smallest hash value, so no copy of a picture is in two splits. An
+image then moves only when an image added later is a near-duplicate of its group's and has a smaller
+value (or links its group to one that has): the split of a picture with no near-duplicate never
+changes, and one with copies changes at most when a copy arrives.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+
+from img2npz import neardup
 
 _HASH = hashlib.blake2b(digest_size=8, person=b"img2npz-split")
 
@@ -55,13 +64,41 @@ def unit_values(keys: Sequence[str]) -> np.ndarray:
     return values.astype(np.float64) / float(1 << 53)
 
 
-def assign(paths: Sequence[str], fractions: Mapping[str, float], group_by: str = "path") -> np.ndarray:
-    """int8 split index (into ``list(fractions)``) of every path."""
+def key_values(paths: Sequence[str], group_by: str = "path") -> np.ndarray:
+    """Each path's group key's point in [0, 1)."""
     key = group_function(group_by)
-    values = unit_values([key(path) for path in paths])
+    return unit_values([key(path) for path in paths])
+
+
+def joined(values: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``values`` with every set of rows joined by the pairs (``first[i]``, ``second[i]``), and by
+    sharing a value (one group key), given the smallest value among them: so they share a split,
+    and it is the split one of them would have alone."""
+    order = np.argsort(values, kind="stable")
+    same = np.flatnonzero(values[order][1:] == values[order][:-1])
+    roots = neardup.groups(len(values), np.concatenate([first, order[same]]), np.concatenate([second, order[same + 1]]))
+    smallest = values.copy()
+    np.minimum.at(smallest, roots, values)
+    return smallest[roots]
+
+
+def split_of(values: np.ndarray, fractions: Mapping[str, float]) -> np.ndarray:
+    """int8 split index (into ``list(fractions)``) of each point in [0, 1)."""
     bounds = np.cumsum(list(fractions.values()))
     bounds[-1] = 1.0  # fractions sum to 1 up to float error; the last split takes the rest
     return np.searchsorted(bounds, values, side="right").astype(np.int8)
+
+
+def assign(
+    paths: Sequence[str],
+    fractions: Mapping[str, float],
+    group_by: str = "path",
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """int8 split index (into ``list(fractions)``) of every path; ``pairs`` (rows of ``paths``):
+    near-duplicates to keep in one split (:func:`joined`)."""
+    values = key_values(paths, group_by)
+    return split_of(joined(values, *pairs) if pairs is not None else values, fractions)
 
 
 def check_fractions(fractions: Mapping[str, float]) -> str | None:

@@ -26,6 +26,12 @@ rule merge_npz:
         compress=config["merge"]["compress"],
         splits=config["splits"],
         group_by=config["group_by"],
+        # with group_near_duplicates only: then a change of the threshold regroups the splits
+        near_duplicate_bits=(
+            config["validate"]["near_duplicate_bits"]
+            if config["group_near_duplicates"]
+            else None
+        ),
         # files of shards that no longer exist are removed from here (img2npz.reuse.prune)
         shards_dir="results/shards",
     script:
