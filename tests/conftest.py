@@ -16,6 +16,7 @@ from PIL import Image
 
 from img2npz.checks import Thresholds
 from img2npz.config import validate_config
+from img2npz.filters import NO_FILTERS
 from img2npz.index import build_index, class_names, write_classes, write_images_table, write_manifests
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
@@ -154,7 +155,9 @@ def make_tree(root, per_class=7):
     (root / "red" / "zz_broken.png").write_bytes(b"nope")
 
 
-def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None):
+def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None, filters=None, **merge):
+    """A dataset through the workflow's own functions; ``filters`` for the shard jobs, ``merge``
+    more options of :func:`merge_shards`."""
     src = tmp_path / "src"
     listing = scan_tree(src, [".png"])
     index = build_index(listing, class_names(listing.paths, "folder"), target, 1, 4 * target)
@@ -164,12 +167,14 @@ def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, sp
     for manifest in sorted(manifests.iterdir()):
         npz = tmp_path / tag / f"{manifest.stem}.npz"
         fail = tmp_path / tag / f"{manifest.stem}.failures.tsv"
-        process_shard(manifest, src, pixel, npz, fail)
+        process_shard(manifest, src, pixel, npz, fail, filters=filters or NO_FILTERS)
         npzs.append(str(npz))
         failures.append(str(fail))
     out = tmp_path / tag / "dataset.npz"
     out_fail = tmp_path / tag / "failures.tsv"
-    meta = merge_shards(npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress, splits=splits)
+    meta = merge_shards(
+        npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress, splits=splits, **merge
+    )
     write_images_table(index, tmp_path / tag / "images.parquet")
     write_classes(index, tmp_path / tag / "classes.tsv")
     return out, out_fail, meta, len(index.shards)

@@ -63,3 +63,17 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     merged = NPZDataset(work / "results" / "dataset.npz", split="val")
     shards = ShardedNPZDataset(work / "results" / "shards", split="val", splits=splits, near_duplicate_bits=24)
     assert shards.samples == merged.samples and len(merged)
+
+    # the filters: copies after the first dropped, a small image too, each listed; the run passes
+    small = source / "park" / "tiny.jpg"
+    scene(np.random.default_rng(99), (40, 30)).save(small, quality=90)
+    filters = {"drop_duplicates": "near", "min_width": 64}
+    run_snakemake(work, write_config(tmp_path / "filtered.yaml", **common, filters=filters))
+    failures = read_tsv(work / "results" / "failures.tsv", ["path", "stage", "error"])
+    assert {stage for _, stage, _ in failures} == {"filter"} and len(failures) == 8 * 3 + 1
+    assert any(path == "park/tiny.jpg" and "filters.min_width" in error for path, _, error in failures)
+    with np.load(work / "results" / "dataset.npz") as data:
+        kept = [path.split("/")[1].split("_")[0] for path in data["paths"].tolist()]
+    assert sorted(kept) == [f"scene{n:02d}" for n in range(24)]  # one image of each scene: its first
+    validation = json.loads((work / "results" / "validation.json").read_text())
+    assert validation["passed"] and validation["warnings"] == []

@@ -155,14 +155,16 @@ def paths_unique_sorted(evidence: Evidence, limits: Thresholds) -> Check:
 
 
 def rows_plus_failures_equal_index(evidence: Evidence, limits: Thresholds) -> Check:
-    value = {key: found for key, found in evidence.accounting.items() if key != "failures"}
+    value = {key: found for key, found in evidence.accounting.items() if key not in ("failures", "filtered")}
     return Check("rows_plus_failures_equal_index", value["problems"] == 0, value, 0)
 
 
 def failure_fraction(evidence: Evidence, limits: Thresholds) -> Check:
     failed, indexed = evidence.accounting["failures"], evidence.accounting["indexed"]
-    fraction = failed / indexed if indexed else 0.0
+    fraction = failed / indexed if indexed else 0.0  # what the filters left out is no failure
     value = {"failures": failed, "indexed": indexed, "fraction": round(fraction, 6)}
+    if evidence.accounting["filtered"]:
+        value["filtered"] = evidence.accounting["filtered"]
     return Check("failure_fraction", fraction <= limits.max_failure_fraction, value, limits.max_failure_fraction)
 
 

@@ -137,7 +137,8 @@ LISTING_FORMAT = "img2npz-listing/1"
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
 UNLABELLED_CLASS = ""  # its class name in manifests, shards and images.parquet
 
-FAILURE_STAGES = ("decode", "exif", "convert", "resize")
+FILTER_STAGE = "filter"  # an image left out by choice (the config's filters), not a failure to read it
+FAILURE_STAGES = ("decode", "exif", "convert", "resize", FILTER_STAGE)
 
 
 def path_sort_key(path: str) -> list[str]:
@@ -362,7 +363,9 @@ FILES = (
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
     FileSpec("results/index/images.parquet", "index", ("evidence",)),
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
-    FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "reuse", "dataset"), members=SHARD_MEMBERS),
+    FileSpec(
+        "results/shards/{shard}.npz", "preprocess", ("merge", "copies", "reuse", "dataset"), members=SHARD_MEMBERS
+    ),
     FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge",), header=FAILURE_HEADER),
     FileSpec("results/shards/{shard}.stats.json", "preprocess", ("kept", "changes")),
     FileSpec(

@@ -99,6 +99,13 @@ def _orientation(image: Image.Image) -> int:
     return value if value in TRANSPOSE_FOR_ORIENTATION else 1
 
 
+def _safe_orientation(image: Image.Image) -> int:
+    try:
+        return _orientation(image)
+    except Exception:
+        return 1  # the exif stage will report it after decoding
+
+
 def _draft(image: Image.Image, target: tuple[int, int], mode: ResizeMode) -> None:
     """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves twice the needed pixels."""
     if image.format != "JPEG":
@@ -114,11 +121,19 @@ def _draft(image: Image.Image, target: tuple[int, int], mode: ResizeMode) -> Non
     image.draft(None, (need_w * DRAFT_MARGIN, need_h * DRAFT_MARGIN))
 
 
-def _open_and_load(path: str | os.PathLike, target: tuple[int, int] | None, mode: ResizeMode) -> Image.Image:
+def _open_and_load(
+    path: str | os.PathLike,
+    target: tuple[int, int] | None,
+    mode: ResizeMode,
+    admit: Callable[[tuple[int, int]], None] | None = None,
+) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = Image.open(path)
         try:
+            if admit is not None:  # on the header's size, upright, before any pixel is decoded
+                width, height = image.size
+                admit((height, width) if _safe_orientation(image) >= 5 else (width, height))
             if target is not None:
                 _draft(image, target, mode)
             image.load()
@@ -172,16 +187,18 @@ def load_image(
     background: tuple[int, int, int] = (255, 255, 255),
     timeout_s: float | None = None,
     histogram: np.ndarray | None = None,
+    admit: Callable[[tuple[int, int]], None] | None = None,
 ) -> Image.Image:
     """Decode ``path`` to an upright, loaded RGB image, resized to ``target`` (W, H) if given.
 
     ``timeout_s`` bounds the whole image; the stage that runs out of time is the one reported.
     ``histogram``, a (3, 256) int64 array, gets this image's channel counts added (Pillow counts in
-    C, far faster than numpy on the array).
+    C, far faster than numpy on the array). ``admit`` is called with the image's upright (width,
+    height) before it is decoded, and may raise an :class:`ImageFailure` (the filters do).
     """
     mode = ResizeMode(mode)
     with time_limit(timeout_s):
-        source = _stage("decode", lambda: _open_and_load(path, target, mode))
+        source = _stage("decode", lambda: _open_and_load(path, target, mode, admit))
         try:
             image = _stage("exif", lambda: _upright(source))
             image = _stage("convert", lambda: to_rgb(image, background))

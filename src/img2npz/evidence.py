@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from img2npz import neardup
-from img2npz.contract import FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
+from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
 from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images
 from img2npz.tsv import iter_tsv
@@ -204,10 +204,19 @@ class Evidence:
     @cached_property
     def accounting(self) -> dict:
         """:func:`account_for_index` of the dataset, the failures and the index, with ``failures``:
-        the lines of ``failures.tsv``."""
-        failed = Counted(table_path(row[0]) for row in iter_tsv(self.failures, FAILURE_HEADER))
+        the lines of ``failures.tsv`` of files that could not be read, and ``filtered``: those the
+        filters left out."""
+        filtered = [0]
+
+        def failed_paths() -> Iterator[str]:
+            for path, stage, _ in iter_tsv(self.failures, FAILURE_HEADER):
+                filtered[0] += stage == FILTER_STAGE
+                yield table_path(path)
+
+        failed = Counted(failed_paths())
         found = account_for_index(map(table_path, self.iter_paths()), failed, _indexed_paths(self.images_table))
-        return {**found, "failures": failed.count}  # account_for_index reads the failures to their end
+        # account_for_index reads the failures to their end
+        return {**found, "failures": failed.count - filtered[0], "filtered": filtered[0]}
 
     @cached_property
     def split(self) -> np.ndarray | None:

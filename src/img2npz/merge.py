@@ -26,10 +26,19 @@ import numpy as np
 from img2npz import fingerprint, neardup
 from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
-from img2npz.contract import DATASET_FORMAT, FAILURE_HEADER, UNLABELLED_LABEL, DatasetMeta, ShardMeta, in_index_order
+from img2npz.contract import (
+    DATASET_FORMAT,
+    FAILURE_HEADER,
+    UNLABELLED_LABEL,
+    DatasetMeta,
+    ShardMeta,
+    in_index_order,
+    path_sort_key,
+)
+from img2npz.copies import Copies, dropped_counts, find_copies, kept_ranges
 from img2npz.filecopy import ByteRange, copy_ranges
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
-from img2npz.tsv import concatenate_tsv
+from img2npz.tsv import concatenate_tsv, read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +116,15 @@ def _write_splits(
     return record
 
 
-def _near_duplicate_pairs(summaries: Sequence[ShardSummary], bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's near-duplicate pairs (rows in merge order), from the shards' hashes."""
-    hashes = [np.zeros((0, neardup.BYTES), np.uint8)]
-    colours = [np.zeros((0, 3), np.uint8)]
-    for shard in summaries:
-        hashes.append(read_array(shard.npz, "phashes", shard.layouts["phashes"]))
-        colours.append(read_array(shard.npz, "mean_rgb", shard.layouts["mean_rgb"]))
-    return neardup.near_duplicate_pairs(np.concatenate(hashes), np.concatenate(colours), bits)
+def _write_failures(summaries: Sequence[ShardSummary], copies: Copies, out: str | os.PathLike) -> int:
+    """Each shard's failures with the copies dropped from it, in the index order; their count."""
+    lines = []
+    for shard, dropped in zip(summaries, copies.failures, strict=True):
+        lines.extend(
+            sorted([*read_tsv(shard.failures, FAILURE_HEADER), *dropped], key=lambda line: path_sort_key(line[0]))
+        )
+    write_tsv(out, FAILURE_HEADER, lines)
+    return len(lines)
 
 
 def merge_shards(
@@ -128,12 +138,15 @@ def merge_shards(
     splits: Mapping[str, float] | None = None,
     group_by: str = "path",
     near_duplicate_bits: int | None = None,
+    group_near_duplicates: bool = False,
+    drop_duplicates: str = "none",
 ) -> DatasetMeta:
     """Write the dataset and the failure list; return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
-    split; see :mod:`img2npz.splits`. ``near_duplicate_bits``: keep near-duplicates within that
-    many bits (and exact duplicates) in one split.
+    split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
+    ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
+    ``near``): leave out every copy but the first (:mod:`img2npz.copies`).
     """
     if len(shard_npzs) != len(shard_failures):
         raise ValueError("every shard needs its failures file")
@@ -146,48 +159,75 @@ def merge_shards(
         summaries.append(_summarise(npz, by_stem[stem], pixel))
     summaries = in_index_order(summaries)
 
-    total = sum(s.images for s in summaries)
+    dropping = drop_duplicates != "none"
+    if near_duplicate_bits is None and (group_near_duplicates or drop_duplicates == "near"):
+        raise ValueError("group_near_duplicates and drop_duplicates: near need near_duplicate_bits")
+    copies = find_copies(summaries, drop_duplicates, near_duplicate_bits) if dropping else None
+    keep = copies.keep if copies else [None] * len(summaries)
+
+    def column(number: int, name: str) -> np.ndarray:
+        shard = summaries[number]
+        values = read_array(shard.npz, name, shard.layouts[name])
+        return values if keep[number] is None else values[keep[number]]
+
+    total = sum(s.images if k is None else int(k.sum()) for s, k in zip(summaries, keep, strict=True))
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
     path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
     class_index = {name: number for number, name in enumerate(classes)}
     histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
+    for shard, kept in zip(summaries, keep, strict=True):
+        if kept is not None:
+            histogram -= dropped_counts(shard, kept, pixel)
     images_sha = hashlib.sha256()
+    numbers = range(len(summaries))
 
     with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
+            ranges = []
+            for number, shard in enumerate(summaries):
+                kept = keep[number]
+                crcs = read_array(shard.npz, "crc32s", shard.layouts["crc32s"]) if kept is not None else None
+                ranges.extend([_image_bytes(shard)] if kept is None else kept_ranges(shard, kept, crcs))
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            copy_ranges(member, [_image_bytes(shard) for shard in summaries], images_sha.update, release=True)
+            copy_ranges(member, ranges, images_sha.update, release=True)
         with writer.stream("labels", np.int64, (total,)) as member:
-            for shard in summaries:
-                names = read_array(shard.npz, "class_names", shard.layouts["class_names"])
-                member.write(_label_array(names, class_index, shard.npz))
+            for number in numbers:
+                member.write(_label_array(column(number, "class_names"), class_index, summaries[number].npz))
         writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
         values = np.empty(total if splits else 0)  # each row's point in [0, 1), found in the paths pass
         start = 0
         with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
-            for shard in summaries:
-                paths = read_array(shard.npz, "paths", shard.layouts["paths"])
+            for number in numbers:
+                paths = column(number, "paths")
                 member.write(paths.astype(f"<U{path_chars}"))
                 if splits:
                     values[start : start + len(paths)] = splitting.key_values(paths.tolist(), group_by)
                 start += len(paths)
-        with writer.stream("crc32s", np.uint32, (total,)) as member:
-            for shard in summaries:
-                member.write(read_array(shard.npz, "crc32s", shard.layouts["crc32s"]))
-        with writer.stream("phashes", np.uint8, (total, fingerprint.BYTES)) as member:
-            for shard in summaries:
-                member.write(read_array(shard.npz, "phashes", shard.layouts["phashes"]))
-        with writer.stream("mean_rgb", np.uint8, (total, 3)) as member:
-            for shard in summaries:
-                member.write(read_array(shard.npz, "mean_rgb", shard.layouts["mean_rgb"]))
+        for name, member_dtype, row_shape in (
+            ("crc32s", np.uint32, ()),
+            ("phashes", np.uint8, (fingerprint.BYTES,)),
+            ("mean_rgb", np.uint8, (3,)),
+        ):
+            with writer.stream(name, member_dtype, (total, *row_shape)) as member:
+                for number in numbers:
+                    member.write(column(number, name))
         split_meta = None
         if splits:
-            if near_duplicate_bits is not None:
-                values = splitting.joined(values, *_near_duplicate_pairs(summaries, near_duplicate_bits))
+            if group_near_duplicates:
+                hashes = np.concatenate(
+                    [np.zeros((0, fingerprint.BYTES), np.uint8)] + [column(n, "phashes") for n in numbers]
+                )
+                colours = np.concatenate([np.zeros((0, 3), np.uint8)] + [column(n, "mean_rgb") for n in numbers])
+                values = splitting.joined(values, *neardup.near_duplicate_pairs(hashes, colours, near_duplicate_bits))
             split = splitting.split_of(values, splits)
-            split_meta = _write_splits(writer, split, splits, group_by, near_duplicate_bits)
-        failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
+            split_meta = _write_splits(
+                writer, split, splits, group_by, near_duplicate_bits if group_near_duplicates else None
+            )
+        if copies and copies.dropped:
+            failures = _write_failures(summaries, copies, out_failures)
+        else:
+            failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
         mean, std = channel_stats(histogram)
         meta = DatasetMeta(
             format=DATASET_FORMAT,

@@ -30,6 +30,7 @@ from img2npz.atomic import atomic_output
 from img2npz.contract import FAILURE_HEADER, SHARD_FORMAT, ShardMeta, ShardStats
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_image, one_line
 from img2npz.dtypes import to_stored_dtype
+from img2npz.filters import NO_FILTERS, Filters
 from img2npz.index import read_manifest
 from img2npz.kept import keep
 from img2npz.npzformat import NpzWriter
@@ -38,12 +39,13 @@ from img2npz.tsv import write_tsv
 log = logging.getLogger(__name__)
 
 
-def decoder_key(pixel: dict, max_pixels: int | None) -> dict:
+def decoder_key(pixel: dict, max_pixels: int | None, filters: Filters) -> dict:
     """Everything besides the file that shapes a row's bytes: a kept row is reused only under the
-    same key (the decompression-bomb limit decides whether a large image is a row at all)."""
+    same key (the decompression-bomb limit and the filters decide whether an image is a row at all)."""
     return {
         "pixel": pixel,
         "max_image_pixels": max_pixels,
+        "filters": filters.shard_key(),
         "pillow": PIL.__version__,
         "decoder": DECODER_VERSION,
     }
@@ -68,18 +70,20 @@ def process_shard(
     timeout_s: float | None = None,
     max_pixels: int | None = None,
     reuse_previous: bool = True,
+    filters: Filters = NO_FILTERS,
 ) -> ShardStats:
     """Build one shard; never fails on one image.
 
     ``timeout_s`` bounds each image's decoding; ``max_pixels`` is Pillow's decompression-bomb limit.
     ``reuse_previous``: copy the rows the kept shards (:mod:`img2npz.reuse`) hold under the same key.
+    ``filters``: what to leave out (:mod:`img2npz.filters`; their drops are failures of stage ``filter``).
     """
     if max_pixels is not None:
         Image.MAX_IMAGE_PIXELS = max_pixels
     rows = read_manifest(manifest)
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
-    decoder = decoder_key(pixel, Image.MAX_IMAGE_PIXELS)
+    decoder = decoder_key(pixel, Image.MAX_IMAGE_PIXELS, filters)
     source = Path(source)
     out_npz = Path(out_npz)
     first, last = (rows[0][0], rows[-1][0]) if rows else ("", "")
@@ -90,7 +94,7 @@ def process_shard(
         copier = reuse.RowCopier(previous, plan, pixel)
         with atomic_output(out_npz) as handle, NpzWriter(handle) as writer:
             with writer.stream("images", dtype, (len(rows), *shape)) as images:
-                done = _write_rows(rows, plan, copier, images, source, pixel, timeout_s)
+                done = _write_rows(rows, plan, copier, images, source, pixel, timeout_s, filters)
                 padding = np.zeros((1, *shape), dtype)
                 for _ in done.failures:
                     images.write(padding)
@@ -156,7 +160,9 @@ class _Rows:
         return out
 
 
-def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path, pixel: dict, timeout_s) -> _Rows:
+def _write_rows(
+    rows, plan: list, copier: reuse.RowCopier, images, source: Path, pixel: dict, timeout_s, filters: Filters
+) -> _Rows:
     """Every manifest row into ``images``: copied where the plan says so, else decoded."""
     done = _Rows()
     prefix = f"{os.fspath(source)}/"  # Pillow names the file; keep messages free of local paths
@@ -172,7 +178,7 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
                 if isinstance(entry, ImageFailure):
                     raise entry
                 done.decoded += 1
-                row, counts, thumb = _decode(os.fspath(source / rel_path), pixel, timeout_s)
+                row, counts, thumb = _decode(os.fspath(source / rel_path), pixel, timeout_s, filters)
             except ImageFailure as failure:
                 done.failures.append((rel_path, failure.stage, failure.reason.replace(prefix, "")))
                 continue
@@ -192,11 +198,15 @@ def _write_rows(rows, plan: list, copier: reuse.RowCopier, images, source: Path,
     return done
 
 
-def _decode(path: str, pixel: dict, timeout_s: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _decode(
+    path: str, pixel: dict, timeout_s: float | None, filters: Filters
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A row in the stored dtype, its uint8 channel counts and its fingerprint thumbnail."""
     counts = np.zeros((3, 256), np.int64)
     height, width = pixel["size"]
-    image = load_image(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts)
+    admit = filters.admit_size if filters.checks_size else None
+    image = load_image(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts, admit)
+    filters.admit_pixels(counts)
     pixels = np.asarray(image)
     return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image)
 

@@ -122,6 +122,7 @@ def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
         ("images in the dataset", f"{len(evidence.labels):,}"),
         ("files indexed", f"{evidence.accounting['indexed']:,}"),
         ("files left out (unreadable)", f"{evidence.accounting['failures']:,}"),
+        ("files left out by the filters", f"{evidence.accounting['filtered']:,}"),
         ("classes", f"{len(evidence.classes):,}" if evidence.classes else "none (unlabelled)"),
         ("image shape and type", f"{pixel['size'][0]} x {pixel['size'][1]} x 3, {pixel['dtype']}"),
         ("pixel config", json.dumps(pixel, sort_keys=True)),

@@ -26,10 +26,13 @@ rule merge_npz:
         compress=config["merge"]["compress"],
         splits=config["splits"],
         group_by=config["group_by"],
-        # with group_near_duplicates only: then a change of the threshold regroups the splits
+        group_near_duplicates=config["group_near_duplicates"],
+        drop_duplicates=config["filters"]["drop_duplicates"],
+        # only where used: then a change of the threshold redoes the merge
         near_duplicate_bits=(
             config["validate"]["near_duplicate_bits"]
             if config["group_near_duplicates"]
+            or config["filters"]["drop_duplicates"] == "near"
             else None
         ),
         # files of shards that no longer exist are removed from here (img2npz.reuse.prune)

@@ -23,5 +23,7 @@ rule preprocess_shard:
         pixel=PIXEL,
         timeout_s=config["preprocess"]["image_timeout_s"],
         max_pixels=config["preprocess"]["max_image_pixels"],
+        # the shard job's filters (drop_duplicates is the merge's)
+        filters={k: v for k, v in config["filters"].items() if k != "drop_duplicates"},
     script:
         "../../scripts/preprocess_shard.py"

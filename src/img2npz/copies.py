@@ -1,0 +1,122 @@
+"""The copies the merge leaves out with ``filters.drop_duplicates``: every row of a set of copies
+but the first in the index order.
+
+``exact``: rows with the same perceptual hash and CRC-32 whose bytes are then found equal.
+``near``: :func:`img2npz.neardup.near_duplicate_pairs` (exact copies among them). Copies form
+sets through their pairs, so in a chain of near-duplicates (A like B, B like C) only A stays, even
+where A and C are further apart than the threshold. Each dropped row becomes a ``failures.tsv``
+line (stage ``filter``) naming the path it is a copy of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from img2npz import crc32, neardup
+from img2npz.contract import FILTER_STAGE
+from img2npz.dtypes import uint8_of
+from img2npz.filecopy import ByteRange
+from img2npz.npzformat import ArrayLayout, read_array, read_rows
+
+
+class Shard(Protocol):
+    """What this module needs of a shard (the merge's summary of one)."""
+
+    npz: str
+    layouts: dict[str, ArrayLayout]
+    images: int  # decoded rows
+
+
+@dataclass
+class Copies:
+    """Per shard (in merge order): which decoded rows stay, and the failure lines of the others."""
+
+    keep: list[np.ndarray] = field(default_factory=list)
+    failures: list[list[tuple[str, str, str]]] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return sum(len(lines) for lines in self.failures)
+
+
+def _column(shards: Sequence[Shard], name: str, empty: np.ndarray) -> np.ndarray:
+    return np.concatenate([empty, *(read_array(s.npz, name, s.layouts[name]) for s in shards)])
+
+
+def _same_bytes(shards: Sequence[Shard], starts: np.ndarray, first: int, second: int) -> bool:
+    rows = []
+    for row in (first, second):
+        number = int(np.searchsorted(starts, row, side="right")) - 1
+        shard = shards[number]
+        rows.append(read_rows(shard.npz, "images", [row - int(starts[number])], shard.layouts["images"]))
+    return rows[0].tobytes() == rows[1].tobytes()
+
+
+def find_copies(shards: Sequence[Shard], mode: str, bits: int) -> Copies:
+    """The rows ``mode`` (``exact`` or ``near``) drops, ``bits`` the near-duplicate threshold."""
+    starts = np.cumsum([0] + [shard.images for shard in shards])
+    count = int(starts[-1])
+    hashes = _column(shards, "phashes", np.zeros((0, neardup.BYTES), np.uint8))
+    if mode == "near":
+        colours = _column(shards, "mean_rgb", np.zeros((0, 3), np.uint8))
+        first, second = neardup.near_duplicate_pairs(hashes, colours, bits)
+    else:
+        crcs = _column(shards, "crc32s", np.zeros(0, np.uint32))
+        first, second = neardup.near_pairs(hashes, 0)
+        same = [n for n, (a, b) in enumerate(zip(first, second, strict=True)) if crcs[a] == crcs[b]]
+        same = [n for n in same if _same_bytes(shards, starts, int(first[n]), int(second[n]))]
+        first, second = first[same], second[same]
+    roots = neardup.groups(count, first, second)  # each set's smallest row: its first in the index order
+    paths = _column(shards, "paths", np.zeros(0, "<U1")) if (roots != np.arange(count)).any() else None
+    reason = "same pixels as" if mode == "exact" else "near-duplicate of"
+    copies = Copies()
+    for number in range(len(shards)):
+        rows = np.arange(starts[number], starts[number + 1])
+        keep = roots[rows] == rows
+        copies.keep.append(keep)
+        copies.failures.append(
+            [
+                (str(paths[row]), FILTER_STAGE, f"{reason} {paths[roots[row]]} (filters.drop_duplicates: {mode})")
+                for row in rows[~keep].tolist()
+            ]
+        )
+    return copies
+
+
+def kept_ranges(shard: Shard, keep: np.ndarray, crcs: np.ndarray) -> list[ByteRange]:
+    """The byte ranges of a shard's kept rows, a range per run of them, each with its CRC-32."""
+    layout = shard.layouts["images"]
+    row_bytes = layout.nbytes // layout.shape[0] if layout.shape[0] else 0
+    ranges = []
+    row = 0
+    while row < len(keep):
+        if not keep[row]:
+            row += 1
+            continue
+        end = row
+        crc = int(crcs[row])
+        while end + 1 < len(keep) and keep[end + 1]:
+            end += 1
+            crc = crc32.combine(crc, int(crcs[end]), row_bytes)
+        ranges.append(ByteRange(shard.npz, layout.offset + row * row_bytes, (end - row + 1) * row_bytes, crc))
+        row = end + 1
+    return ranges
+
+
+def dropped_counts(shard: Shard, keep: np.ndarray, pixel: dict) -> np.ndarray:
+    """The (3, 256) uint8 value counts of a shard's dropped rows (to take from its histogram)."""
+    counts = np.zeros((3, 256), np.int64)
+    dropped = np.flatnonzero(~keep).tolist()
+    if not dropped:
+        return counts
+    for stored in read_rows(shard.npz, "images", dropped, shard.layouts["images"]):
+        pixels = uint8_of(stored, pixel["dtype"], pixel["normalize"])
+        if pixels is None:
+            raise ValueError(f"{shard.npz}: a dropped row's pixels cannot be recovered to count them")
+        for channel in range(3):
+            counts[channel] += np.bincount(pixels[..., channel].reshape(-1), minlength=256)
+    return counts
