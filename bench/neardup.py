@@ -14,6 +14,7 @@ Three figures, each measured in this one run:
   pairs at 0..threshold bits: time, peak memory, and whether exactly the planted pairs came back.
 
 Usage: python bench/neardup.py [--scenes 200] [--size 256] [--resize center-crop] [--search 1000000]
+[--parts quality,demo,cost,search] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -115,26 +116,28 @@ def _manifest(root: Path, images: int) -> Path:
 
 
 def cost(size: int, resize: str, images: int = 300, rounds: int = 5) -> None:
-    """A shard job's CPU per image with and without the hash (thumbnails and hashing made free)."""
+    """A shard job's CPU per image with and without the fingerprint (thumbnail, hash and mean colour
+    replaced by constants)."""
     pixel = {"size": [size, size], "resize": resize, "dtype": "uint8", "background": [255, 255, 255], "normalize": None}
-    real = (fingerprint.thumbnail, fingerprint.hashes)
+    real = (fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb)
     free = (
         lambda image: np.zeros((fingerprint.SIDE,) * 2, np.uint8),
-        lambda t: np.zeros((len(t), fingerprint.BYTES), np.uint8),
+        lambda thumbs: np.zeros((len(thumbs), fingerprint.BYTES), np.uint8),
+        lambda counts: np.zeros(3, np.uint8),
     )
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         manifest = _manifest(root, images)
         times = {"with": [], "without": []}
         for _ in range(rounds):  # interleaved, so that both see the same machine
-            for kind, (thumbnail, hashes) in (("without", free), ("with", real)):
-                fingerprint.thumbnail, fingerprint.hashes = thumbnail, hashes
+            for kind, functions in (("without", free), ("with", real)):
+                fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb = functions
                 start = time.process_time()
                 process_shard(
                     manifest, root, pixel, root / "out" / "s.npz", root / "out" / "s.tsv", reuse_previous=False
                 )
                 times[kind].append((time.process_time() - start) / images)
-        fingerprint.thumbnail, fingerprint.hashes = real
+        fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb = real
     base, extra = min(times["without"]), min(times["with"])
     print(
         f"cost at {size}x{size} {resize}: a shard job's CPU {base * 1e3:.3f} ms an image without the hash,"
@@ -171,12 +174,18 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--resize", default="center-crop")
-    parser.add_argument("--search", type=int, default=1_000_000)
+    parser.add_argument("--search", type=int, default=1_000_000, help="random hashes to search")
+    parser.add_argument("--parts", default="quality,demo,cost,search", help="which figures, comma-separated")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the cost figure")
     args = parser.parse_args()
-    quality(args.scenes, args.size, args.resize)
-    demo_pairs(args.size, args.resize)
-    cost(args.size, args.resize)
-    if args.search:
+    parts = set(args.parts.split(","))
+    if "quality" in parts:
+        quality(args.scenes, args.size, args.resize)
+    if "demo" in parts:
+        demo_pairs(args.size, args.resize)
+    if "cost" in parts:
+        cost(args.size, args.resize, rounds=args.rounds)
+    if "search" in parts:
         search(args.search)
 
 

@@ -44,7 +44,8 @@ config that shapes pixels: ``size``, ``resize``, ``dtype``, ``background``, ``no
 floats each: per channel, on the 0..1 scale of the uint8 values, exact: computed from
 ``histogram``), ``histogram`` (3 lists of 256 counts: how many pixels of each channel have each
 uint8 value), ``images_sha256`` and, with splits only, ``splits`` (``fractions``: name to
-fraction; ``group_by``; ``counts``: name to images).
+fraction; ``group_by``; ``counts``: name to images; with ``group_near_duplicates`` also
+``near_duplicate_bits``, the threshold the splits were joined under).
 
 Digests, each checkable from this file alone: ``images_sha256`` is the hex sha256 of the
 ``images`` array's bytes (the NPY header excluded), and ``crc32s[i]`` zlib's CRC-32 of row ``i``'s
@@ -254,7 +255,8 @@ class DatasetMeta:
     std: list[float]
     histogram: list[list[int]]
     images_sha256: str
-    splits: dict | None = None  # {"fractions": {name: f}, "group_by": str, "counts": {name: n}}
+    # {"fractions": {name: f}, "group_by": str, "counts": {name: n}[, "near_duplicate_bits": int]}
+    splits: dict | None = None
 
     def to_json(self) -> str:
         document = asdict(self)
