@@ -8,8 +8,7 @@ Three figures, each measured in this one run:
   that the threshold's two sides are visible;
 * ``demo``: the demo's painters, every pair: how many distinct pictures of one kind of scene are
   flagged, by the hash alone and with the colour check;
-* ``cost``: a real shard job's CPU per image with the hash, against the same job with the
-  thumbnail and the hashing replaced by nothing, interleaved;
+* ``cost``: the fingerprint's share of a real shard job's time (its functions timed inside the job);
 * ``search``: :func:`img2npz.neardup.near_pairs` on ``--search`` random hashes with 1,000 planted
   pairs at 0..threshold bits: time, peak memory, and whether exactly the planted pairs came back.
 
@@ -116,32 +115,42 @@ def _manifest(root: Path, images: int) -> Path:
 
 
 def cost(size: int, resize: str, images: int = 300, rounds: int = 5) -> None:
-    """A shard job's CPU per image with and without the fingerprint (thumbnail, hash and mean colour
-    replaced by constants)."""
+    """The fingerprint's share of a real shard job's time: its three functions timed inside the job
+    (an A/B of two jobs differs by more than the share from run to run on a shared machine)."""
     pixel = {"size": [size, size], "resize": resize, "dtype": "uint8", "background": [255, 255, 255], "normalize": None}
-    real = (fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb)
-    free = (
-        lambda image: np.zeros((fingerprint.SIDE,) * 2, np.uint8),
-        lambda thumbs: np.zeros((len(thumbs), fingerprint.BYTES), np.uint8),
-        lambda counts: np.zeros(3, np.uint8),
-    )
+    spent = {"thumbnail": 0.0, "hashes": 0.0, "mean_rgb": 0.0}
+    real = {name: getattr(fingerprint, name) for name in spent}
+
+    def timed(name: str):
+        def call(*args):
+            start = time.perf_counter()
+            try:
+                return real[name](*args)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return call
+
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         manifest = _manifest(root, images)
-        times = {"with": [], "without": []}
-        for _ in range(rounds):  # interleaved, so that both see the same machine
-            for kind, functions in (("without", free), ("with", real)):
-                fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb = functions
-                start = time.process_time()
-                process_shard(
-                    manifest, root, pixel, root / "out" / "s.npz", root / "out" / "s.tsv", reuse_previous=False
-                )
-                times[kind].append((time.process_time() - start) / images)
-        fingerprint.thumbnail, fingerprint.hashes, fingerprint.mean_rgb = real
-    base, extra = min(times["without"]), min(times["with"])
+        out = (root / "out" / "s.npz", root / "out" / "s.tsv")
+        process_shard(manifest, root, pixel, *out, reuse_previous=False)  # warm the page cache
+        for name in spent:
+            setattr(fingerprint, name, timed(name))
+        try:
+            start = time.perf_counter()
+            for _ in range(rounds):
+                process_shard(manifest, root, pixel, *out, reuse_previous=False)
+            job = time.perf_counter() - start
+        finally:
+            for name, function in real.items():
+                setattr(fingerprint, name, function)
+    count = images * rounds
+    parts = ", ".join(f"{name} {seconds / count * 1e6:.1f} us" for name, seconds in spent.items())
     print(
-        f"cost at {size}x{size} {resize}: a shard job's CPU {base * 1e3:.3f} ms an image without the hash,"
-        f" {extra * 1e3:.3f} ms with it: +{(extra - base) / base:.1%} (best of {rounds}, interleaved)"
+        f"cost at {size}x{size} {resize}: a shard job {job / count * 1e3:.3f} ms an image, of which the"
+        f" fingerprint {sum(spent.values()) / count * 1e6:.1f} us ({sum(spent.values()) / job:.2%}): {parts}"
     )
 
 
@@ -176,7 +185,7 @@ def main() -> None:
     parser.add_argument("--resize", default="center-crop")
     parser.add_argument("--search", type=int, default=1_000_000, help="random hashes to search")
     parser.add_argument("--parts", default="quality,demo,cost,search", help="which figures, comma-separated")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the cost figure")
+    parser.add_argument("--rounds", type=int, default=5, help="shard jobs timed for the cost figure")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "quality" in parts:

@@ -116,6 +116,49 @@ def _write_splits(
     return record
 
 
+@dataclass
+class _Selection:
+    """The shards in merge order, and per shard the decoded rows that go in (None: all of them)."""
+
+    shards: Sequence[ShardSummary]
+    keep: Sequence[np.ndarray | None]
+
+    @property
+    def total(self) -> int:
+        return sum(s.images if k is None else int(k.sum()) for s, k in zip(self.shards, self.keep, strict=True))
+
+    def column(self, number: int, name: str) -> np.ndarray:
+        """Member ``name`` of shard ``number``, its rows that go in."""
+        shard, keep = self.shards[number], self.keep[number]
+        values = read_array(shard.npz, name, shard.layouts[name])
+        return values if keep is None else values[keep]
+
+    def concatenated(self, name: str) -> np.ndarray:
+        """A per-row member of every shard, the rows that go in, as one array."""
+        parts = [self.column(number, name) for number in range(len(self.shards))]
+        return np.concatenate(parts) if parts else np.zeros((0, *SHARD_ROW_SHAPES[name]), np.uint8)
+
+    def image_ranges(self) -> list[ByteRange]:
+        ranges = []
+        for shard, keep in zip(self.shards, self.keep, strict=True):
+            if keep is None:
+                ranges.append(_image_bytes(shard))
+            else:
+                ranges.extend(kept_ranges(shard, keep, read_array(shard.npz, "crc32s", shard.layouts["crc32s"])))
+        return ranges
+
+    def histogram(self, pixel: dict) -> np.ndarray:
+        """The (3, 256) counts of the rows that go in: the shards' less the dropped rows'."""
+        total = sum((s.histogram for s in self.shards), np.zeros((3, 256), dtype=np.int64))
+        for shard, keep in zip(self.shards, self.keep, strict=True):
+            if keep is not None:
+                total -= dropped_counts(shard, keep, pixel)
+        return total
+
+
+SHARD_ROW_SHAPES = {"phashes": (fingerprint.BYTES,), "mean_rgb": (3,)}
+
+
 def _write_failures(summaries: Sequence[ShardSummary], copies: Copies, out: str | os.PathLike) -> int:
     """Each shard's failures with the copies dropped from it, in the index order; their count."""
     lines = []
@@ -159,47 +202,32 @@ def merge_shards(
         summaries.append(_summarise(npz, by_stem[stem], pixel))
     summaries = in_index_order(summaries)
 
-    dropping = drop_duplicates != "none"
     if near_duplicate_bits is None and (group_near_duplicates or drop_duplicates == "near"):
         raise ValueError("group_near_duplicates and drop_duplicates: near need near_duplicate_bits")
-    copies = find_copies(summaries, drop_duplicates, near_duplicate_bits) if dropping else None
-    keep = copies.keep if copies else [None] * len(summaries)
-
-    def column(number: int, name: str) -> np.ndarray:
-        shard = summaries[number]
-        values = read_array(shard.npz, name, shard.layouts[name])
-        return values if keep[number] is None else values[keep[number]]
-
-    total = sum(s.images if k is None else int(k.sum()) for s, k in zip(summaries, keep, strict=True))
+    copies = find_copies(summaries, drop_duplicates, near_duplicate_bits) if drop_duplicates != "none" else None
+    rows = _Selection(summaries, copies.keep if copies else [None] * len(summaries))
+    total = rows.total
     height, width = pixel["size"]
     dtype = np.dtype(pixel["dtype"])
     path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
     class_index = {name: number for number, name in enumerate(classes)}
-    histogram = sum((s.histogram for s in summaries), np.zeros((3, 256), dtype=np.int64))
-    for shard, kept in zip(summaries, keep, strict=True):
-        if kept is not None:
-            histogram -= dropped_counts(shard, kept, pixel)
+    histogram = rows.histogram(pixel)
     images_sha = hashlib.sha256()
     numbers = range(len(summaries))
 
     with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
-            ranges = []
-            for number, shard in enumerate(summaries):
-                kept = keep[number]
-                crcs = read_array(shard.npz, "crc32s", shard.layouts["crc32s"]) if kept is not None else None
-                ranges.extend([_image_bytes(shard)] if kept is None else kept_ranges(shard, kept, crcs))
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            copy_ranges(member, ranges, images_sha.update, release=True)
+            copy_ranges(member, rows.image_ranges(), images_sha.update, release=True)
         with writer.stream("labels", np.int64, (total,)) as member:
             for number in numbers:
-                member.write(_label_array(column(number, "class_names"), class_index, summaries[number].npz))
+                member.write(_label_array(rows.column(number, "class_names"), class_index, summaries[number].npz))
         writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
         values = np.empty(total if splits else 0)  # each row's point in [0, 1), found in the paths pass
         start = 0
         with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
             for number in numbers:
-                paths = column(number, "paths")
+                paths = rows.column(number, "paths")
                 member.write(paths.astype(f"<U{path_chars}"))
                 if splits:
                     values[start : start + len(paths)] = splitting.key_values(paths.tolist(), group_by)
@@ -211,14 +239,11 @@ def merge_shards(
         ):
             with writer.stream(name, member_dtype, (total, *row_shape)) as member:
                 for number in numbers:
-                    member.write(column(number, name))
+                    member.write(rows.column(number, name))
         split_meta = None
         if splits:
             if group_near_duplicates:
-                hashes = np.concatenate(
-                    [np.zeros((0, fingerprint.BYTES), np.uint8)] + [column(n, "phashes") for n in numbers]
-                )
-                colours = np.concatenate([np.zeros((0, 3), np.uint8)] + [column(n, "mean_rgb") for n in numbers])
+                hashes, colours = rows.concatenated("phashes"), rows.concatenated("mean_rgb")
                 values = splitting.joined(values, *neardup.near_duplicate_pairs(hashes, colours, near_duplicate_bits))
             split = splitting.split_of(values, splits)
             split_meta = _write_splits(

@@ -112,8 +112,9 @@ def process_shard(
             writer.add("sizes", np.array(done.sizes, np.int64))
             writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
             writer.add("crc32s", np.array(done.crcs, np.uint32))
-            writer.add("phashes", done.phashes())
-            writer.add("mean_rgb", np.array(done.colours, np.uint8).reshape(-1, 3))
+            phashes, mean_rgb = done.fingerprints()
+            writer.add("phashes", phashes)
+            writer.add("mean_rgb", mean_rgb)
             writer.add("histogram", copier.histogram)
             writer.add("meta", np.array(meta.to_json()))
         write_tsv(out_failures, FAILURE_HEADER, done.failures)
@@ -140,24 +141,26 @@ class _Rows:
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     crcs: list[int] = field(default_factory=list)
-    hashes: list[np.ndarray | None] = field(default_factory=list)  # a kept row's hash, or None: decoded
+    kept: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)  # hash, colour; None: decoded
     thumbnails: list[np.ndarray] = field(default_factory=list)  # the decoded rows', in order
-    colours: list[np.ndarray] = field(default_factory=list)  # each row's mean RGB
+    counts: list[np.ndarray] = field(default_factory=list)  # the decoded rows' value counts, in order
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reused: int = 0
     decoded: int = 0
 
-    def phashes(self) -> np.ndarray:
-        """(n, fingerprint.BYTES) uint8: kept rows' hashes as they were, decoded rows' hashed now
-        (in one batch: numpy's per-call cost would exceed the arithmetic)."""
-        out = np.zeros((len(self.hashes), fingerprint.BYTES), np.uint8)
-        fresh = [number for number, kept in enumerate(self.hashes) if kept is None]
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n, BYTES) hashes and (n, 3) mean colours, uint8: kept rows' as they were, decoded rows'
+        computed now, in one batch (numpy's cost per call would exceed the arithmetic per row)."""
+        hashes = np.zeros((len(self.kept), fingerprint.BYTES), np.uint8)
+        colours = np.zeros((len(self.kept), 3), np.uint8)
+        fresh = [number for number, kept in enumerate(self.kept) if kept is None]
         if fresh:
-            out[fresh] = fingerprint.hashes(np.stack(self.thumbnails))
-        for number, kept in enumerate(self.hashes):
+            hashes[fresh] = fingerprint.hashes(np.stack(self.thumbnails))
+            colours[fresh] = fingerprint.mean_rgb(np.stack(self.counts))
+        for number, kept in enumerate(self.kept):
             if kept is not None:
-                out[number] = kept
-        return out
+                hashes[number], colours[number] = kept
+        return hashes, colours
 
 
 def _write_rows(
@@ -170,9 +173,7 @@ def _write_rows(
         crc = copier.copy(entry, images) if isinstance(entry, tuple) else None
         if crc is not None:
             done.reused += 1
-            hash_, colour = copier.fingerprint(entry)
-            done.hashes.append(hash_)
-            done.colours.append(colour)
+            done.kept.append(copier.fingerprint(entry))
         else:
             try:
                 if isinstance(entry, ImageFailure):
@@ -186,9 +187,9 @@ def _write_rows(
             copier.flush(images)
             images.write_bytes(row.reshape(-1).view(np.uint8), crc)
             copier.histogram += counts
-            done.hashes.append(None)
+            done.kept.append(None)
             done.thumbnails.append(thumb)
-            done.colours.append(fingerprint.mean_rgb(counts))
+            done.counts.append(counts)
         done.paths.append(rel_path)
         done.class_names.append(class_name)
         done.sizes.append(size)
