@@ -77,3 +77,8 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     assert sorted(kept) == [f"scene{n:02d}" for n in range(24)]  # one image of each scene: its first
     validation = json.loads((work / "results" / "validation.json").read_text())
     assert validation["passed"] and validation["warnings"] == []
+    merged = NPZDataset(work / "results" / "dataset.npz", split="train")
+    shards = ShardedNPZDataset(
+        work / "results" / "shards", split="train", splits=splits, drop_duplicates="near", near_duplicate_bits=24
+    )
+    assert shards.samples == merged.samples and len(merged)

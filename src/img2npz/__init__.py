@@ -6,16 +6,19 @@
 - index-images: :mod:`img2npz.scan` (walk the tree) and :mod:`img2npz.index` (label it, cut it into
   shards with :mod:`img2npz.sharding`);
 - preprocess-shard: :mod:`img2npz.preprocess`, with :mod:`img2npz.decode`, :mod:`img2npz.resize`
-  and :mod:`img2npz.dtypes` for the pixels, and :mod:`img2npz.reuse` and :mod:`img2npz.kept` for
-  the rows a rebuilt shard already had;
-- merge-npz: :mod:`img2npz.merge`, with :mod:`img2npz.filecopy` (file-to-file copies) and
-  :mod:`img2npz.splits`;
+  and :mod:`img2npz.dtypes` for the pixels, :mod:`img2npz.fingerprint` for each row's perceptual
+  hash, :mod:`img2npz.filters` for what is left out, and :mod:`img2npz.reuse` and
+  :mod:`img2npz.kept` for the rows a rebuilt shard already had;
+- merge-npz: :mod:`img2npz.merge`, with :mod:`img2npz.filecopy` (file-to-file copies),
+  :mod:`img2npz.splits` and :mod:`img2npz.copies` (the copies ``filters.drop_duplicates`` drops);
 - validate-report: :mod:`img2npz.validate` runs :mod:`img2npz.checks` on
   :mod:`img2npz.evidence` (with :mod:`img2npz.pixelpass`, the one pass over the pixels), and
   :mod:`img2npz.report` writes the pictures (:mod:`img2npz.pictures`), the page
   (:mod:`img2npz.htmlreport`) and the change report (:mod:`img2npz.changes`).
 
-Shared: :mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.hashing`,
+Shared: :mod:`img2npz.neardup` (near-duplicates among the hashes, without comparing all pairs),
+:mod:`img2npz.variants` (generated photos and their edits, for tests and benchmarks),
+:mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.hashing`,
 :mod:`img2npz.joblog`, :mod:`img2npz.config`. :mod:`img2npz.dataset` is the PyTorch loader
 (``from img2npz import NPZDataset``); it imports none of the workflow's steps.
 """

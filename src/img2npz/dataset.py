@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -188,6 +189,8 @@ class ShardedNPZDataset(_ImageFolderLike):
     Shards do not record splits: for ``split``, pass the config's ``splits`` and ``group_by`` (and,
     with ``group_near_duplicates``, ``near_duplicate_bits``: its ``validate.near_duplicate_bits``)
     and the same rows as in the merged file are chosen (:mod:`img2npz.splits` is a pure function).
+    Shards hold every decoded row: with ``filters.drop_duplicates``, pass ``drop_duplicates`` (and
+    ``near_duplicate_bits``) to leave out the rows the merge leaves out.
 
     Beside the merged file, the same rows in the same order::
 
@@ -211,6 +214,7 @@ class ShardedNPZDataset(_ImageFolderLike):
         splits: Mapping[str, float] | None = None,
         group_by: str = "path",
         near_duplicate_bits: int | None = None,
+        drop_duplicates: str = "none",
     ):
         folder = Path(shards)
         self.transform = transform
@@ -238,12 +242,17 @@ class ShardedNPZDataset(_ImageFolderLike):
         ]
         self.split = split
         self._rows: np.ndarray | None = None
+        kept = self._kept(drop_duplicates, near_duplicate_bits) if drop_duplicates != "none" else None
+        if kept is not None:
+            self._rows = np.flatnonzero(kept)
         if split is not None:
             if not splits or split not in splits:
                 raise ValueError(f"split {split!r}: pass splits= (the config's splits) naming it")
-            pairs = self._near_duplicate_pairs(near_duplicate_bits) if near_duplicate_bits is not None else None
-            chosen = assign(self._all_paths(), splits, group_by, pairs) == list(splits).index(split)
-            self._rows = np.flatnonzero(chosen)
+            pairs = self._near_duplicate_pairs(near_duplicate_bits, kept) if near_duplicate_bits is not None else None
+            paths = self._all_paths()
+            paths = paths if self._rows is None else [paths[row] for row in self._rows.tolist()]
+            chosen = np.flatnonzero(assign(paths, splits, group_by, pairs) == list(splits).index(split))
+            self._rows = chosen if self._rows is None else self._rows[chosen]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -271,14 +280,27 @@ class ShardedNPZDataset(_ImageFolderLike):
         labels = np.concatenate(self._label_arrays) if self._label_arrays else np.zeros(0, np.int64)
         return labels if self._rows is None else labels[self._rows]
 
-    def _near_duplicate_pairs(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
-        """As the merge finds them with ``group_near_duplicates`` (the same rows, the same order)."""
+    def _near_duplicate_pairs(self, bits: int, kept: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """As the merge finds them with ``group_near_duplicates``: among the rows it keeps."""
         hashes = [np.zeros((0, neardup.BYTES), np.uint8)]
         colours = [np.zeros((0, 3), np.uint8)]
         for shard in self._shards:
             hashes.append(read_array(shard.path, "phashes", shard.layouts["phashes"]))
             colours.append(read_array(shard.path, "mean_rgb", shard.layouts["mean_rgb"]))
-        return neardup.near_duplicate_pairs(np.concatenate(hashes), np.concatenate(colours), bits)
+        hashes, colours = np.concatenate(hashes), np.concatenate(colours)
+        if kept is not None:
+            hashes, colours = hashes[kept], colours[kept]
+        return neardup.near_duplicate_pairs(hashes, colours, bits)
+
+    def _kept(self, mode: str, bits: int | None) -> np.ndarray:
+        """Which rows the merge keeps with ``filters.drop_duplicates`` (the shards hold them all)."""
+        from img2npz.copies import find_copies  # not on the loader's usual path: it reads pixels
+
+        if mode == "near" and bits is None:
+            raise ValueError("drop_duplicates='near' needs near_duplicate_bits= (validate.near_duplicate_bits)")
+        shards = [SimpleNamespace(npz=s.path, layouts=s.layouts, images=s.count) for s in self._shards]
+        keep = find_copies(shards, mode, bits if bits is not None else 0).keep
+        return np.concatenate(keep) if keep else np.zeros(0, bool)
 
     def _all_paths(self) -> list[str]:
         return [p for s in self._shards for p in read_array(s.path, "paths", s.layouts["paths"]).tolist()]
