@@ -26,7 +26,9 @@ def test_edits_stay_near_and_distinct_scenes_far():
 
 def test_thumbnail_reduces_by_whole_factors_and_keeps_small_rows():
     assert fingerprint.thumbnail(Image.new("RGB", (256, 200))).shape == (67, 64)  # factors 4 and 3, rounded up
-    assert fingerprint.thumbnail(Image.new("RGB", (32, 40))).shape == (40, 32)
+    small = scene(np.random.default_rng(2), (32, 40))
+    assert fingerprint.thumbnail(small).shape == (40, 32)
+    assert np.array_equal(fingerprint.thumbnail(small, np.asarray(small)), fingerprint.thumbnail(small))
 
 
 def test_hash_bits_are_half_set_and_packed():

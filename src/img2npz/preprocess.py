@@ -209,7 +209,7 @@ def _decode(
     image = load_image(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts, admit)
     filters.admit_pixels(counts)
     pixels = np.asarray(image)
-    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image)
+    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image, pixels)
 
 
 def _strings(values: list[str]) -> np.ndarray:
