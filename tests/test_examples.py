@@ -60,6 +60,11 @@ SUBSTITUTIONS = [
         "200 images in 4 folders (its own checks still apply)",
     ),
     (
+        "bench/neardup.py [--scenes 200] [--size 256] [--search 1000000]",
+        "bench/neardup.py --scenes 6 --size 64 --search 20000 --rounds 1",
+        "6 scenes, 20,000 hashes, one timed shard job",
+    ),
+    (
         "bench/throughput.py [--images 20000] [--naive-python PYTHON_WITH_TORCH]",
         "bench/throughput.py --images 60 --naive 20 --dir {data}/throughput",
         "60 images; the default --naive-python, this python, has torch",
