@@ -43,3 +43,21 @@ def test_same_pairs_as_comparing_all_pairs(threshold):
 def test_groups_join_chains_under_their_smallest_member():
     groups = neardup.groups(7, np.array([5, 1, 3]), np.array([6, 3, 6]))
     assert groups.tolist() == [0, 1, 2, 1, 4, 1, 1]
+
+
+def test_many_copies_join_their_first_without_comparing_them_all():
+    rng = np.random.default_rng(8)
+    hashes = rng.integers(0, 256, (3000, neardup.BYTES), dtype=np.uint8)
+    colours = np.full((3000, 3), 100, np.uint8)
+    hashes[1000:2500] = hashes[7]  # 1,500 copies of row 7 (blank images, say)
+    hashes[2999] = hashes[5]
+    hashes[2999, 0] ^= 0b111  # 3 bits from row 5
+    colours[2998] = (200, 20, 20)  # a copy of row 7's hash in another colour: no near-duplicate
+    hashes[2998] = hashes[7]
+    first, second = neardup.near_duplicate_pairs(hashes, colours, 4)
+    assert len(first) == 1500 + 1 and (first < second).all()
+    assert (np.diff(first * 3000 + second) > 0).all()  # sorted, each once
+    roots = neardup.groups(3000, first, second)
+    assert set(np.flatnonzero(roots == 7).tolist()) == {7, *range(1000, 2500)}
+    assert roots[2999] == 5 and roots[2998] == 2998
+    assert (neardup.distances(hashes[first], hashes[second]) <= 4).all()

@@ -1,7 +1,8 @@
 """The copies the merge leaves out with ``filters.drop_duplicates``: every row of a set of copies
 but the first in the index order.
 
-``exact``: rows with the same perceptual hash and CRC-32 whose bytes are then found equal.
+``exact``: rows with the same perceptual hash and CRC-32 as an earlier row, whose bytes are then
+found equal to its.
 ``near``: :func:`img2npz.neardup.near_duplicate_pairs` (exact copies among them). Copies form
 sets through their pairs, so in a chain of near-duplicates (A like B, B like C) only A stays, even
 where A and C are further apart than the threshold. Each dropped row becomes a ``failures.tsv``
@@ -65,11 +66,13 @@ def find_copies(shards: Sequence[Shard], mode: str, bits: int) -> Copies:
         colours = _column(shards, "mean_rgb", np.zeros((0, 3), np.uint8))
         first, second = neardup.near_duplicate_pairs(hashes, colours, bits)
     else:
-        crcs = _column(shards, "crc32s", np.zeros(0, np.uint32))
-        first, second = neardup.near_pairs(hashes, 0)
-        same = [n for n, (a, b) in enumerate(zip(first, second, strict=True)) if crcs[a] == crcs[b]]
-        same = [n for n in same if _same_bytes(shards, starts, int(first[n]), int(second[n]))]
-        first, second = first[same], second[same]
+        crcs = np.ascontiguousarray(_column(shards, "crc32s", np.zeros(0, np.uint32)), "<u4")
+        keys = np.concatenate([hashes, crcs.view(np.uint8).reshape(-1, 4)], axis=1)
+        _, firsts, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        owner = firsts[inverse.reshape(-1)] if count else np.zeros(0, np.int64)
+        candidates = np.flatnonzero(owner != np.arange(count))  # same hash and CRC as an earlier row
+        same = [int(row) for row in candidates if _same_bytes(shards, starts, int(owner[row]), int(row))]
+        first, second = owner[same].astype(np.int64), np.array(same, np.int64)
     roots = neardup.groups(count, first, second)  # each set's smallest row: its first in the index order
     paths = _column(shards, "paths", np.zeros(0, "<U1")) if (roots != np.arange(count)).any() else None
     reason = "same pixels as" if mode == "exact" else "near-duplicate of"
