@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from img2npz.filecopy import ByteRange, copy_ranges
+from img2npz.filecopy import ByteRange, copy_ranges, row_ranges
 from img2npz.npzformat import NpzWriter, array_layout, write_npz
 
 
@@ -104,3 +104,16 @@ def test_a_source_corrupted_after_its_crc_was_taken_fails_the_zip_check(tmp_path
         writer.close()
     with zipfile.ZipFile(out) as archive:
         assert archive.testzip() == "images.npy"
+
+
+def test_row_ranges_cover_the_rows_with_their_combined_crcs(tmp_path):
+    data = bytes(range(256)) * 8  # 16 rows of 128 bytes after a 64-byte header
+    path = tmp_path / "rows.bin"
+    path.write_bytes(b"h" * 64 + data)
+    crcs = [zlib.crc32(data[row * 128 : (row + 1) * 128]) for row in range(2, 12)]
+    for chunk_bytes, expected in ((None, 1), (128 * 4, 3), (1, 10)):
+        ranges = row_ranges(str(path), 64 + 2 * 128, 128, crcs, chunk_bytes)
+        assert len(ranges) == expected
+        assert b"".join(data[r.offset - 64 : r.offset - 64 + r.nbytes] for r in ranges) == data[256 : 12 * 128]
+        assert all(r.crc32 == zlib.crc32(data[r.offset - 64 : r.offset - 64 + r.nbytes]) for r in ranges)
+    assert row_ranges(str(path), 64, 128, []) == []

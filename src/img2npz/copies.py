@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
 
-from img2npz import crc32, neardup
+from img2npz import neardup
 from img2npz.contract import FILTER_STAGE
 from img2npz.dtypes import uint8_of
-from img2npz.filecopy import ByteRange
+from img2npz.filecopy import ByteRange, row_ranges
 from img2npz.npzformat import ArrayLayout, read_array, read_rows
 
 
@@ -48,13 +49,16 @@ def _column(shards: Sequence[Shard], name: str, empty: np.ndarray) -> np.ndarray
     return np.concatenate([empty, *(read_array(s.npz, name, s.layouts[name]) for s in shards)])
 
 
-def _same_bytes(shards: Sequence[Shard], starts: np.ndarray, first: int, second: int) -> bool:
-    rows = []
-    for row in (first, second):
+def _row_reader(shards: Sequence[Shard], starts: np.ndarray):
+    """Row number (in merge order) -> its bytes; an earlier copy's are read once for all its copies."""
+
+    @lru_cache(maxsize=256)
+    def row_bytes(row: int) -> bytes:
         number = int(np.searchsorted(starts, row, side="right")) - 1
         shard = shards[number]
-        rows.append(read_rows(shard.npz, "images", [row - int(starts[number])], shard.layouts["images"]))
-    return rows[0].tobytes() == rows[1].tobytes()
+        return read_rows(shard.npz, "images", [row - int(starts[number])], shard.layouts["images"]).tobytes()
+
+    return row_bytes
 
 
 def find_copies(shards: Sequence[Shard], mode: str, bits: int) -> Copies:
@@ -71,7 +75,8 @@ def find_copies(shards: Sequence[Shard], mode: str, bits: int) -> Copies:
         _, firsts, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         owner = firsts[inverse.reshape(-1)] if count else np.zeros(0, np.int64)
         candidates = np.flatnonzero(owner != np.arange(count))  # same hash and CRC as an earlier row
-        same = [int(row) for row in candidates if _same_bytes(shards, starts, int(owner[row]), int(row))]
+        row_bytes = _row_reader(shards, starts)
+        same = [int(row) for row in candidates if row_bytes(int(owner[row])) == row_bytes(int(row))]
         first, second = owner[same].astype(np.int64), np.array(same, np.int64)
     roots = neardup.groups(count, first, second)  # each set's smallest row: its first in the index order
     paths = _column(shards, "paths", np.zeros(0, "<U1")) if (roots != np.arange(count)).any() else None
@@ -94,19 +99,10 @@ def kept_ranges(shard: Shard, keep: np.ndarray, crcs: np.ndarray) -> list[ByteRa
     """The byte ranges of a shard's kept rows, a range per run of them, each with its CRC-32."""
     layout = shard.layouts["images"]
     row_bytes = layout.nbytes // layout.shape[0] if layout.shape[0] else 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(keep, np.int8), [0]])))
     ranges = []
-    row = 0
-    while row < len(keep):
-        if not keep[row]:
-            row += 1
-            continue
-        end = row
-        crc = int(crcs[row])
-        while end + 1 < len(keep) and keep[end + 1]:
-            end += 1
-            crc = crc32.combine(crc, int(crcs[end]), row_bytes)
-        ranges.append(ByteRange(shard.npz, layout.offset + row * row_bytes, (end - row + 1) * row_bytes, crc))
-        row = end + 1
+    for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        ranges.extend(row_ranges(shard.npz, layout.offset + start * row_bytes, row_bytes, crcs[start:stop]))
     return ranges
 
 

@@ -110,10 +110,7 @@ def _draft(image: Image.Image, target: tuple[int, int], mode: ResizeMode) -> Non
     """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves twice the needed pixels."""
     if image.format != "JPEG":
         return
-    try:
-        orientation = _orientation(image)
-    except Exception:
-        return  # the exif stage will report it after decoding
+    orientation = _safe_orientation(image)
     upright = image.size[::-1] if orientation >= 5 else image.size
     need_w, need_h = needed_source_size(upright, target, mode)
     if orientation >= 5:

@@ -50,6 +50,22 @@ class ByteRange:
             yield from read_chunks(handle, self.nbytes, CHUNK_BYTES, buffers, short)
 
 
+def row_ranges(
+    path: str, offset: int, row_bytes: int, crcs: Sequence[int], chunk_bytes: int | None = None
+) -> list[ByteRange]:
+    """Consecutive rows of ``row_bytes`` from ``offset``, one per CRC-32 in ``crcs``, as ranges of
+    about ``chunk_bytes`` (one range when None), each with its rows' CRCs combined."""
+    per_range = max(1, chunk_bytes // max(row_bytes, 1)) if chunk_bytes else max(1, len(crcs))
+    ranges = []
+    for start in range(0, len(crcs), per_range):
+        part = crcs[start : start + per_range]
+        crc = int(part[0])
+        for more in part[1:]:
+            crc = crc32.combine(crc, int(more), row_bytes)
+        ranges.append(ByteRange(path, offset + start * row_bytes, len(part) * row_bytes, crc))
+    return ranges
+
+
 def release_cache(byte_range: ByteRange) -> None:
     """Ask the kernel to drop a copied range from the page cache (clean pages go at once).
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from img2npz import crc32, fingerprint
+from img2npz import fingerprint
 from img2npz.contract import ShardMeta
 from img2npz.dtypes import uint8_of
-from img2npz.filecopy import ByteRange, copy_ranges, release_cache
+from img2npz.filecopy import ByteRange, copy_ranges, release_cache, row_ranges
 from img2npz.kept import candidates, kept_dir, merged_images
 from img2npz.npzformat import array_layout, read_array
 
@@ -60,16 +60,7 @@ class KeptShard:
         """Rows from ``row`` on, one per CRC in ``crcs``, where :meth:`read` would read them, in ranges
         of about ``chunk_bytes`` (each released once copied, so the next one's pages are those)."""
         path, _, offset = self.merged or (self.path, self.fd, self.offset)
-        per_range = max(1, chunk_bytes // max(self.row_bytes, 1))
-        ranges = []
-        for start in range(0, len(crcs), per_range):
-            part = crcs[start : start + per_range]
-            crc = part[0]
-            for more in part[1:]:
-                crc = crc32.combine(crc, more, self.row_bytes)
-            at = offset + (row + start) * self.row_bytes
-            ranges.append(ByteRange(path, at, len(part) * self.row_bytes, crc))
-        return ranges
+        return row_ranges(path, offset + row * self.row_bytes, self.row_bytes, crcs, chunk_bytes)
 
     def read(
         self, rows: Sequence[int], release: bool = False, chunk_bytes: int = 4 << 20
