@@ -44,21 +44,24 @@ SIZE = (256, 256)
 EXTENSIONS = [".jpg", ".jpeg", ".png", ".bmp"]
 
 
-def _decode_share(paths: list[str]) -> int:
+def _decode_share(paths: list[str]) -> float:
+    """CPU seconds of decoding ``paths`` in this process."""
     from img2npz.decode import ImageFailure, load_rgb
 
+    start = time.process_time()
     for path in paths:
         with contextlib.suppress(ImageFailure):
             load_rgb(path, SIZE, "center-crop", (255, 255, 255))
-    return len(paths)
+    return time.process_time() - start
 
 
-def lower_bound(paths: list[str], cores: int) -> float:
+def lower_bound(paths: list[str], cores: int) -> tuple[float, float]:
+    """(images/s, CPU seconds per image) of the decode loop in ``cores`` processes."""
     shares = [paths[k::cores] for k in range(cores)]
     start = time.perf_counter()
     with ProcessPoolExecutor(cores) as pool:
-        done = sum(pool.map(_decode_share, shares))
-    return done / (time.perf_counter() - start)
+        cpu = sum(pool.map(_decode_share, shares))
+    return len(paths) / (time.perf_counter() - start), cpu / len(paths)
 
 
 NAIVE = r"""
@@ -104,11 +107,12 @@ def run_workflow(source: Path, work: Path, cores: int) -> float:
     return run_snakemake(source, work, cores)
 
 
-def run_snakemake(source: Path, work: Path, cores: int) -> float:
-    """Seconds of `snakemake --cores C` on ``source`` in ``work`` (whatever results/ holds)."""
+def snakemake_command(work: Path, config_text: str, cores: int) -> tuple[list[str], dict]:
+    """The `snakemake --cores C` command line (config ``config_text``, written into ``work``) and
+    its environment, with this Python's bin first on PATH."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "bench-config.yaml"
-    config.write_text(f"source: {source}\nvalidate: {{max_failure_fraction: 0.01, samples: 16}}\n")
+    config.write_text(config_text)
     command = [
         str(Path(sys.executable).with_name("snakemake")),
         "-s",
@@ -121,7 +125,13 @@ def run_snakemake(source: Path, work: Path, cores: int) -> float:
         str(cores),
         "--quiet",
     ]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return command, dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_snakemake(source: Path, work: Path, cores: int) -> float:
+    """Seconds of `snakemake --cores C` on ``source`` in ``work`` (whatever results/ holds)."""
+    config = f"source: {source}\nvalidate: {{max_failure_fraction: 0.01, samples: 16}}\n"
+    command, env = snakemake_command(work, config, cores)
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.perf_counter() - start
@@ -135,6 +145,12 @@ def peak_rss(log: Path) -> float:
 def job_wall(log: Path) -> float:
     """Seconds the rule's script ran (joblog), without the job's start-up."""
     match = re.search(r"([\d.]+) s wall", log.read_text())
+    return float(match.group(1)) if match else float("nan")
+
+
+def job_cpu(log: Path) -> float:
+    """CPU seconds of the rule's script (joblog), without the job's start-up."""
+    match = re.search(r"([\d.]+) s CPU", log.read_text())
     return float(match.group(1)) if match else float("nan")
 
 
@@ -157,10 +173,11 @@ import json, resource, sys, time
 from img2npz.contract import read_classes
 from img2npz.merge import merge_shards
 npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+streams = int(sys.argv[5])
 pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "background": [255, 255, 255],
          "normalize": None}
 start = time.perf_counter()
-meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv")
+meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv", streams=streams)
 print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -175,7 +192,7 @@ def warm(paths: list[Path] | list[str]) -> None:
                 pass
 
 
-def merge_alone(work: Path, fraction: float, out: Path) -> dict:
+def merge_alone(work: Path, fraction: float, out: Path, streams: int = 2) -> dict:
     npzs = sorted(str(p) for p in (work / "results" / "shards").glob("*.npz"))
     npzs = npzs[: max(1, round(len(npzs) * fraction))]
     warm(npzs)
@@ -189,6 +206,7 @@ def merge_alone(work: Path, fraction: float, out: Path) -> dict:
             json.dumps(failures),
             str(work / "results" / "index" / "classes.tsv"),
             str(out),
+            str(streams),
         ],
         capture_output=True,
         text=True,
@@ -229,7 +247,7 @@ def main() -> None:
     for path in paths:  # warm the page cache, as every measurement below reads the same files
         Path(path).read_bytes()
 
-    bound = lower_bound(paths, args.cores)
+    bound, bound_cpu = lower_bound(paths, args.cores)
     work = args.dir / "work"
     seconds = run_workflow(source, work, args.cores)
     workflow = len(paths) / seconds
@@ -246,14 +264,18 @@ def main() -> None:
     merge_rss = peak_rss(work / "results" / "logs" / "merge_npz.log")
     half = merge_alone(work, 0.5, args.dir / "m.npz")
     dataset_mb = (work / "results" / "dataset.npz").stat().st_size / 2**20
-    merges, copies = [], []
+    merges, copies = {1: [], 2: [], 4: []}, []
     for _ in range(3):  # interleaved, best of three: this disk's speed swings between minutes
-        merges.append(merge_alone(work, 1.0, args.dir / "m.npz"))
+        for streams, found in merges.items():
+            found.append(merge_alone(work, 1.0, args.dir / "m.npz", streams))
         copies.append(copy_speed(work, args.dir / "cp"))
-    full = min(merges, key=lambda m: m["seconds"])
+    best = {streams: min(found, key=lambda m: m["seconds"]) for streams, found in merges.items()}
+    full = best[2]  # the default merge.streams
     copy_mb_s = max(copies)
     validate = job_wall(work / "results" / "logs" / "validate_report.log")
     ceiling = len(paths) / bound + full["seconds"] + validate
+    shard_cpu = sum(job_cpu(log) for log in shard_logs) / len(paths)
+    tail = job_wall(work / "results" / "logs" / "merge_npz.log") + validate
 
     rows = [
         ("images", f"{len(paths):,}", ""),
@@ -273,6 +295,17 @@ def main() -> None:
             f"{len(paths) / bound / ceiling:.2f}",
             f"{ceiling:.1f} s: shard jobs at (a)'s speed, no start-up costs, then merge alone and validate",
         ),
+        ("(b) against its ceiling", f"{ceiling / seconds:.2f}", "ceiling seconds / (b) seconds, target >= 0.8"),
+        (
+            "shard jobs' CPU per image / (a)'s",
+            f"{shard_cpu / bound_cpu:.2f}",
+            f"{shard_cpu * 1e3:.2f} / {bound_cpu * 1e3:.2f} ms (scripts' CPU, start-up excluded), target <= 1.15",
+        ),
+        (
+            "merge + validate / (a) seconds",
+            f"{tail / (len(paths) / bound):.3f}",
+            f"{tail:.1f} s in the run against {len(paths) / bound:.1f} s, target <= 0.12",
+        ),
         ("(b) / (c)", f"{workflow / naive_rate:.0f}x", "target >= 20x"),
         (
             "shard job peak RSS, largest",
@@ -289,6 +322,11 @@ def main() -> None:
             "merge speed",
             f"{dataset_mb / full['seconds']:.0f} MB/s",
             f"cp of the shards: {copy_mb_s:.0f} MB/s, ratio {dataset_mb / full['seconds'] / copy_mb_s:.2f}",
+        ),
+        (
+            "merge alone, 1 / 2 / 4 streams",
+            " / ".join(f"{best[n]['seconds']:.2f}" for n in (1, 2, 4)) + " s",
+            " / ".join(f"{dataset_mb / best[n]['seconds']:.0f}" for n in (1, 2, 4)) + " MB/s (best of 3 each)",
         ),
     ]
     width = max(len(name) for name, _, _ in rows)

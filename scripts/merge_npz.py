@@ -21,6 +21,7 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
         near_duplicate_bits=params.near_duplicate_bits,
         group_near_duplicates=params.group_near_duplicates,
         drop_duplicates=params.drop_duplicates,
+        streams=snakemake.threads,  # noqa: F821
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
     write_shard_table(list(inputs.npzs), stats, output.shards)

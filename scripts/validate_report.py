@@ -30,4 +30,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
             failed_near_duplicates=log.near_duplicates,
         ),
         shards=read_shard_table(inputs.shards),
+        threads=snakemake.threads,  # noqa: F821
     )

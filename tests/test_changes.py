@@ -10,12 +10,12 @@ from img2npz.contract import ShardStats
 
 def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
     prints = np.arange(8, dtype=np.uint64).reshape(4, 2)
-    first = Catalogue("a", ["c/1", "c/2", "d/3", "d/4"], ["c", "c", "d", "d"], ["t"] * 4, prints, {"s1": 1, "s2": 2})
+    first = Catalogue.of("a", ["c/1", "c/2", "d/3", "d/4"], ["c", "c", "d", "d"], ["t"] * 4, prints, {"s1": 1, "s2": 2})
     first = compare(None, first)
     assert ("added", "c", "t", 2) in first.rows and ("shards rebuilt", "", "", 2) in first.rows
     changed = prints.copy()
     changed[2] += np.uint64(1)  # d/3's pixels
-    second = Catalogue(
+    second = Catalogue.of(
         "b", ["c/1", "d/3", "d/4", "e/5"], ["c", "d", "d", "e"], ["t"] * 4, changed[[0, 2, 3, 1]], {"s1": 1, "s2": 3}
     )
     second.fingerprints[3] = [99, 99]
@@ -30,7 +30,7 @@ def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
         ("images decoded", "", "", 2),
         ("images reused", "", "", 5),
     ]
-    same = compare(second, Catalogue("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
+    same = compare(second, Catalogue.of("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
     assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
 
 
@@ -47,7 +47,7 @@ def test_the_merge_notes_each_shard_npz_mtime_and_work_for_the_change_report(tmp
 
 
 def test_catalogue_round_trips(tmp_path):
-    catalogue = Catalogue(
+    catalogue = Catalogue.of(
         "sha",
         ["x", "y\udcff"],
         ["", "k"],
@@ -59,21 +59,47 @@ def test_catalogue_round_trips(tmp_path):
     )
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
-    assert (loaded.paths, loaded.classes, loaded.splits, loaded.shards) == (
-        ["x", "y\udcff"],
-        ["", "k"],
-        ["", ""],
-        {"s": 5},
-    )
+    per_image = [entry[:3] for entry in loaded.entries()]
+    assert per_image == [("x", "", ""), ("y\udcff", "k", "")] and loaded.shards == {"s": 5}
     assert loaded.rows == [("added", "", "", 2)] and loaded.examples == {"added": ["x"]}
     assert Catalogue.load(tmp_path / "missing.npz") is None
 
 
 def test_a_class_with_a_tab_in_its_name_survives_the_catalogue(tmp_path):
     rows = [("added", "a\tb", "", 1), ("shards rebuilt", "", "", 1)]
-    catalogue = Catalogue(
+    catalogue = Catalogue.of(
         "s", ["a\tb/1.png"], ["a\tb"], [""], np.ones((1, 2), np.uint64), {}, rows, {"added": ["a\tb/1.png"]}
     )
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
-    assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]} and loaded.classes == ["a\tb"]
+    assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]} and next(loaded.entries())[1] == "a\tb"
+
+
+def test_the_comparison_walks_both_lists_in_the_index_order():
+    """``cat/x`` sorts before ``cat-big/x`` (by components); additions and removals interleave."""
+    prints = np.zeros((4, 2), np.uint64)
+    before = Catalogue.of(
+        "a", ["cat/1", "cat/3", "cat-big/1", "dog/2"], ["cat", "cat", "cat-big", "dog"], [""] * 4, prints, {}
+    )
+    after = Catalogue.of(
+        "b", ["cat/2", "cat/3", "cat-big/0", "cat-big/1"], ["cat", "cat", "cat-big", "cat-big"], [""] * 4, prints, {}
+    )
+    rows = compare(before, after).rows
+    assert rows[:4] == [
+        ("added", "cat", "", 1),
+        ("added", "cat-big", "", 1),
+        ("removed", "cat", "", 1),
+        ("removed", "dog", "", 1),
+    ]
+    assert after.examples == {"added": ["cat/2", "cat-big/0"], "removed": ["cat/1", "dog/2"]}
+
+
+def test_a_large_catalogue_round_trips_through_chunked_reading(tmp_path):
+    paths = [f"class{n % 7}/{'x' * (n % 50)}{n:06d}.jpg" for n in range(30000)]
+    paths.sort(key=lambda path: path.split("/"))
+    catalogue = Catalogue.of(
+        "s", paths, [p.split("/")[0] for p in paths], [""] * len(paths), np.zeros((30000, 2), np.uint64), {}
+    )
+    catalogue.save(tmp_path / "c.npz")
+    loaded = Catalogue.load(tmp_path / "c.npz")
+    assert list(loaded.iter_paths()) == paths and [e[1] for e in loaded.entries()] == [p.split("/")[0] for p in paths]

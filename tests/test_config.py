@@ -91,8 +91,9 @@ EVERY_KEY = {
     "preprocess": {"image_timeout_s": 2.5, "max_image_pixels": 1000000},
     "shards": {"target_images": 500, "min_images": 10, "max_images": 2000},
     "filters": {"min_width": 16, "min_height": 12, "max_aspect": 3.5, "drop_constant": True, "drop_duplicates": "near"},
-    "merge": {"compress": True},
+    "merge": {"compress": True, "streams": 3},
     "validate": {
+        "threads": 3,
         "max_failure_fraction": 0.1,
         "samples": 16,
         "min_class_images": 3,

@@ -54,7 +54,7 @@ def test_dataset_meta_is_sorted_json_and_splits_appear_only_when_configured():
 
 def test_a_meta_of_another_format_or_without_a_key_is_refused_unless_lenient():
     document = json.loads(dataset_meta().to_json())
-    with pytest.raises(ValueError, match="expected 'img2npz/1'"):
+    with pytest.raises(ValueError, match=f"expected '{DATASET_FORMAT}'"):
         DatasetMeta.from_json(json.dumps({**document, "format": "img2npz/0"}))
     del document["images_sha256"]
     with pytest.raises(ValueError, match="images_sha256"):

@@ -51,7 +51,7 @@ def png(path, colour):
 
 
 def full_page(tmp_path):
-    changes = Catalogue("x", [], [], [], np.zeros((0, 2), np.uint64), {}, [("added", "cat", "train", 3)])
+    changes = Catalogue.of("x", [], [], [], np.zeros((0, 2), np.uint64), {}, [("added", "cat", "train", 3)])
     changes.examples = {"added": ["cat/<b>new</b>.jpg"]}
     return Page(
         checks=[

@@ -18,7 +18,7 @@
 
 Shared: :mod:`img2npz.neardup` (near-duplicates among the hashes, without comparing all pairs),
 :mod:`img2npz.variants` (generated photos and their edits, for tests and benchmarks),
-:mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.hashing`,
+:mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.treedigest`,
 :mod:`img2npz.joblog`, :mod:`img2npz.config`. :mod:`img2npz.dataset` is the PyTorch loader
 (``from img2npz import NPZDataset``); it imports none of the workflow's steps.
 """

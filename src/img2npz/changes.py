@@ -4,7 +4,8 @@ images their jobs decoded and reused.
 Snakemake deletes a job's outputs before it runs, so the previous ``dataset.npz`` is gone when its
 successor is checked. validate-report therefore keeps a small catalogue of the dataset it last
 passed (``results/report/catalogue.npz``, a Snakemake ``update()`` output: kept across runs, and
-restored when a run fails): per image its path, class, split and a pixel fingerprint; per shard the
+restored when a run fails): per image its path, class, split and a pixel fingerprint (in arrays, about
+40 bytes an image; compared with the new dataset as two streams in the index order); per shard the
 npz's mtime; and the change rows of the last run that changed the dataset, so a rerun that only
 re-checks (a ``validate.*`` edit) reports the same changes instead of "nothing".
 """
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from img2npz.atomic import atomic_output
-from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
-from img2npz.npzformat import blob_strings, strings_blob, write_npz
+from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats, path_sort_key
+from img2npz.npzformat import blob_strings, iter_blob, streamed_blob, strings_blob, write_npz
 from img2npz.tsv import TAB, escape_field, read_tsv, unescape_field, write_tsv
 
 EXAMPLES = 10
@@ -35,26 +36,76 @@ def _fields(line: str) -> list[str]:
     return [unescape_field(field) for field in line.split(TAB)]
 
 
+def _codes(names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Per-image names as (the distinct names, each image's index into them)."""
+    unique, inverse = np.unique(np.array(names, dtype=str), return_inverse=True) if names else ([], [])
+    return list(unique), np.asarray(inverse, np.int32).reshape(-1)
+
+
 @dataclass
 class Catalogue:
+    """What the last checked dataset held, per image in the index order: its path (in one blob),
+    class and split (as codes into ``class_names`` and ``split_names``) and pixel fingerprint.
+    About 40 bytes an image and no per-image Python object, so it is compared as a stream."""
+
     images_sha256: str
-    paths: list[str]
-    classes: list[str]  # per image: its class name ("" when unlabelled)
-    splits: list[str]  # per image: its split name ("" without splits)
+    paths: np.ndarray  # uint8 NUL-joined blob
+    count: int
+    class_names: list[str]
+    labels: np.ndarray  # int32 per image: index into class_names
+    split_names: list[str]
+    splits: np.ndarray  # int32 per image: index into split_names
     fingerprints: np.ndarray  # (N, 2) uint64
     shards: dict[str, int]  # shard id -> npz mtime_ns
     rows: list[tuple[str, str, str, int]] = field(default_factory=list)  # the change report it carries
     examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        images_sha256: str,
+        paths: Iterable[str],
+        classes: Sequence[str],
+        splits: Sequence[str],
+        fingerprints: np.ndarray,
+        shards: dict[str, int],
+        rows: list | None = None,
+        examples: dict | None = None,
+    ) -> Catalogue:
+        """From per-image class and split names (small catalogues, tests)."""
+        blob, count = streamed_blob(paths)
+        class_names, labels = _codes(classes)
+        split_names, split_codes = _codes(splits)
+        return cls(
+            images_sha256, blob, count, class_names, labels, split_names, split_codes, fingerprints, shards,
+            list(rows or []), dict(examples or {}),
+        )  # fmt: skip
+
+    def iter_paths(self) -> Iterator[str]:
+        return iter_blob(self.paths, self.count)
+
+    def entries(self) -> Iterator[tuple[str, str, str, bytes]]:
+        """(path, class name, split name, fingerprint bytes) per image, in the index order."""
+        labels, splits = self.labels.tolist(), self.splits.tolist()
+        for number, path in enumerate(self.iter_paths()):
+            yield (
+                path,
+                self.class_names[labels[number]],
+                self.split_names[splits[number]],
+                self.fingerprints[number].tobytes(),
+            )
 
     def save(self, path: str | os.PathLike) -> None:
         blob = strings_blob
         arrays = {
             "format": np.array(CATALOGUE_FORMAT),
             "images_sha256": np.array(self.images_sha256),
-            "count": np.array(len(self.paths)),
-            "paths": blob(self.paths),
-            "classes": blob(self.classes),
-            "splits": blob(self.splits),
+            "count": np.array(self.count),
+            "paths": self.paths,
+            "class_names": blob(self.class_names),
+            "labels": np.asarray(self.labels, np.int32),
+            "split_names": blob(self.split_names),
+            "splits": np.asarray(self.splits, np.int32),
             "fingerprints": self.fingerprints,
             "shard_ids": blob(list(self.shards)),
             "shard_mtimes": np.array(list(self.shards.values()), np.int64),
@@ -75,21 +126,23 @@ class Catalogue:
             if "format" not in data or str(data["format"]) != CATALOGUE_FORMAT:
                 return None
             count = int(data["count"])
-
-            def items(name: str, per_image: bool = False) -> list[str]:
-                return blob_strings(data[name], count if per_image else None)
-
-            ids = items("shard_ids")
-            rows = [_fields(line) for line in items("rows")]
+            names = {name: blob_strings(data[name], None) for name in ("class_names", "split_names", "shard_ids")}
+            for name in ("class_names", "split_names"):  # one empty name is a blob of no bytes
+                names[name] = names[name] or ([""] if count else [])
+            rows = [_fields(line) for line in blob_strings(data["rows"])]
             examples: dict[str, list[str]] = {}
-            for line in items("examples"):
+            for line in blob_strings(data["examples"]):
                 what, example = _fields(line)
                 examples.setdefault(what, []).append(example)
+            ids = names["shard_ids"]
             return cls(
                 str(data["images_sha256"]),
-                items("paths", True),
-                items("classes", True),
-                items("splits", True),
+                data["paths"],
+                count,
+                names["class_names"],
+                data["labels"],
+                names["split_names"],
+                data["splits"],
                 data["fingerprints"],
                 dict(zip(ids, data["shard_mtimes"].tolist(), strict=True)) if ids else {},
                 [(a, b, c, int(d)) for a, b, c, d in rows],
@@ -128,27 +181,31 @@ def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, S
     if previous is not None and previous.images_sha256 == current.images_sha256:
         current.rows, current.examples = previous.rows, previous.examples
         return current
-    before = {}
-    if previous is not None:
-        for number, path in enumerate(previous.paths):
-            before[path] = (previous.classes[number], previous.splits[number], previous.fingerprints[number].tobytes())
     counts: Counter = Counter()
     examples: dict[str, list[str]] = {}
 
-    def note(what: str, path: str, name: str, split: str) -> None:
-        counts[(what, name, split)] += 1
+    def note(what: str, entry: tuple[str, str, str, bytes]) -> None:
+        counts[(what, entry[1], entry[2])] += 1
         if len(examples.setdefault(what, [])) < EXAMPLES:
-            examples[what].append(path)
+            examples[what].append(entry[0])
 
-    for number, path in enumerate(current.paths):
-        now = (current.classes[number], current.splits[number], current.fingerprints[number].tobytes())
-        old = before.pop(path, None)
-        if old is None:
-            note("added", path, now[0], now[1])
-        elif old != now:
-            note("changed", path, now[0], now[1])
-    for path, (name, split, _) in before.items():
-        note("removed", path, name, split)
+    # both lists are in the index order: walk them side by side (memory flat in the images)
+    old_entries = previous.entries() if previous is not None else iter(())
+    old, new = next(old_entries, None), None
+    for new in current.entries():
+        key = path_sort_key(new[0])
+        while old is not None and path_sort_key(old[0]) < key:
+            note("removed", old)
+            old = next(old_entries, None)
+        if old is not None and old[0] == new[0]:
+            if old[1:] != new[1:]:
+                note("changed", new)
+            old = next(old_entries, None)
+        else:
+            note("added", new)
+    while old is not None:
+        note("removed", old)
+        old = next(old_entries, None)
     rebuilt = [
         shard for shard, mtime in current.shards.items() if previous is None or previous.shards.get(shard) != mtime
     ]

@@ -47,8 +47,10 @@ uint8 value), ``images_sha256`` and, with splits only, ``splits`` (``fractions``
 fraction; ``group_by``; ``counts``: name to images; with ``group_near_duplicates`` also
 ``near_duplicate_bits``, the threshold the splits were joined under).
 
-Digests, each checkable from this file alone: ``images_sha256`` is the hex sha256 of the
-``images`` array's bytes (the NPY header excluded), and ``crc32s[i]`` zlib's CRC-32 of row ``i``'s
+Digests, each checkable from this file alone: ``images_sha256`` is the hex tree digest of the
+``images`` rows, ``sha256`` of the rows' sha256 digests concatenated in row order
+(:mod:`img2npz.treedigest`, which any number of processes can verify; in ``img2npz/1`` files it was
+the sha256 of the array's bytes in one stream, and nothing else differs), and ``crc32s[i]`` zlib's CRC-32 of row ``i``'s
 ``H * W * 3 * itemsize`` bytes, taken when the image was decoded and carried through every reuse
 and copy since. The zip's own CRC-32 of each member is exact too.
 
@@ -72,6 +74,7 @@ member             dtype           shape            holds
 ``mtimes_ns``      ``<i8``         (n,)             that file's mtime in ns (with the path and
                                                     size: the key under which the row is reused)
 ``crc32s``         ``<u4``         (n,)             CRC-32 of each decoded row's bytes
+``sha256s``        ``|u1``         (n, 32)          sha256 of each decoded row's bytes
 ``phashes``        ``|u1``         (n, 32)          each decoded row's perceptual hash
 ``mean_rgb``       ``|u1``         (n, 3)           each decoded row's mean R, G, B, rounded
 ``histogram``      ``<i8``         (3, 256)         the decoded rows' uint8 value counts per channel
@@ -130,9 +133,11 @@ from img2npz.tsv import read_tsv
 
 T = TypeVar("T")
 
-DATASET_FORMAT = "img2npz/1"
-SHARD_FORMAT = "img2npz-shard/4"
-CATALOGUE_FORMAT = "img2npz-catalogue/1"
+DATASET_FORMAT = "img2npz/2"
+# what the loader reads: img2npz/1 differs only in how meta.images_sha256 was computed
+READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
+SHARD_FORMAT = "img2npz-shard/5"
+CATALOGUE_FORMAT = "img2npz-catalogue/2"
 LISTING_FORMAT = "img2npz-listing/1"
 
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
@@ -184,10 +189,10 @@ DATASET_MEMBERS = _members(
     ("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
     ("phashes", "uint8", "(N, 32)", "256-bit perceptual hash of each row, bits packed (near-duplicates)"),
     ("mean_rgb", "uint8", "(N, 3)", "mean R, G, B of each row, rounded (near-duplicates share it)"),
-    ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 of `images`"),
+    ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 tree digest of `images`"),
 )
-# Members added to img2npz/1 since its first release (additive: a reader that ignores them reads
-# every img2npz/1 file): an older dataset lacks them, and the loader does not need them.
+# Members added since img2npz/1's first release (additive: a reader that ignores them reads every
+# img2npz file): an older dataset lacks them, and the loader does not need them.
 ADDED_DATASET_MEMBERS = ("phashes", "mean_rgb")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
@@ -200,6 +205,7 @@ SHARD_MEMBERS = _members(
     ("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
     ("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
     ("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
+    ("sha256s", "uint8", "(n, 32)", "sha256 of each decoded row's bytes (img2npz.treedigest)"),
     ("phashes", "uint8", "(n, 32)", "256-bit perceptual hash of each decoded row (fingerprint)"),
     ("mean_rgb", "uint8", "(n, 3)", "mean R, G, B of each decoded row, rounded"),
     ("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
@@ -209,9 +215,11 @@ CATALOGUE_MEMBERS = _members(
     ("format", "unicode", "()", "CATALOGUE_FORMAT"),
     ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
     ("count", "int64", "()", "images"),
-    ("paths", "uint8", "(bytes,)", "NUL-joined paths (npzformat.strings_blob)"),
-    ("classes", "uint8", "(bytes,)", "NUL-joined class names"),
-    ("splits", "uint8", "(bytes,)", "NUL-joined split names"),
+    ("paths", "uint8", "(bytes,)", "NUL-joined paths in the index order (npzformat.strings_blob)"),
+    ("class_names", "uint8", "(bytes,)", 'NUL-joined class names ("": unlabelled)'),
+    ("labels", "int32", "(N,)", "each image's index into class_names"),
+    ("split_names", "uint8", "(bytes,)", 'NUL-joined split names ("" without splits)'),
+    ("splits", "int32", "(N,)", "each image's index into split_names"),
     ("fingerprints", "uint64", "(N, 2)", "pixel fingerprint per image"),
     ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
     ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),

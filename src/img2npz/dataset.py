@@ -26,8 +26,8 @@ import numpy as np
 from img2npz import neardup
 from img2npz.contract import (
     ADDED_DATASET_MEMBERS,
-    DATASET_FORMAT,
     DATASET_MEMBERS,
+    READABLE_DATASET_FORMATS,
     UNLABELLED_LABEL,
     ShardMeta,
     in_index_order,
@@ -135,8 +135,9 @@ class NPZDataset(_ImageFolderLike):
         if missing:
             raise DatasetFormatError(f"{self.path}: not an img2npz dataset (no {', '.join(sorted(missing))})")
         self.meta: dict[str, Any] = json.loads(str(read_array(self.path, "meta", self._layouts["meta"])))
-        if self.meta.get("format") != DATASET_FORMAT:
-            raise DatasetFormatError(f"{self.path}: format {self.meta.get('format')!r}, expected {DATASET_FORMAT!r}")
+        if self.meta.get("format") not in READABLE_DATASET_FORMATS:
+            expected = " or ".join(map(repr, READABLE_DATASET_FORMATS))
+            raise DatasetFormatError(f"{self.path}: format {self.meta.get('format')!r}, expected {expected}")
         if self._layouts["images"].offset is None:
             _map(self.path, self._layouts["images"])  # raises the clear error for compressed files
         self.classes = read_array(self.path, "classes", self._layouts["classes"]).tolist()

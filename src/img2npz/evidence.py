@@ -102,12 +102,12 @@ def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int) -> Ne
 
 class Evidence:
     """``dataset.npz`` (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks
-    see it. ``pixel`` and ``label_mode`` are this run's config. Until the ``members`` and
+    see it. ``pixel`` and ``label_mode`` are this run's config; ``threads`` scan the pixels. Until the ``members`` and
     ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` may be asked for."""
 
-    def __init__(self, npz: str, failures: str, images_table: str, pixel: dict, label_mode: str):
+    def __init__(self, npz: str, failures: str, images_table: str, pixel: dict, label_mode: str, threads: int = 1):
         self.npz, self.failures, self.images_table = npz, failures, images_table
-        self.pixel, self.label_mode = pixel, label_mode
+        self.pixel, self.label_mode, self.threads = pixel, label_mode, threads
 
     @cached_property
     def layouts(self) -> dict[str, ArrayLayout]:
@@ -129,7 +129,7 @@ class Evidence:
 
     @cached_property
     def pixels(self) -> PixelScan:
-        return scan_images(self.npz, self.layouts["images"])
+        return scan_images(self.npz, self.layouts["images"], self.threads)
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:
         """Selected rows of ``images``."""

@@ -84,14 +84,22 @@ def release_cache(byte_range: ByteRange) -> None:
 
 
 def copy_ranges(
-    member, ranges: Sequence[ByteRange], observe: Callable[[object], None] | None = None, release: bool = False
+    member,
+    ranges: Sequence[ByteRange],
+    observe: Callable[[object], None] | None = None,
+    release: bool = False,
+    streams: int = 1,
 ) -> None:
     """Append the ranges' bytes, in order, to ``member`` (an :meth:`img2npz.npzformat.NpzWriter.stream`
-    member); ``observe`` sees every byte once, in order."""
+    member); ``observe`` sees every byte once, in order. ``streams`` > 1 (without ``observe``):
+    that many threads copy contiguous parts of the whole at once (:class:`_ParallelCopy`)."""
     if sum(r.nbytes for r in ranges) > member.remaining:
         raise ValueError("more data than the member's declared shape")
     target = member.direct_target() if hasattr(os, "copy_file_range") else None
-    if target is not None and _KernelCopy(ranges, observe, release).run(member, *target):
+    if target is not None and streams > 1 and observe is None:
+        if _ParallelCopy(ranges, streams, release).run(member, *target):
+            return
+    elif target is not None and _KernelCopy(ranges, observe, release).run(member, *target):
         return
     buffers = ring_buffers(2, min(CHUNK_BYTES, max((r.nbytes for r in ranges), default=0)))
     for byte_range in ranges:
@@ -101,6 +109,116 @@ def copy_ranges(
             member.write_bytes(chunk)
         if release:
             release_cache(byte_range)
+
+
+def _kernel_copy(source_fd: int, out_fd: int, offset: int, end: int, position: int, path: str) -> None:
+    """``copy_file_range`` from ``offset`` to ``end`` of ``source_fd`` into ``out_fd`` at ``position``."""
+    while offset < end:
+        count = os.copy_file_range(source_fd, out_fd, end - offset, offset, position)
+        if not count:
+            raise ValueError(f"{path}: ends before byte {end}")
+        offset += count
+        position += count
+
+
+class _ParallelCopy:
+    """The ranges cut into ``streams`` parts of equal bytes, each part copied by its own thread with
+    ``copy_file_range`` to its place in the output, each thread writing its part front to back.
+
+    The kernel copies are independent (explicit offsets in both files, no shared file position), so
+    the parts proceed at once wherever the storage can serve several streams (a parallel file system
+    stripes a file over servers; a local disk serves them from one queue). A range with no known
+    CRC-32 is read back from its source by the thread that copied it. The first bytes are copied
+    before any thread starts, as the probe of whether the kernel can copy between these files.
+    """
+
+    PROBE_BYTES = 1 << 16
+
+    def __init__(self, ranges: Sequence[ByteRange], streams: int, release: bool):
+        self.ranges, self.streams, self.release = list(ranges), streams, release
+        self.crcs = [r.crc32 for r in self.ranges]
+
+    def _parts(self, skip: int) -> list[list[tuple[int, int, int]]]:
+        """Per stream, (range number, start, end) pieces in output order, the first ``skip`` bytes left out."""
+        total = sum(r.nbytes for r in self.ranges)
+        share = -(-(total - skip) // self.streams) if total > skip else 0
+        parts: list[list[tuple[int, int, int]]] = [[] for _ in range(self.streams)]
+        at = 0  # output bytes before the current range
+        for number, byte_range in enumerate(self.ranges):
+            start = max(0, skip - at)
+            while start < byte_range.nbytes:
+                stream = min((at + start - skip) // share, self.streams - 1)
+                end = min(byte_range.nbytes, skip + (stream + 1) * share - at)
+                parts[stream].append((number, start, end))
+                start = end
+            at += byte_range.nbytes
+        return parts
+
+    def run(self, member, out_fd: int, position: int) -> bool:
+        if not self.ranges or not any(r.nbytes for r in self.ranges):
+            return _KernelCopy(self.ranges, None, self.release).run(member, out_fd, position)
+        first = next(r for r in self.ranges if r.nbytes)  # the ranges before it are empty
+        probe = min(first.nbytes, self.PROBE_BYTES)
+        with open(first.path, "rb") as source:
+            try:
+                _kernel_copy(source.fileno(), out_fd, first.offset, first.offset + probe, position, first.path)
+            except OSError as error:
+                if error.errno in _NO_KERNEL_COPY:
+                    return False
+                raise
+        starts = [0]
+        for byte_range in self.ranges:
+            starts.append(starts[-1] + byte_range.nbytes)
+        parts = self._parts(probe)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=self._copy_part, args=(part, starts, out_fd, position, errors), name=f"copy{n}")
+            for n, part in enumerate(parts)
+            if part
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        total = starts[-1]
+        crc = 0
+        for number, byte_range in enumerate(self.ranges):
+            if byte_range.nbytes:
+                range_crc = self.crcs[number]
+                if range_crc is None:
+                    range_crc = _range_crc(byte_range)
+                crc = crc32.combine(crc, range_crc, byte_range.nbytes)
+            if self.release:
+                release_cache(byte_range)
+        member.appended(total, crc)
+        return True
+
+    def _copy_part(self, part, starts: list[int], out_fd: int, position: int, errors: list) -> None:
+        try:
+            for number, start, end in part:
+                byte_range = self.ranges[number]
+                with open(byte_range.path, "rb") as source:
+                    _kernel_copy(
+                        source.fileno(),
+                        out_fd,
+                        byte_range.offset + start,
+                        byte_range.offset + end,
+                        position + starts[number] + start,
+                        byte_range.path,
+                    )
+                if self.release:
+                    release_cache(ByteRange(byte_range.path, byte_range.offset + start, end - start))
+        except BaseException as error:  # re-raised by run
+            errors.append(error)
+
+
+def _range_crc(byte_range: ByteRange) -> int:
+    crc = 0
+    for chunk in byte_range.chunks(ring_buffers(1, min(CHUNK_BYTES, byte_range.nbytes))):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 class _KernelCopy:

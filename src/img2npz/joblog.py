@@ -13,7 +13,18 @@ from collections.abc import Iterator
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    """This process's own peak resident memory, in MB.
+
+    Linux's ``VmHWM`` starts afresh when a program is executed; ``ru_maxrss`` (the fallback
+    elsewhere) survives ``exec``, so a job started by Snakemake's fork would report at least
+    Snakemake's own size there."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

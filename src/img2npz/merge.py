@@ -2,8 +2,10 @@
 
 Peak memory is bounded by a shard's small arrays plus one read chunk, never by the number of images:
 pass one reads only headers and path lists shard by shard, pass two copies the image bytes file to
-file in the kernel (``copy_file_range``, while a second thread hashes them; each shard's page
-cache is released behind it, so the copy reuses those pages) and the rest in chunks.
+file in the kernel (``copy_file_range``, in as many parallel streams as the job has threads; each
+shard's page cache is released behind it, so the copy reuses those pages) and the rest in chunks.
+No pixel is read here: the digest in ``meta`` is the tree of the rows' sha256s that the shard jobs
+took (:mod:`img2npz.treedigest`), and the zip's CRC-32 is the rows' CRC-32s combined.
 Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
 path of their manifest, so the result never depends on how the tree was sharded.
 
@@ -14,7 +16,6 @@ exact, from the shards' integer histograms, so they never depend on the shard la
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from img2npz.contract import (
 from img2npz.copies import Copies, dropped_counts, find_copies, kept_ranges
 from img2npz.filecopy import ByteRange, copy_ranges
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
+from img2npz.treedigest import TreeDigest
 from img2npz.tsv import concatenate_tsv, read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -183,13 +185,15 @@ def merge_shards(
     near_duplicate_bits: int | None = None,
     group_near_duplicates: bool = False,
     drop_duplicates: str = "none",
+    streams: int = 1,
 ) -> DatasetMeta:
     """Write the dataset and the failure list; return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
     split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
     ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
-    ``near``): leave out every copy but the first (:mod:`img2npz.copies`).
+    ``near``): leave out every copy but the first (:mod:`img2npz.copies`). ``streams``: threads
+    copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`).
     """
     if len(shard_npzs) != len(shard_failures):
         raise ValueError("every shard needs its failures file")
@@ -212,13 +216,15 @@ def merge_shards(
     path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
     class_index = {name: number for number, name in enumerate(classes)}
     histogram = rows.histogram(pixel)
-    images_sha = hashlib.sha256()
     numbers = range(len(summaries))
+    digest = TreeDigest()
+    for number in numbers:
+        digest.update(rows.column(number, "sha256s"))
 
     with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            copy_ranges(member, rows.image_ranges(), images_sha.update, release=True)
+            copy_ranges(member, rows.image_ranges(), release=True, streams=streams)
         with writer.stream("labels", np.int64, (total,)) as member:
             for number in numbers:
                 member.write(_label_array(rows.column(number, "class_names"), class_index, summaries[number].npz))
@@ -263,7 +269,7 @@ def merge_shards(
             mean=mean,
             std=std,
             histogram=histogram.tolist(),
-            images_sha256=images_sha.hexdigest(),
+            images_sha256=digest.hexdigest(),
             splits=split_meta,
         )
         writer.add("meta", np.array(meta.to_json()))

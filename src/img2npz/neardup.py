@@ -11,7 +11,9 @@ nothing beyond it is reported; the result is the same pairs, in the same order, 
 
 The cost is set by ``m``: with chunks of about ``log2(n)`` bits, a random value finds about one
 other item under each looked-up value. :func:`chunk_count` picks ``m`` for ``n`` and ``t`` by
-that estimate. Memory is a few arrays of ``n`` entries plus the candidates of one lookup at a time.
+that estimate. The bits are taken in a fixed scattered order (:data:`PERMUTATION`), so that the
+correlated lowest frequencies do not crowd into one chunk. Memory is a few arrays of ``n`` entries
+plus at most :data:`CANDIDATES` candidates at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ BYTES = BITS // 8
 COLOUR_TOLERANCE = 0.08  # near-duplicates' mean colours: chromaticities at most this far apart
 MIN_CHUNKS = BITS // 32  # a chunk's value is at most 32 bits
 TABLE_BITS = 22  # chunks this wide or narrower are looked up in a table of 2**bits + 1 int64s
+CANDIDATES = 1 << 19  # candidate pairs checked at once: the search's working memory (about 50 MB)
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,15 +85,25 @@ def chunk_count(count: int, threshold: int) -> int:
     return min(range(MIN_CHUNKS, 65), key=lambda chunks: (cost(chunks), chunks))
 
 
-def _chunk_values(hashes: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Bits ``start:stop`` (at most 32, big-endian numbering) of each hash, as uint64."""
-    words = np.ascontiguousarray(hashes).view(">u8").astype(np.uint64)
-    first, offset = divmod(start, 64)
+# Chunks take the bits in this order: bit ``PERMUTATION[k]`` is the k-th. Consecutive hash bits
+# are neighbouring DCT frequencies, and the lowest few are alike across many photos (smooth
+# pictures share their coarsest layout); chunks of consecutive bits would then gather them into a
+# few values shared by thousands of images, and the candidates grow with the square of those.
+# Stride 97 (odd, so a permutation) puts any ten consecutive bits into ten different chunks.
+PERMUTATION = (np.arange(BITS) * 97) % BITS
+
+
+def _chunk_values(hashes: np.ndarray, start: int, stop: int, block: int = 1 << 16) -> np.ndarray:
+    """Permuted bits ``start:stop`` (at most 32) of each hash, as uint64, read a block at a time."""
     width = stop - start
-    value = words[:, first] << np.uint64(offset) if offset else words[:, first].copy()
-    if offset + width > 64:
-        value |= words[:, first + 1] >> np.uint64(64 - offset)
-    return value >> np.uint64(64 - width)
+    columns = PERMUTATION[start:stop]
+    values = np.empty(len(hashes), np.uint64)
+    for at in range(0, len(hashes), block):
+        bits = np.unpackbits(hashes[at : at + block], axis=1)[:, columns]
+        packed = np.packbits(np.pad(bits, ((0, 0), (0, 32 - width))), axis=1)
+        words = np.ascontiguousarray(packed).view(">u4").reshape(-1)
+        values[at : at + block] = words.astype(np.uint64) >> np.uint64(32 - width)
+    return values
 
 
 def _masks(width: int, radius: int) -> list[int]:
@@ -139,20 +152,33 @@ def near_pairs(hashes: np.ndarray, threshold: int, chunks: int | None = None) ->
         lookup = _Lookup(values, order, width)
         for mask in _masks(width, radius):
             low, high = lookup.ranges(values ^ np.uint64(mask))
-            lengths = high - low
-            queries = np.repeat(np.arange(count), lengths)
-            if not len(queries):
-                continue
-            starts = np.repeat(low - np.cumsum(lengths) + lengths, lengths)
-            others = order[np.arange(len(queries)) + starts]
-            keep = queries < others  # each pair once, never an item with itself
-            queries, others = queries[keep], others[keep]
-            near = distances(hashes[queries], hashes[others]) <= threshold
-            found.append(queries[near] * count + others[near])
+            ends = np.cumsum(high - low)
+            first = 0
+            while first < count:  # blocks of queries with at most CANDIDATES candidates (or one query)
+                last = max(
+                    first + 1, int(np.searchsorted(ends, ends[first] - (high - low)[first] + CANDIDATES, "right"))
+                )
+                found.append(_near_in(hashes, order, low[first:last], high[first:last], first, threshold))
+                first = last
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     keys = np.unique(np.concatenate(found))
     return keys // count, keys % count
+
+
+def _near_in(hashes, order, low, high, first: int, threshold: int) -> np.ndarray:
+    """Pair keys (``query * n + other``) of queries ``first``, ``first + 1``, ... whose candidates
+    ``order[low:high]`` are within ``threshold``."""
+    lengths = high - low
+    queries = np.repeat(np.arange(first, first + len(low)), lengths)
+    if not len(queries):
+        return np.zeros(0, np.int64)
+    starts = np.repeat(low - np.cumsum(lengths) + lengths, lengths)
+    others = order[np.arange(len(queries)) + starts]
+    keep = queries < others  # each pair once, never an item with itself
+    queries, others = queries[keep], others[keep]
+    near = distances(hashes[queries], hashes[others]) <= threshold
+    return queries[near] * len(hashes) + others[near]
 
 
 def groups(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:

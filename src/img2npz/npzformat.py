@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -370,3 +371,25 @@ def blob_strings(blob: np.ndarray, count: int | None = None) -> list[str]:
     if count is not None:
         return text.split("\0") if count else []
     return text.split("\0") if text else []
+
+
+def streamed_blob(items: Iterable[str], batch: int = 65536) -> tuple[np.ndarray, int]:
+    """:func:`strings_blob` of strings streamed from an iterable, and their count: it holds the
+    bytes, never a list of the strings."""
+    blob, count, items = bytearray(), 0, iter(items)
+    while part := list(itertools.islice(items, batch)):
+        blob += (b"\0" if count else b"") + "\0".join(part).encode("utf-8", "surrogateescape")
+        count += len(part)
+    return np.frombuffer(blob, np.uint8), count
+
+
+def iter_blob(blob: np.ndarray, count: int, chunk_bytes: int = 1 << 20) -> Iterator[str]:
+    """The ``count`` strings of a :func:`strings_blob`, decoded a chunk at a time (never all at once)."""
+    if not count:
+        return
+    data, start = np.ascontiguousarray(blob, np.uint8).tobytes(), 0
+    while start <= len(data):
+        stop = data.find(b"\0", min(start + chunk_bytes, len(data)))
+        stop = len(data) if stop < 0 else stop
+        yield from data[start:stop].decode("utf-8", "surrogateescape").split("\0")
+        start = stop + 1

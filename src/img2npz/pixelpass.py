@@ -1,22 +1,26 @@
 """The validation's one streaming pass over an array of image rows (``dataset.npz``'s pixels), and
 what needs the rows again.
 
-The pass reads ``images`` once, in chunks through reused buffers: sha256 in a second thread, a
-CRC-32, a 16-byte fingerprint and a one-colour test per row, and for float dtypes finiteness and
-range (uint8 is 0..255 by type). Memory holds 24 bytes per image, never the pixels. Rows with
+The pass reads ``images`` once, in chunks scanned by parallel threads: per row its sha256 (for the
+tree digest, :mod:`img2npz.treedigest`), CRC-32, a 16-byte fingerprint and a one-colour test, and
+for float dtypes finiteness and range (uint8 is 0..255 by type). Memory holds 20 bytes per image
+and a few chunks, never the pixels. Rows with
 equal fingerprints are then read again, few of them, to confirm duplicates byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from img2npz.hashing import BackgroundSha256
 from img2npz.npzformat import ArrayLayout, iter_chunks, read_rows
+from img2npz.treedigest import TreeDigest, row_digests
 
 
 @dataclass
@@ -63,33 +67,101 @@ def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return prints, constant
 
 
-def scan_images(npz: str, layout: ArrayLayout) -> PixelScan:
-    """The pass (see the module docstring) over the member ``layout`` describes."""
-    digest = BackgroundSha256()
-    low, high, finite = None, None, True
+@dataclass
+class _ChunkScan:
+    """What the pass learns from one chunk of rows."""
+
+    digests: np.ndarray
+    crcs: list[int]
+    prints: np.ndarray
+    constant: np.ndarray
+    finite: bool
+    low: float | None
+    high: float | None
+
+
+def _scan_chunk(rows: np.ndarray) -> _ChunkScan:
+    """Every per-row fact of the pass for one chunk (hashlib and zlib release the GIL, numpy mostly
+    does: chunks scan in parallel threads)."""
+    flat = rows.reshape(len(rows), -1)
+    prints, one_colour = row_fingerprints(rows)
+    finite, low, high = True, None, None
+    if rows.dtype.kind == "f":
+        finite = bool(np.isfinite(rows).all())
+        values = np.nan_to_num(rows)
+        low, high = float(values.min()), float(values.max())
+    return _ChunkScan(
+        row_digests(flat), [zlib.crc32(row) for row in flat], prints, np.flatnonzero(one_colour), finite, low, high
+    )
+
+
+CHUNK_ROWS_BYTES = 4 << 20  # about this much of the member per chunk
+
+
+def scan_images(npz: str, layout: ArrayLayout, threads: int = 1) -> PixelScan:
+    """The pass (see the module docstring) over the member ``layout`` describes, in ``threads``
+    threads: chunks are read and scanned in parallel and taken in order (at most ``2 * threads`` in
+    flight), so the tree digest grows in row order and memory is a few chunks."""
     count = layout.shape[0] if layout.shape else 0
+    row_shape = layout.shape[1:] if layout.shape else ()
+    row_bytes = layout.nbytes // count if count else 0
+    chunk_rows = max(1, CHUNK_ROWS_BYTES // max(row_bytes, 1))
+    digest = TreeDigest()
     fingerprints = np.zeros((count, 2), np.uint64)
     crcs = np.zeros(count, np.uint32)
     constant: list[int] = []
+    low, high, finite = None, None, True
+    if layout.offset is not None:  # stored: each thread reads its own chunks
+
+        def scan(start: int) -> _ChunkScan:
+            rows = _read_rows(npz, layout, start, min(chunk_rows, count - start))
+            return _scan_chunk(rows.reshape(-1, *row_shape))
+
+        work = range(0, count, chunk_rows)
+    else:  # deflated: one stream to inflate, in order; the threads scan what it gives
+        scan = _scan_chunk
+        work = iter_chunks(npz, layout.name, chunk_bytes=CHUNK_ROWS_BYTES, layout=layout) if count else ()
     start = 0
-    for chunk in iter_chunks(npz, layout.name, layout=layout, ring=BackgroundSha256.DEPTH + 2):
-        digest.update(chunk)
-        if not chunk.size:
-            continue
-        crcs[start : start + len(chunk)] = [zlib.crc32(row) for row in chunk.reshape(len(chunk), -1)]
-        prints, one_colour = row_fingerprints(chunk)
-        fingerprints[start : start + len(chunk)] = prints
-        constant.extend((np.flatnonzero(one_colour) + start).tolist())
-        start += len(chunk)
-        if chunk.dtype.kind == "f":
-            finite = finite and bool(np.isfinite(chunk).all())
-            values = np.nan_to_num(chunk)
-            c_low, c_high = float(values.min()), float(values.max())
-            low = c_low if low is None else min(low, c_low)
-            high = c_high if high is None else max(high, c_high)
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pixelpass") as pool:
+        for chunk in _ordered(pool, scan, work, 2 * max(1, threads)):
+            stop = start + len(chunk.crcs)
+            digest.update(chunk.digests)
+            crcs[start:stop] = chunk.crcs
+            fingerprints[start:stop] = chunk.prints
+            constant.extend((chunk.constant + start).tolist())
+            finite = finite and chunk.finite
+            if chunk.low is not None:
+                low = chunk.low if low is None else min(low, chunk.low)
+                high = chunk.high if high is None else max(high, chunk.high)
+            start = stop
     if layout.dtype == np.uint8:
         low, high = 0.0, 255.0
     return PixelScan(digest.hexdigest(), low, high, finite, fingerprints, constant, crcs)
+
+
+def _ordered(pool: ThreadPoolExecutor, work, items, ahead: int):
+    """``work(item)`` for each item, in order, with at most ``ahead`` submitted and not yet taken."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _read_rows(npz: str, layout: ArrayLayout, start: int, rows: int) -> np.ndarray:
+    """``rows`` rows of a stored member from row ``start``, in one positioned read."""
+    row_bytes = layout.nbytes // layout.shape[0]
+    buffer = np.empty(rows * row_bytes, np.uint8)
+    with open(npz, "rb", buffering=0) as raw:
+        view, got = memoryview(buffer), 0
+        while got < len(buffer):
+            count = os.preadv(raw.fileno(), [view[got:]], layout.offset + start * row_bytes + got)
+            if not count:
+                raise ValueError(f"{npz}: member {layout.name!r} ends early")
+            got += count
+    return buffer.view(layout.dtype)
 
 
 def duplicate_groups(npz: str, layout: ArrayLayout, fingerprints: np.ndarray) -> list[list[int]]:

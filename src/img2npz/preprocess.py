@@ -34,6 +34,7 @@ from img2npz.filters import NO_FILTERS, Filters
 from img2npz.index import read_manifest
 from img2npz.kept import keep
 from img2npz.npzformat import NpzWriter
+from img2npz.treedigest import DIGEST_BYTES, row_digest
 from img2npz.tsv import write_tsv
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def process_shard(
             writer.add("sizes", np.array(done.sizes, np.int64))
             writer.add("mtimes_ns", np.array(done.mtimes, np.int64))
             writer.add("crc32s", np.array(done.crcs, np.uint32))
+            writer.add("sha256s", _digests(done.digests))
             phashes, mean_rgb = done.fingerprints()
             writer.add("phashes", phashes)
             writer.add("mean_rgb", mean_rgb)
@@ -141,6 +143,7 @@ class _Rows:
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     crcs: list[int] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)  # sha256 of each row's bytes (img2npz.treedigest)
     kept: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)  # hash, colour; None: decoded
     thumbnails: list[np.ndarray] = field(default_factory=list)  # the decoded rows', in order
     counts: list[np.ndarray] = field(default_factory=list)  # the decoded rows' value counts, in order
@@ -174,6 +177,7 @@ def _write_rows(
         if crc is not None:
             done.reused += 1
             done.kept.append(copier.fingerprint(entry))
+            done.digests.append(copier.digest(entry))
         else:
             try:
                 if isinstance(entry, ImageFailure):
@@ -183,9 +187,11 @@ def _write_rows(
             except ImageFailure as failure:
                 done.failures.append((rel_path, failure.stage, failure.reason.replace(prefix, "")))
                 continue
-            crc = zlib.crc32(row)
+            data = row.reshape(-1).view(np.uint8)
+            crc = zlib.crc32(data)
+            done.digests.append(row_digest(data))
             copier.flush(images)
-            images.write_bytes(row.reshape(-1).view(np.uint8), crc)
+            images.write_bytes(data, crc)
             copier.histogram += counts
             done.kept.append(None)
             done.thumbnails.append(thumb)
@@ -210,6 +216,10 @@ def _decode(
     filters.admit_pixels(counts)
     pixels = np.asarray(image)
     return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image, pixels)
+
+
+def _digests(digests: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(digests), np.uint8).reshape(len(digests), DIGEST_BYTES)
 
 
 def _strings(values: list[str]) -> np.ndarray:

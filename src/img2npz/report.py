@@ -15,6 +15,7 @@ from img2npz import htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
 from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check
 from img2npz.evidence import LISTED, Evidence
+from img2npz.npzformat import streamed_blob
 from img2npz.tsv import iter_tsv, write_tsv
 
 
@@ -103,13 +104,21 @@ def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> 
 
 def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord]) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``)."""
-    paths = list(evidence.iter_paths())
-    classes = evidence.classes
-    names = [classes[label] if label >= 0 else UNLABELLED_CLASS for label in evidence.labels.tolist()]
-    split_names = evidence.split_names
-    splits = [split_names[i] for i in evidence.split.tolist()] if evidence.split is not None else [""] * len(paths)
-    mtimes = {shard: record.mtime_ns for shard, record in shards.items()}
-    current = Catalogue(evidence.meta.images_sha256 or "", paths, names, splits, evidence.pixels.fingerprints, mtimes)
+    classes = [*evidence.classes, UNLABELLED_CLASS]  # the last: unlabelled (and any bad label)
+    labels = evidence.labels
+    codes = np.where((labels >= 0) & (labels < len(evidence.classes)), labels, len(evidence.classes))
+    split_names = evidence.split_names or [""]
+    splits = evidence.split if evidence.split is not None else np.zeros(len(labels), np.int8)
+    current = Catalogue(
+        evidence.meta.images_sha256 or "",
+        *streamed_blob(evidence.iter_paths()),
+        classes,
+        codes.astype(np.int32),
+        split_names,
+        splits.astype(np.int32),
+        evidence.pixels.fingerprints,
+        {shard: record.mtime_ns for shard, record in shards.items()},
+    )
     catalogue = compare(Catalogue.load(files.catalogue), current, shards)
     write_changes(files.changes, catalogue)
     catalogue.save(files.catalogue)

@@ -37,6 +37,7 @@ from img2npz.dtypes import uint8_of
 from img2npz.filecopy import ByteRange, copy_ranges, release_cache, row_ranges
 from img2npz.kept import candidates, kept_dir, merged_images
 from img2npz.npzformat import array_layout, read_array
+from img2npz.treedigest import DIGEST_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class KeptShard:
     histogram: np.ndarray  # (3, 256) counts of all its decoded rows' uint8 pixels
     phashes: np.ndarray  # (images, fingerprint.BYTES) uint8 perceptual hash of each decoded row
     mean_rgb: np.ndarray  # (images, 3) uint8 mean colour of each decoded row
+    sha256s: np.ndarray  # (images, 32) uint8 sha256 of each decoded row's bytes (img2npz.treedigest)
     merged: tuple[str, int, int] | None = None  # (dataset path, fd, offset of this shard's row 0) to read instead
 
     def byte_ranges(self, row: int, crcs: Sequence[int], chunk_bytes: int = 8 << 20) -> list[ByteRange]:
@@ -162,12 +164,14 @@ class PreviousRows:
         histogram = read_array(path, "histogram", layouts["histogram"])
         phashes = read_array(path, "phashes", layouts["phashes"])
         mean_rgb = read_array(path, "mean_rgb", layouts["mean_rgb"])
+        sha256s = read_array(path, "sha256s", layouts["sha256s"])
         if (
             any(len(column) != count for column in columns)
             or count > images.shape[0]
             or histogram.shape != (3, 256)
             or phashes.shape != (count, fingerprint.BYTES)
             or mean_rgb.shape != (count, 3)
+            or sha256s.shape != (count, DIGEST_BYTES)
         ):
             raise ValueError("member lengths disagree")
         number = len(self.shards)
@@ -179,7 +183,9 @@ class PreviousRows:
             dataset, offset, first_row = merged
             in_dataset = (dataset, self._dataset_fd, offset + first_row * row_bytes)
         self.shards.append(
-            KeptShard(path, fd, images.offset, row_bytes, count, columns[3], histogram, phashes, mean_rgb, in_dataset)
+            KeptShard(
+                path, fd, images.offset, row_bytes, count, columns[3], histogram, phashes, mean_rgb, sha256s, in_dataset
+            )
         )
         for row, (name, size, mtime) in enumerate(zip(*(column.tolist() for column in columns[:3]), strict=True)):
             self._rows.setdefault(name, (number, row, size, mtime))
@@ -270,6 +276,11 @@ class RowCopier:
         number, row = entry
         shard = self._previous.shards[number]
         return shard.phashes[row], shard.mean_rgb[row]
+
+    def digest(self, entry: tuple[int, int]) -> bytes:
+        """The kept row ``entry``'s sha256 (it travels with the row, as its CRC-32 does)."""
+        number, row = entry
+        return self._previous.shards[number].sha256s[row].tobytes()
 
     def flush(self, images) -> None:
         """Copy the pending run of kept rows (each is read once: its pages are released after)."""

@@ -54,10 +54,11 @@ def validate_dataset(
     out_json: str | os.PathLike,
     files: report.ReportFiles,
     shards: Mapping[str, ShardRecord] | None = None,
+    threads: int = 1,
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
-    end when a hard check failed."""
-    evidence = Evidence(npz, failures, images_table, pixel, label_mode)
+    end when a hard check failed. ``threads`` read and hash the pixels at once."""
+    evidence = Evidence(npz, failures, images_table, pixel, label_mode, threads)
     checks, readable = run_checks(evidence, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:

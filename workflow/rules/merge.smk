@@ -17,7 +17,7 @@ rule merge_npz:
         "results/logs/merge_npz.log",
     conda:
         "../../envs/img2npz.yaml"
-    threads: 2  # the kernel copies the pixels while a second thread hashes them
+    threads: config["merge"]["streams"]  # copy_file_range streams (img2npz.filecopy)
     resources:
         mem_mb=1000,
         runtime=dataset_runtime,

@@ -1,0 +1,245 @@
+"""The workflow at 10^5 and 10^6 images on this machine: time per phase and peak memory per job kind.
+
+For each size N (default 100,000 and 1,000,000) in one run:
+  1. generate N distinct 64 x 48 JPEGs in 1,000 class folders (deterministic, smooth random
+     colour fields, about 1 KB each; two processes), unless the tree is already there;
+  2. `snakemake --cores C` at `image.size [32, 32]` from an empty results/;
+  3. a no-op rerun;
+  4. add 1% more images, spread over every class folder (the commonest growth), and rerun.
+Prints, per size and run: wall time per phase (the walk, timed alone; the index job; the shard
+jobs, their scripts' summed wall over C; merge; validate; Snakemake itself, the rest), the images
+decoded, and the peak RSS of every job kind and of Snakemake's own process; then the growth from
+the first size to the last. Writes bench/SCALE.md. Usage:
+python bench/scale.py [--sizes 100000 1000000] [--cores 2] [--dir /tmp/img2npz-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from throughput import job_wall, peak_rss, snakemake_command  # noqa: E402
+
+from img2npz.scan import scan_tree  # noqa: E402
+
+CLASSES = 1000
+EXTENSIONS = [".jpg"]
+
+
+def _picture(seed: int) -> bytes:
+    """One distinct 64 x 48 JPEG: a 4 x 3 random colour field, smoothly enlarged, with fine noise."""
+    rng = np.random.default_rng(seed)
+    field = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8), "RGB").resize((64, 48), Image.BILINEAR)
+    pixels = np.asarray(field, np.int16) + rng.integers(-8, 9, (48, 64, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _write_share(job: tuple[str, int, int, int]) -> int:
+    """Images ``start``, ``start + step``, ... below ``stop`` of the tree ``root``."""
+    root, start, stop, step = job
+    for number in range(start, stop, step):
+        folder = Path(root) / f"class{number % CLASSES:04d}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"img{number:08d}.jpg").write_bytes(_picture(number))
+    return len(range(start, stop, step))
+
+
+def make_tree(root: Path, start: int, stop: int, processes: int = 2) -> float:
+    """Images ``start`` to ``stop`` (their numbers are their seeds) under ``root``; seconds taken."""
+    began = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_write_share, [(str(root), start + k, stop, processes) for k in range(processes)]))
+    return time.perf_counter() - began
+
+
+class PeakRss:
+    """Snakemake's own peak RSS (VmHWM of its process, read while it runs), in MB."""
+
+    def __init__(self, pid: int):
+        self.pid, self.mb, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                self.mb = max(self.mb, int(match.group(1)) / 1024)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.mb
+
+
+def snakemake(source: Path, work: Path, cores: int) -> tuple[float, float]:
+    """(seconds, Snakemake's peak RSS in MB) of `snakemake --cores C` in ``work``."""
+    config = f"source: {source}\nextensions: ['.jpg']\nimage: {{size: [32, 32]}}\nvalidate: {{samples: 16}}\n"
+    command, env = snakemake_command(work, config, cores)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watch = PeakRss(process.pid)
+    _, errors = process.communicate()
+    seconds, rss = time.perf_counter() - start, watch.stop()
+    if process.returncode:
+        raise SystemExit(f"snakemake failed in {work}:\n{errors[-3000:]}")
+    return seconds, rss
+
+
+def _changed_since(log: Path, since: float) -> bool:
+    return log.exists() and log.stat().st_mtime >= since
+
+
+def measure(source: Path, work: Path, cores: int, label: str) -> dict:
+    """One run and what its jobs' logs say (only the jobs that ran in it)."""
+    began = time.time()
+    seconds, snakemake_rss = snakemake(source, work, cores)
+    logs = work / "results" / "logs"
+    shard_logs = [log for log in (logs / "preprocess_shard").glob("*.log") if _changed_since(log, began)]
+    ran = {
+        name: _changed_since(logs / f"{name}.log", began) for name in ("index_images", "merge_npz", "validate_report")
+    }
+    wall = {name: job_wall(logs / f"{name}.log") if done else 0.0 for name, done in ran.items()}
+    rss = {name: peak_rss(logs / f"{name}.log") if done else float("nan") for name, done in ran.items()}
+    shards = sum(job_wall(log) for log in shard_logs) / cores
+    decoded = reused = 0
+    table = work / "results" / "dataset.shards.tsv"
+    if shard_logs and table.exists():
+        for line in table.read_text().splitlines()[1:]:
+            shard, _, kept, fresh = line.split("\t")
+            if _changed_since(work / "results" / "logs" / "preprocess_shard" / f"{shard}.log", began):
+                reused, decoded = reused + int(kept), decoded + int(fresh)
+    return {
+        "label": label,
+        "seconds": seconds,
+        "index": wall["index_images"],
+        "shards": shards,
+        "shard_jobs": len(shard_logs),
+        "merge": wall["merge_npz"],
+        "validate": wall["validate_report"],
+        "snakemake": seconds - wall["index_images"] - shards - wall["merge_npz"] - wall["validate_report"],
+        "decoded": decoded,
+        "reused": reused,
+        "rss": {
+            "snakemake": snakemake_rss,
+            "index": rss["index_images"],
+            "shard job": max((peak_rss(log) for log in shard_logs), default=float("nan")),
+            "merge": rss["merge_npz"],
+            "validate": rss["validate_report"],
+        },
+    }
+
+
+def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[dict]]:
+    """(seconds to generate, seconds to walk, the three runs) at ``images``."""
+    source = folder / f"tree-{images}"
+    marker = source / ".complete"
+    generated = 0.0
+    if not marker.exists():
+        shutil.rmtree(source, ignore_errors=True)
+        generated = make_tree(source, 0, images)
+        marker.write_text("")
+    work = folder / f"work-{images}"
+    shutil.rmtree(work, ignore_errors=True)
+    began = time.perf_counter()
+    scan_tree(source, EXTENSIONS)
+    walk = time.perf_counter() - began
+    runs = [measure(source, work, cores, "first build"), measure(source, work, cores, "no-op rerun")]
+    added = make_tree(source, images, images + images // 100)
+    try:
+        runs.append(measure(source, work, cores, f"+1% ({images // 100:,} images)"))
+    finally:  # the tree goes back to its N images for the next bench run
+        for number in range(images, images + images // 100):
+            (source / f"class{number % CLASSES:04d}" / f"img{number:08d}.jpg").unlink(missing_ok=True)
+    runs[-1]["generated"] = added
+    return generated, walk, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/img2npz-scale"))
+    args = parser.parse_args()
+
+    table = ["| images | run | seconds | walk | index | shard jobs | merge | validate | Snakemake | decoded |"]
+    table.append("|---|---|---|---|---|---|---|---|---|---|")
+    memory = [
+        "| images | run | Snakemake | index | shard job (largest) | merge | validate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    firsts = {}
+    for images in args.sizes:
+        generated, walk, runs = one_size(images, args.cores, args.dir)
+        print(f"{images:,} images: generated in {generated:.0f} s, walked in {walk:.1f} s", flush=True)
+        for run in runs:
+            shard_note = f"{run['shards']:.1f} ({run['shard_jobs']} jobs)"
+            table.append(
+                f"| {images:,} | {run['label']} | {run['seconds']:.1f} | {walk if run is runs[0] else 0:.1f} | "
+                f"{run['index']:.1f} | {shard_note} | {run['merge']:.1f} | {run['validate']:.1f} | "
+                f"{run['snakemake']:.1f} | {run['decoded']:,} |"
+            )
+            rss = run["rss"]
+            memory.append(
+                f"| {images:,} | {run['label']} | "
+                + " | ".join(f"{rss[kind]:.0f} MB" for kind in ("snakemake", "index", "shard job", "merge", "validate"))
+                + " |"
+            )
+            print(table[-1], "\n", memory[-1], flush=True)
+        firsts[images] = runs[0]
+    growth = []
+    if len(firsts) > 1:
+        small, large = firsts[min(firsts)], firsts[max(firsts)]
+        factor = max(firsts) / min(firsts)
+        growth.append(f"From {min(firsts):,} to {max(firsts):,} images ({factor:.0f}x), first build:")
+        for kind in ("snakemake", "index", "shard job", "merge", "validate"):
+            growth.append(
+                f"- {kind}: peak RSS {small['rss'][kind]:.0f} -> {large['rss'][kind]:.0f} MB "
+                f"({large['rss'][kind] / small['rss'][kind]:.2f}x)"
+            )
+        for phase in ("seconds", "index", "shards", "merge", "validate", "snakemake"):
+            per = (large[phase] / max(firsts)) / max(small[phase] / min(firsts), 1e-9)
+            growth.append(f"- {phase}: {small[phase]:.1f} -> {large[phase]:.1f} s ({per:.2f}x per image)")
+    print("\n".join(growth))
+    machine = f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    (REPO / "bench" / "SCALE.md").write_text(
+        "# Scale (generated by bench/scale.py)\n\n"
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {machine}, --cores {args.cores}, "
+        "64 x 48 JPEGs in 1,000 folders, image.size [32, 32].\n\n"
+        "Wall seconds per phase (shard jobs: their scripts' summed wall / cores; Snakemake: the rest, "
+        "its own scheduling, job start-up and the walk it does at parse time):\n\n"
+        + "\n".join(table)
+        + "\n\nPeak RSS per job kind:\n\n"
+        + "\n".join(memory)
+        + "\n\n"
+        + "\n".join(growth)
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
