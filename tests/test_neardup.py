@@ -61,3 +61,16 @@ def test_many_copies_join_their_first_without_comparing_them_all():
     assert set(np.flatnonzero(roots == 7).tolist()) == {7, *range(1000, 2500)}
     assert roots[2999] == 5 and roots[2998] == 2998
     assert (neardup.distances(hashes[first], hashes[second]) <= 4).all()
+
+
+def test_threads_and_query_blocks_change_nothing(monkeypatch):
+    rng = np.random.default_rng(11)
+    hashes = rng.integers(0, 256, (3000, neardup.BYTES), dtype=np.uint8)
+    hashes[1::3] = hashes[::3]
+    hashes[1::3, 5] ^= 0b1011  # 3 bits apart
+    serial = neardup.near_pairs(hashes, 24)
+    monkeypatch.setattr(neardup, "QUERIES", 700)
+    monkeypatch.setattr(neardup, "CANDIDATES", 500)
+    for threads in (1, 3):
+        found = neardup.near_pairs(hashes, 24, threads=threads)
+        assert all((a == b).all() for a, b in zip(found, serial, strict=True)) and len(found[0]) == 1000

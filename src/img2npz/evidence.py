@@ -73,6 +73,7 @@ def _indexed_paths(images_table: str) -> Iterator[str]:
         yield from batch.column(0).to_pylist()
 
 
+SEARCH_THREADS = 2  # at most, for the near-duplicate search
 LISTED = 50  # groups (and paths per group) and images named in validation.json and the report
 
 
@@ -88,8 +89,8 @@ class NearDuplicates:
     groups: list[list[int]]
 
 
-def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int) -> NearDuplicates:
-    first, second = neardup.near_duplicate_pairs(hashes, colours, bits)
+def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threads: int = 1) -> NearDuplicates:
+    first, second = neardup.near_duplicate_pairs(hashes, colours, bits, threads)
     distance = neardup.distances(hashes[first], hashes[second])
     rows = np.unique(np.concatenate([first, second]))
     roots = neardup.groups(len(hashes), first, second)[rows]
@@ -169,7 +170,9 @@ class Evidence:
         """:class:`NearDuplicates` within ``bits`` (searched once per threshold)."""
         found = self.__dict__.setdefault("_near", {})
         if bits not in found:
-            found[bits] = near_duplicates_of(self.member("phashes"), self.member("mean_rgb"), bits)
+            # two threads halve the search; each holds about 60 MB at 10^6 images
+            threads = min(self.threads, SEARCH_THREADS)
+            found[bits] = near_duplicates_of(self.member("phashes"), self.member("mean_rgb"), bits, threads)
         return found[bits]
 
     @cached_property
