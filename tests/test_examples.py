@@ -65,6 +65,11 @@ SUBSTITUTIONS = [
         "6 scenes, 20,000 hashes, one timed shard job",
     ),
     (
+        "bench/scale.py [--sizes 100000 1000000]",
+        "bench/scale.py --sizes 300 600 --dir {data}/scale",
+        "300 and 600 images (its 1% reruns add 3 and 6)",
+    ),
+    (
         "bench/throughput.py [--images 20000] [--naive-python PYTHON_WITH_TORCH]",
         "bench/throughput.py --images 60 --naive 20 --dir {data}/throughput",
         "60 images; the default --naive-python, this python, has torch",

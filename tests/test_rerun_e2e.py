@@ -234,3 +234,25 @@ def test_the_grown_dataset_equals_one_built_at_once_with_other_shards_and_cores(
     base, source, _, work = grown
     other = config_for(base, source, "other.yaml", target=7, size=12)
     same_as_fresh(work, other, cores=1)
+
+
+def test_a_shards_only_build_reads_as_the_merged_rows_and_leaves_no_stale_shard(tmp_path):
+    """`snakemake shards` stops before the merge (ShardedNPZDataset reads the shards); after a
+    folder goes, its shards go too, and the rows equal those a merge of the same tree holds."""
+    source = tmp_path / "src"
+    add(source, [f"c{k}/{n:03d}.png" for k in range(CLASSES) for n in range(12)])
+    config = config_for(tmp_path, source)
+    shards_work, merged_work = tmp_path / "shards-only", tmp_path / "merged"
+    run_snakemake(shards_work, config, "shards")
+    results = shards_work / "results"
+    assert not (results / "dataset.npz").exists() and (results / "shard_table.tsv").exists()
+    stale = results / "shards" / "0123456789abcdef.npz"  # a shard of a tree that is gone
+    shutil.copy(next((results / "shards").glob("*.npz")), stale)
+    shutil.rmtree(source / "c0")
+    run_snakemake(shards_work, config, "shards")
+    left = {path.stem for path in (results / "shards").glob("*.npz")}
+    assert not stale.exists() and left == set(manifests(shards_work)), "only the index's shards are left"
+    run_snakemake(merged_work, config)
+    shards, merged = ShardedNPZDataset(results / "shards"), NPZDataset(merged_work / "results" / "dataset.npz")
+    assert shards.samples == merged.samples and len(shards) == (CLASSES - 1) * 12
+    assert all((shards[i][0] == merged[i][0]).all() for i in range(0, len(shards), 7))

@@ -100,6 +100,7 @@ file                                          header                    written 
 ``results/index/classes.tsv``                 :data:`CLASSES_HEADER`    index
 ``results/failures.tsv``, shards' failures    :data:`FAILURE_HEADER`    preprocess, merge
 ``results/dataset.shards.tsv``                :data:`SHARD_TABLE_HEADER` merge (changes)
+``results/shard_table.tsv``                   :data:`SHARD_TABLE_HEADER` shards (changes)
 ``results/report/changes.tsv``                :data:`CHANGES_HEADER`    validate (changes)
 ``results/report/near_duplicates.tsv``        :data:`NEAR_DUPLICATES_HEADER` validate (report)
 ``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (kept)
@@ -386,6 +387,7 @@ FILES = (
     ),
     FileSpec("results/failures.tsv", "merge", ("evidence", "report"), header=FAILURE_HEADER),
     FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
+    FileSpec("results/shard_table.tsv", "changes", (), header=SHARD_TABLE_HEADER),  # `snakemake shards`
     FileSpec("results/shards/.kept/layout.tsv", "kept", ("kept",), header=LAYOUT_HEADER),
     FileSpec("results/shards/.kept/dataset.json", "kept", ("kept",)),
     FileSpec("results/validation.json", "validate", ()),

@@ -3,14 +3,14 @@
 The merge appends every shard's pixels to ``dataset.npz``, and a rebuilt shard appends the rows it
 reuses; neither needs the bytes in Python. Where the member is stored in a real file and the
 kernel has ``copy_file_range``, the kernel copies them (on a 2-core machine near ``cp`` speed,
-against read + write), and a second thread reads the same bytes from the page cache for whatever
-must see them: ``observe`` (the merge's sha256) and the CRC-32 of any range whose CRC is not known
-beforehand. Ranges come with their CRC where it is known for free (a stored member's CRC from the
-zip's directory, a reused row's from its shard), because the digest thread is what bounds the
-merge: at about 1.1 GB/s for sha256 and 2.2 GB/s for CRC-32 here, recomputing a known CRC would
-cost a third more of it. The zip's CRC of the member is then the known ones combined
-(:mod:`img2npz.crc32`). Elsewhere (a compressed member, an in-memory file, a file system without
-``copy_file_range``) the bytes are read and written through zipfile.
+against read + write), in parallel streams if asked (:class:`_ParallelCopy`), and a second thread
+reads the same bytes from the page cache for whatever must see them: ``observe`` and the CRC-32 of
+any range whose CRC is not known beforehand. Ranges come with their CRC where it is known for free
+(a stored member's CRC from the zip's directory, a reused row's from its shard): at about 2.2 GB/s
+for CRC-32 here, recomputing a known CRC would cost as much as the copy. The zip's CRC of the
+member is then the known ones combined (:mod:`img2npz.crc32`). Elsewhere (a compressed member, an
+in-memory file, a file system without ``copy_file_range``) the bytes are read and written through
+zipfile.
 
 ``release`` drops each source range from the page cache once both the copy and the digest thread
 are past it (:func:`release_cache`), for sources that are read once.

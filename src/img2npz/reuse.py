@@ -6,9 +6,9 @@ between neighbours), and copies every row whose key still holds: the path, the f
 mtime in ns, and the decoder key (the pixel config, the decompression-bomb limit, Pillow's version
 and :data:`img2npz.decode.DECODER_VERSION`: all that shapes a row's bytes). Everything else is
 decoded. A kept file that is missing, truncated or not a shard of this kind is passed over with a
-log line, never an error. A copied row keeps the CRC-32 it got when decoded (shards record one per
-row), so a row damaged on disk since is found by validate-report, which checks every row of the
-dataset against it.
+log line, never an error. A copied row keeps the CRC-32 and the sha256 it got when decoded (shards
+record both per row), so a row damaged on disk since is found by validate-report, which checks
+every row of the dataset against them.
 
 The bytes of a kept row come from the previous ``dataset.npz`` when the kept shard went into it (the
 merge notes each one's first row there, and the file's size and images CRC-32): it holds the same

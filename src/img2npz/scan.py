@@ -49,23 +49,10 @@ class Listing:
 
     def fingerprint(self) -> str:
         """Changes whenever an image is added, removed, renamed, resized or touched."""
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update("\0".join(self.paths).encode("utf-8", "surrogateescape"))
-        digest.update(self.sizes.astype("<i8").tobytes())
-        digest.update(self.mtimes.astype("<i8").tobytes())
-        return digest.hexdigest()
+        return _fingerprint(strings_blob(self.paths), self.sizes, self.mtimes)
 
     def save(self, path: str | os.PathLike) -> None:
-        with atomic_output(path, durable=False) as handle:
-            arrays = {
-                "format": np.array(LISTING_FORMAT),
-                "paths": strings_blob(self.paths),
-                "sizes": self.sizes,
-                "mtimes": self.mtimes,
-            }
-            if self.hashes is not None:
-                arrays["hashes"] = self.hashes
-            write_npz(handle, arrays)
+        _save_listing(path, strings_blob(self.paths), self.sizes, self.mtimes, self.hashes)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Listing:
@@ -155,14 +142,17 @@ def _name(entry: os.DirEntry) -> str:
 
 
 def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, list[tuple[int, int]]]]) -> list:
-    """Walk each unit (a folder below root, with its ancestors): per unit, its paths joined by NUL, their
-    count, sizes, mtimes and path hashes (compact to pickle back from a worker)."""
+    """Walk each unit (a folder below root, with its ancestors): per unit, its paths joined by NUL
+    (UTF-8, surrogates escaped), their count, and their sizes, mtimes and path hashes as int64 and
+    uint64 bytes (compact to pickle back from a worker, and no Python object per file)."""
     results = []
     for prefix, ancestors in units:
         walk = _Walk(extensions)
         walk.folder(prefix, os.path.join(root, prefix), frozenset(map(tuple, ancestors)))
         hashes = path_hashes(walk.paths).tobytes()
-        results.append(("\0".join(walk.paths), len(walk.paths), walk.sizes, walk.mtimes, hashes))
+        blob = "\0".join(walk.paths).encode("utf-8", "surrogateescape")
+        sizes, mtimes = (np.array(values, np.int64).tobytes() for values in (walk.sizes, walk.mtimes))
+        results.append((blob, len(walk.paths), sizes, mtimes, hashes))
     return results
 
 
@@ -228,6 +218,17 @@ def scan_tree(root: str | os.PathLike, extensions: Sequence[str], workers: int |
     a link back to a folder above it, so a link loop ends. Large trees are walked by several processes,
     one share of the top-level folders each; the result does not depend on how many.
     """
+    blob, count, sizes, mtimes, hashes = _collect(root, extensions, workers)
+    paths = blob.tobytes().decode("utf-8", "surrogateescape").split("\0") if count else []
+    return Listing(paths, sizes, mtimes, hashes)
+
+
+def _collect(
+    root: str | os.PathLike, extensions: Sequence[str], workers: int | None = None
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`scan_tree`'s walk as (the paths' :func:`strings_blob`, their count, sizes, mtimes, path
+    hashes): bytes and arrays, no Python object per file, so the main Snakemake process that only
+    fingerprints and saves the listing holds about 40 bytes a file."""
     root = os.fspath(root)
     _record_walk(root)
     extensions = tuple(ext.lower() for ext in extensions)
@@ -239,30 +240,57 @@ def scan_tree(root: str | os.PathLike, extensions: Sequence[str], workers: int |
         unit_results = iter(_walk_in_workers(root, extensions, units, min(workers, len(units) or 1)))
     else:
         unit_results = iter(_walk_units(root, extensions, units))
-    paths: list[str] = []
-    sizes: list[int] = []
-    mtimes: list[int] = []
+    blobs: list[bytes] = []
+    sizes: list[bytes] = []
+    mtimes: list[bytes] = []
     hashes: list[bytes] = []
+    count = 0
     for kind, name in items:
         if kind == "dir":
-            blob, count, unit_sizes, unit_mtimes, unit_hashes = next(unit_results)
-            if count:
-                paths.extend(blob.split("\0"))
-                sizes.extend(unit_sizes)
-                mtimes.extend(unit_mtimes)
-                hashes.append(unit_hashes)
-            continue
-        try:
-            info = os.stat(os.path.join(root, name))
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode):
-            paths.append(name)
-            sizes.append(info.st_size)
-            mtimes.append(info.st_mtime_ns)
-            hashes.append(path_hashes([name]).tobytes())
-    all_hashes = np.frombuffer(b"".join(hashes), np.uint64) if hashes else np.zeros(0, np.uint64)
-    return Listing(paths, np.array(sizes, np.int64), np.array(mtimes, np.int64), all_hashes)
+            blob, unit_count, unit_sizes, unit_mtimes, unit_hashes = next(unit_results)
+            if not unit_count:
+                continue
+        else:
+            try:
+                info = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            blob, unit_count = name.encode("utf-8", "surrogateescape"), 1
+            unit_sizes, unit_mtimes = (
+                np.array([value], np.int64).tobytes() for value in (info.st_size, info.st_mtime_ns)
+            )
+            unit_hashes = path_hashes([name]).tobytes()
+        blobs.append(blob)
+        sizes.append(unit_sizes)
+        mtimes.append(unit_mtimes)
+        hashes.append(unit_hashes)
+        count += unit_count
+    joined = np.frombuffer(b"\0".join(blobs), np.uint8)
+    del blobs
+    arrays = [
+        np.frombuffer(b"".join(parts), dtype)
+        for parts, dtype in ((sizes, np.int64), (mtimes, np.int64), (hashes, np.uint64))
+    ]
+    return joined, count, *arrays
+
+
+def _fingerprint(blob, sizes: np.ndarray, mtimes: np.ndarray) -> str:
+    """:meth:`Listing.fingerprint` from the NUL-joined paths' bytes (:func:`strings_blob`)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(blob)
+    digest.update(sizes.astype("<i8").tobytes())
+    digest.update(mtimes.astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _save_listing(path, blob: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray, hashes: np.ndarray | None) -> None:
+    with atomic_output(path, durable=False) as handle:
+        arrays = {"format": np.array(LISTING_FORMAT), "paths": blob, "sizes": sizes, "mtimes": mtimes}
+        if hashes is not None:
+            arrays["hashes"] = hashes
+        write_npz(handle, arrays)
 
 
 class EmptyTreeError(ValueError):
@@ -279,15 +307,15 @@ def tree_fingerprint(
     """
     if not os.path.isdir(root):
         return "missing"
-    listing = scan_tree(root, extensions)
-    if not len(listing):
+    blob, count, sizes, mtimes, hashes = _collect(root, extensions)
+    if not count:
         raise EmptyTreeError(f"no images with extensions {' '.join(extensions)} under {os.fspath(root)!r}")
-    value = listing.fingerprint()
+    value = _fingerprint(blob, sizes, mtimes)
     if save_to is not None:
         folder = Path(save_to)
         target = folder / f"{value}.npz"
         if not target.exists():
-            listing.save(target)
+            _save_listing(target, blob, sizes, mtimes, hashes)
         for old in folder.glob("*.npz"):
             if old != target:
                 old.unlink(missing_ok=True)

@@ -39,3 +39,22 @@ rule merge_npz:
         shards_dir="results/shards",
     script:
         "../../scripts/merge_npz.py"
+
+
+# The shards only, for ShardedNPZDataset without a merge (`snakemake shards`): the shard table,
+# and the files of shards that no longer exist removed, as the merge does.
+rule shards:
+    input:
+        npzs=all_shard_npzs,
+        failures=all_shard_failures,
+        stats=all_shard_stats,
+    output:
+        shards="results/shard_table.tsv",
+    log:
+        "results/logs/shards.log",
+    conda:
+        "../../envs/img2npz.yaml"
+    params:
+        shards_dir="results/shards",
+    script:
+        "../../scripts/shards.py"
