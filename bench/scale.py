@@ -154,6 +154,12 @@ def measure(source: Path, work: Path, cores: int, label: str) -> dict:
     }
 
 
+def _remove_added(source: Path, images: int) -> None:
+    """Take the +1% images (numbers ``images`` and up) out of the tree."""
+    for number in range(images, images + images // 100):
+        (source / f"class{number % CLASSES:04d}" / f"img{number:08d}.jpg").unlink(missing_ok=True)
+
+
 def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[dict]]:
     """(seconds to generate, seconds to walk, the three runs) at ``images``."""
     source = folder / f"tree-{images}"
@@ -163,6 +169,7 @@ def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[
         shutil.rmtree(source, ignore_errors=True)
         generated = make_tree(source, 0, images)
         marker.write_text("")
+    _remove_added(source, images)  # left by an interrupted run
     work = folder / f"work-{images}"
     shutil.rmtree(work, ignore_errors=True)
     began = time.perf_counter()
@@ -173,8 +180,7 @@ def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[
     try:
         runs.append(measure(source, work, cores, f"+1% ({images // 100:,} images)"))
     finally:  # the tree goes back to its N images for the next bench run
-        for number in range(images, images + images // 100):
-            (source / f"class{number % CLASSES:04d}" / f"img{number:08d}.jpg").unlink(missing_ok=True)
+        _remove_added(source, images)
     runs[-1]["generated"] = added
     return generated, walk, runs
 
