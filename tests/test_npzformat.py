@@ -89,3 +89,14 @@ def test_large_members_stay_aligned_with_zip64(tmp_path):
         writer.close()
     for layout in array_layout(path).values():
         assert layout.offset % ALIGNMENT == 0
+
+
+def test_a_streamed_blob_reads_back_in_chunks_of_any_size():
+    from img2npz.npzformat import iter_blob, streamed_blob, strings_blob
+
+    items = ["a", "", "bcd", "é\udcff", "x" * 40, "", "z"]
+    blob, count = streamed_blob(iter(items), batch=2)
+    assert count == len(items) and blob.tobytes() == strings_blob(items).tobytes()
+    for chunk in (1, 2, 3, 7, 64, 1 << 20):
+        assert list(iter_blob(blob, count, chunk_bytes=chunk)) == items, chunk
+    assert list(iter_blob(*streamed_blob([""]))) == [""] and list(iter_blob(*streamed_blob([]))) == []

@@ -85,15 +85,15 @@ class Catalogue:
         return iter_blob(self.paths, self.count)
 
     def entries(self) -> Iterator[tuple[str, str, str, bytes]]:
-        """(path, class name, split name, fingerprint bytes) per image, in the index order."""
-        labels, splits = self.labels.tolist(), self.splits.tolist()
-        for number, path in enumerate(self.iter_paths()):
-            yield (
-                path,
-                self.class_names[labels[number]],
-                self.split_names[splits[number]],
-                self.fingerprints[number].tobytes(),
-            )
+        """(path, class name, split name, fingerprint bytes) per image, in the index order (the
+        per-image arrays are turned into Python objects a block at a time)."""
+        paths = self.iter_paths()
+        for start in range(0, self.count, 65536):
+            stop = min(start + 65536, self.count)
+            labels, splits = self.labels[start:stop].tolist(), self.splits[start:stop].tolist()
+            prints = self.fingerprints[start:stop]
+            for number, path in zip(range(stop - start), paths, strict=False):
+                yield path, self.class_names[labels[number]], self.split_names[splits[number]], prints[number].tobytes()
 
     def save(self, path: str | os.PathLike) -> None:
         blob = strings_blob

@@ -4,6 +4,7 @@ one readable line on stderr (the full traceback stays in the log)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import resource
 import sys
@@ -26,6 +27,19 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def release_free_memory() -> bool:
+    """Hand the memory freed since the last call back to the system (glibc's ``malloc_trim``);
+    False where there is no glibc.
+
+    After a phase of large numpy temporaries, many of them in worker threads' malloc arenas, glibc
+    keeps the freed blocks for reuse: the next phase's peak would stack on top of the last one's.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager

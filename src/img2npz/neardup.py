@@ -29,8 +29,8 @@ BYTES = BITS // 8
 COLOUR_TOLERANCE = 0.08  # near-duplicates' mean colours: chromaticities at most this far apart
 MIN_CHUNKS = BITS // 32  # a chunk's value is at most 32 bits
 TABLE_BITS = 22  # chunks this wide or narrower are looked up in a table of 2**bits + 1 int64s
-CANDIDATES = 1 << 18  # candidate pairs checked at once: most of a thread's working memory (15 MB)
-QUERIES = 1 << 18  # items looked up at once
+CANDIDATES = 1 << 17  # candidate pairs checked at once: most of a thread's working memory (8 MB)
+QUERIES = 1 << 16  # items looked up at once
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,8 +67,9 @@ def near_duplicate_pairs(
     colours = np.asarray(colours, np.uint8).reshape(-1, 3)
     firsts, owner = _distinct(hashes, colours)
     copies = np.flatnonzero(owner != np.arange(len(hashes)))
-    near_first, near_second = near_pairs(hashes[firsts], bits, threads=threads)
-    tones = colours[firsts]
+    alone = len(firsts) == len(hashes)  # no two alike: search the hashes as they are, no copy
+    near_first, near_second = near_pairs(hashes if alone else hashes[firsts], bits, threads=threads)
+    tones = colours if alone else colours[firsts]
     alike = colour_apart(tones[near_first], tones[near_second]) <= COLOUR_TOLERANCE
     a, b = firsts[near_first[alike]], firsts[near_second[alike]]
     first = np.concatenate([owner[copies], np.minimum(a, b)]).astype(np.int64)
@@ -89,6 +90,7 @@ def _distinct(hashes: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.n
     for column in columns:
         ordered = column[order]
         new[1:] |= ordered[1:] != ordered[:-1]
+        del ordered
     leaders = order[np.flatnonzero(new)]
     owner = np.empty(len(order), np.int64)
     owner[order] = leaders[np.cumsum(new) - 1]

@@ -384,12 +384,21 @@ def streamed_blob(items: Iterable[str], batch: int = 65536) -> tuple[np.ndarray,
 
 
 def iter_blob(blob: np.ndarray, count: int, chunk_bytes: int = 1 << 20) -> Iterator[str]:
-    """The ``count`` strings of a :func:`strings_blob`, decoded a chunk at a time (never all at once)."""
+    """The ``count`` strings of a :func:`strings_blob`, decoded a chunk at a time (never all at once,
+    and without a copy of the whole blob)."""
     if not count:
         return
-    data, start = np.ascontiguousarray(blob, np.uint8).tobytes(), 0
-    while start <= len(data):
-        stop = data.find(b"\0", min(start + chunk_bytes, len(data)))
-        stop = len(data) if stop < 0 else stop
-        yield from data[start:stop].decode("utf-8", "surrogateescape").split("\0")
-        start = stop + 1
+    view = memoryview(np.ascontiguousarray(blob, np.uint8)).cast("B")
+    start, size = 0, len(view)
+    while True:
+        stop = min(start + chunk_bytes, size)
+        data = view[start:stop].tobytes()
+        while stop < size and b"\0" not in data:  # one string longer than a chunk
+            stop = min(stop + chunk_bytes, size)
+            data = view[start:stop].tobytes()
+        if stop < size:
+            data = data[: data.rfind(b"\0")]
+        yield from data.decode("utf-8", "surrogateescape").split("\0")
+        start += len(data) + 1
+        if start > size:
+            return
