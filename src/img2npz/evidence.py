@@ -108,8 +108,9 @@ def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threa
 
 class Evidence:
     """``dataset.npz`` (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks
-    see it. ``pixel`` and ``label_mode`` are this run's config; ``threads`` scan the pixels. Until the ``members`` and
-    ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` may be asked for."""
+    see it. ``pixel`` and ``label_mode`` are this run's config; ``threads`` scan the pixels. Until
+    the ``members`` and ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` may be asked
+    for."""
 
     def __init__(self, npz: str, failures: str, images_table: str, pixel: dict, label_mode: str, threads: int = 1):
         self.npz, self.failures, self.images_table = npz, failures, images_table

@@ -128,7 +128,7 @@ class _ParallelCopy:
     The kernel copies are independent (explicit offsets in both files, no shared file position), so
     the parts proceed at once wherever the storage can serve several streams (a parallel file system
     stripes a file over servers; a local disk serves them from one queue). A range with no known
-    CRC-32 is read back from its source by the thread that copied it. The first bytes are copied
+    CRC-32 is read back from its source once the copies are done. The first bytes are copied
     before any thread starts, as the probe of whether the kernel can copy between these files.
     """
 

@@ -4,8 +4,8 @@ what needs the rows again.
 The pass reads ``images`` once, in chunks scanned by parallel threads: per row its sha256 (for the
 tree digest, :mod:`img2npz.treedigest`), CRC-32, a 16-byte fingerprint and a one-colour test, and
 for float dtypes finiteness and range (uint8 is 0..255 by type). Memory holds 20 bytes per image
-and a few chunks, never the pixels. Rows with
-equal fingerprints are then read again, few of them, to confirm duplicates byte for byte.
+and a few chunks, never the pixels. Rows with equal fingerprints are then read again, few of them,
+to confirm duplicates byte for byte.
 """
 
 from __future__ import annotations
