@@ -192,7 +192,7 @@ def warm(paths: list[Path] | list[str]) -> None:
                 pass
 
 
-def merge_alone(work: Path, fraction: float, out: Path, streams: int = 2) -> dict:
+def merge_alone(work: Path, fraction: float, out: Path, streams: int = 1) -> dict:
     npzs = sorted(str(p) for p in (work / "results" / "shards").glob("*.npz"))
     npzs = npzs[: max(1, round(len(npzs) * fraction))]
     warm(npzs)
@@ -270,7 +270,7 @@ def main() -> None:
             found.append(merge_alone(work, 1.0, args.dir / "m.npz", streams))
         copies.append(copy_speed(work, args.dir / "cp"))
     best = {streams: min(found, key=lambda m: m["seconds"]) for streams, found in merges.items()}
-    full = best[2]  # the default merge.streams
+    full = best[1]  # the default merge.streams
     copy_mb_s = max(copies)
     validate = job_wall(work / "results" / "logs" / "validate_report.log")
     ceiling = len(paths) / bound + full["seconds"] + validate

@@ -42,3 +42,12 @@ def test_distances_count_differing_bits():
     b = a.copy()
     b[1, 0], b[1, 31] = 0b1011, 0xFF
     assert neardup.distances(a, b).tolist() == [0, 11]
+
+
+def test_a_hash_does_not_depend_on_its_batch(monkeypatch):
+    rng = np.random.default_rng(5)
+    thumbnails = rng.integers(0, 256, size=(23, 64, 64), dtype=np.uint8)
+    whole = fingerprint.hashes(thumbnails)
+    monkeypatch.setattr(fingerprint, "BLOCK", 4)  # blocks of 4, the last of 3
+    assert np.array_equal(fingerprint.hashes(thumbnails), whole)
+    assert np.array_equal(np.concatenate([fingerprint.hashes(thumbnails[n : n + 1]) for n in range(23)]), whole)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import resource
 import sys
 import time
@@ -51,11 +52,19 @@ def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
     logger = logging.getLogger("img2npz")
-    started = time.perf_counter(), time.process_time()
+    started, times = time.perf_counter(), os.times()
     try:
         yield logger
-        wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
-        logger.info("peak RSS of this job: %.1f MB; %.2f s wall, %.2f s CPU in this script", peak_rss_mb(), wall, cpu)
+        wall, now = time.perf_counter() - started, os.times()
+        user, system = now.user - times.user, now.system - times.system
+        logger.info(
+            "peak RSS of this job: %.1f MB; %.2f s wall, %.2f s CPU in this script (user %.2f, system %.2f)",
+            peak_rss_mb(),
+            wall,
+            user + system,
+            user,
+            system,
+        )
     except Exception as error:
         if log_path:
             with open(log_path, "a", encoding="utf-8") as handle:
