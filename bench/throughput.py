@@ -11,7 +11,10 @@ In one run, on one bench tree (bench/corpus.py), with C cores:
   (d) merge throughput against `cp` of the same shard bytes to the same disk, and merge peak RSS
       for half and all of the shards;
   (e) the ceiling of (b) / (a) under this output contract: (a)'s time plus the merge alone plus
-      validate, as if shard jobs cost no more than (a) and Snakemake and job start-up cost nothing.
+      validate, as if shard jobs cost no more than (a) and Snakemake and job start-up cost nothing;
+  (f) floors of the contract: what it adds to each decoded row (channel counts, sha256, CRC-32,
+      perceptual hash; in one process, nothing written) against the decode, and the shortest tail:
+      the merge alone, then sha256 and CRC-32 of every pixel byte on C cores.
 Prints the figures and writes them to bench/RESULTS.md. Usage:
 python bench/throughput.py [--images 20000] [--cores 2] [--naive 300] [--dir /tmp/img2npz-bench]
 """
@@ -62,6 +65,59 @@ def lower_bound(paths: list[str], cores: int) -> tuple[float, float]:
     with ProcessPoolExecutor(cores) as pool:
         cpu = sum(pool.map(_decode_share, shares))
     return len(paths) / (time.perf_counter() - start), cpu / len(paths)
+
+
+def contract_costs(paths: list[str]) -> dict:
+    """CPU milliseconds per image, in this process, of the decode loop's work and of what the output
+    contract adds to each row on top (no file written), and the pixel pass's floor per byte.
+
+    ``decode``: load_rgb's work. The shard job adds the row's channel counts (mean, std, filters),
+    its sha256 (the tree digest) and CRC-32 (the zip's), and the perceptual hash (thumbnail and
+    DCT). Validate must at least hash every byte again: ``hash_ns``, sha256 and CRC-32 per byte.
+    """
+    import hashlib
+    import zlib
+
+    import numpy as np
+
+    from img2npz import fingerprint
+    from img2npz.decode import ImageFailure, load_image
+
+    costs = dict.fromkeys(("decode", "counts", "sha256", "crc32", "fingerprint"), 0.0)
+    clock = time.process_time
+    images, thumbnails = [], []
+    for path in paths:  # each step right after the decode, as the shard job does, while the row is in cache
+        start = clock()
+        try:
+            image = load_image(path, SIZE, "center-crop", (255, 255, 255))
+        except ImageFailure:
+            continue
+        row = np.asarray(image)  # load_rgb's work ends here
+        steps = [clock()]
+        image.histogram()
+        steps.append(clock())
+        hashlib.sha256(row).digest()
+        steps.append(clock())
+        zlib.crc32(row)
+        steps.append(clock())
+        thumbnails.append(fingerprint.thumbnail(image, row))
+        steps.append(clock())
+        for name, begin, end in zip(costs, [start, *steps[:-1]], steps, strict=True):
+            costs[name] += end - begin
+        images.append(row)
+    start = clock()
+    fingerprint.hashes(np.stack(thumbnails))
+    costs["fingerprint"] += clock() - start
+    costs = {name: seconds / len(images) * 1e3 for name, seconds in costs.items()}
+    rows = np.stack(images[: max(1, (4 << 20) // images[0].nbytes)])
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for row in rows.reshape(len(rows), -1):
+            hashlib.sha256(row).digest()
+            zlib.crc32(row)
+        best = min(best, time.perf_counter() - start)
+    return {**costs, "hash_ns": best / rows.nbytes * 1e9}
 
 
 NAIVE = r"""
@@ -248,6 +304,7 @@ def main() -> None:
         Path(path).read_bytes()
 
     bound, bound_cpu = lower_bound(paths, args.cores)
+    costs = contract_costs(paths[:: max(1, len(paths) // 400)][:400])
     work = args.dir / "work"
     seconds = run_workflow(source, work, args.cores)
     workflow = len(paths) / seconds
@@ -276,6 +333,9 @@ def main() -> None:
     ceiling = len(paths) / bound + full["seconds"] + validate
     shard_cpu = sum(job_cpu(log) for log in shard_logs) / len(paths)
     tail = job_wall(work / "results" / "logs" / "merge_npz.log") + validate
+    added = costs["counts"] + costs["sha256"] + costs["crc32"] + costs["fingerprint"]
+    pixel_floor = dataset_mb * 2**20 * costs["hash_ns"] * 1e-9 / args.cores
+    tail_floor = full["seconds"] + pixel_floor
 
     rows = [
         ("images", f"{len(paths):,}", ""),
@@ -302,9 +362,22 @@ def main() -> None:
             f"{shard_cpu * 1e3:.2f} / {bound_cpu * 1e3:.2f} ms (scripts' CPU, start-up excluded), target <= 1.15",
         ),
         (
+            "shard jobs' floor / (a)'s",
+            f"{(costs['decode'] + added) / costs['decode']:.2f}",
+            f"the decode {costs['decode']:.2f} ms and what the contract adds to each row, in one process, "
+            f"writing nothing: counts {costs['counts']:.3f}, sha256 {costs['sha256']:.3f}, CRC-32 "
+            f"{costs['crc32']:.3f}, perceptual hash {costs['fingerprint']:.3f} ms",
+        ),
+        (
             "merge + validate / (a) seconds",
             f"{tail / (len(paths) / bound):.3f}",
             f"{tail:.1f} s in the run against {len(paths) / bound:.1f} s, target <= 0.12",
+        ),
+        (
+            "merge + validate floor / (a) seconds",
+            f"{tail_floor / (len(paths) / bound):.3f}",
+            f"{tail_floor:.1f} s: the merge alone {full['seconds']:.2f} s, then sha256 and CRC-32 of every "
+            f"pixel byte on {args.cores} cores {pixel_floor:.2f} s ({costs['hash_ns']:.2f} ns a byte), nothing else",
         ),
         ("(b) / (c)", f"{workflow / naive_rate:.0f}x", "target >= 20x"),
         (
