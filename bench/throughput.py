@@ -145,8 +145,9 @@ start = time.perf_counter()
 with ThreadPoolExecutor(8) as pool:
     arrays = list(pool.map(lambda p: convert(Image.open(p).convert("RGB")), paths))
 np.savez_compressed(out, images=np.stack(arrays).astype(np.float32))
-print(json.dumps({"seconds": time.perf_counter() - start, "engine": engine,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]  # this process's own peak
+rss_mb = int(peak[0].split()[1]) / 1024 if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - start, "engine": engine, "rss_mb": rss_mb}))
 """
 
 
@@ -225,8 +226,9 @@ def phases(work: Path, cores: int, seconds: float) -> str:
 
 
 MERGE = r"""
-import json, resource, sys, time
+import json, sys, time
 from img2npz.contract import read_classes
+from img2npz.joblog import peak_rss_mb
 from img2npz.merge import merge_shards
 npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 streams = int(sys.argv[5])
@@ -234,8 +236,7 @@ pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "backgro
          "normalize": None}
 start = time.perf_counter()
 meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv", streams=streams)
-print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images, "rss_mb": peak_rss_mb()}))
 """
 
 
