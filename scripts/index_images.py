@@ -19,4 +19,5 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         images_table=output.images,
         classes_table=output.classes,
         listing=listing,
+        summary=output.summary,
     )

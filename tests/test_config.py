@@ -17,7 +17,7 @@ def test_defaults_fill_every_key():
         "background": [255, 255, 255],
         "normalize": None,
     }
-    assert shard_bounds(config) == (1000, 100, 2000)
+    assert shard_bounds(config) == (None, None, None)  # derived from the tree by the index job
     assert config["validate"]["max_failure_fraction"] == 0.05
 
 

@@ -16,7 +16,7 @@ from img2npz.index import (
     write_manifests,
 )
 from img2npz.scan import Listing
-from img2npz.sharding import sort_paths
+from img2npz.sharding import assign_shards, sort_paths
 
 EXTS = [".jpg", ".png"]
 
@@ -127,3 +127,40 @@ def test_run_beside_returns_the_foreground_and_reports_a_failing_background(tmp_
 
     with pytest.raises(RuntimeError, match="parquet"):
         run_beside(broken, lambda: None)
+
+
+def test_run_index_derives_the_shard_size_from_the_tree_and_says_so(tmp_path, monkeypatch):
+    from img2npz import sharding
+    from img2npz.contract import IndexSummary
+
+    src = tmp_path / "src"
+    for n in range(60):
+        touch(src / f"c{n % 3}" / f"{n:03d}.jpg")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sharding, "AUTO_TARGETS", ((50, 2), (None, 8)))  # 60 images: the second tier
+    index = run_index(
+        src,
+        EXTS,
+        "folder",
+        None,
+        (None, None, None),
+        out / "m",
+        out / "i.parquet",
+        out / "c.tsv",
+        summary=out / "s.json",
+    )
+    assert IndexSummary.load(out / "s.json") == IndexSummary(60, len(index.shards), 8, 1, 16)
+    assert index.shards == assign_shards(sort_paths(index.listing.paths), 8, 1, 16)
+    before = (out / "s.json").stat().st_mtime_ns
+    run_index(
+        src,
+        EXTS,
+        "folder",
+        None,
+        (None, None, None),
+        out / "m",
+        out / "i.parquet",
+        out / "c.tsv",
+        summary=out / "s.json",
+    )
+    assert (out / "s.json").stat().st_mtime_ns == before  # unchanged: not rewritten

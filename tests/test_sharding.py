@@ -1,5 +1,6 @@
 """sharding: content-defined cuts keep shards stable under additions (property tests)."""
 
+import itertools
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -93,3 +94,39 @@ def test_merged_row_order_never_depends_on_the_shard_layout(paths, target, low, 
     rng.shuffle(pieces)
     merged = [row for piece in in_index_order(pieces) for row in piece.rows]
     assert merged == [p for p, k in zip(paths, keep, strict=True) if k]
+
+
+def test_the_default_target_grows_with_the_tree_by_factors_of_four():
+    from img2npz.sharding import AUTO_TARGETS, auto_target
+
+    assert [auto_target(n) for n in (1, 299_999, 300_000, 2_999_999, 3_000_000, 10**8)] == [
+        1000,
+        1000,
+        4000,
+        4000,
+        16000,
+        16000,
+    ]
+    targets = [target for _, target in AUTO_TARGETS]
+    assert all(larger % smaller == 0 for smaller, larger in itertools.pairwise(targets))
+
+
+def test_a_larger_tier_only_drops_cuts():
+    # a hash divisible by the larger target is divisible by the smaller: the larger tier's shards are
+    # unions of the smaller's (before the min and max bounds), so a tree that crosses a threshold
+    # re-cuts nothing, it merges
+    paths = sort_paths([f"c{i % 37}/img{i:06d}.jpg" for i in range(60_000)])
+    small = {shard.stop for shard in assign_shards(paths, 1000)}
+    large = {shard.stop for shard in assign_shards(paths, 4000)}
+    assert large <= small and len(large) < len(small)
+
+
+def test_bounds_left_null_are_resolved_by_the_tree_size():
+    from img2npz.sharding import resolve_bounds
+
+    assert resolve_bounds((None, None, None), 1000) == (1000, 100, 2000)
+    assert resolve_bounds((None, None, None), 10**6) == (4000, 400, 8000)
+    assert resolve_bounds((500, None, None), 10**6) == (500, 50, 1000)  # a configured target is kept
+    assert resolve_bounds((None, None, 3000), 10**6) == (3000, 300, 3000)  # the derived one within max
+    assert resolve_bounds((None, 2000, None), 10) == (2000, 2000, 4000)  # and within min
+    assert resolve_bounds((None, 7, 9), 10**6) == (9, 7, 9)

@@ -113,9 +113,12 @@ def _check_semantics(config: dict) -> None:
     target = shards["target_images"]
     low = shards["min_images"]
     high = shards["max_images"]
-    if low is not None and low > target:
+    if target is None:
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"config key 'shards.min_images': {low} is larger than shards.max_images ({high})")
+    elif low is not None and low > target:
         raise ConfigError(f"config key 'shards.min_images': {low} is larger than shards.target_images ({target})")
-    if high is not None and high < target:
+    elif high is not None and high < target:
         raise ConfigError(f"config key 'shards.max_images': {high} is smaller than shards.target_images ({target})")
     config["extensions"] = sorted({ext.lower() for ext in config["extensions"]})
     if config["splits"] is not None and (problem := check_fractions(config["splits"])):
@@ -138,13 +141,11 @@ def validate_config(raw: dict | None, schema: dict | None = None) -> dict:
     return config
 
 
-def shard_bounds(config: dict) -> tuple[int, int, int]:
-    """(target, min, max) with the null defaults resolved."""
+def shard_bounds(config: dict) -> tuple[int | None, int | None, int | None]:
+    """(target, min, max) as configured: None where the index job derives it from the tree's size
+    (:func:`img2npz.sharding.resolve_bounds`)."""
     shards = config["shards"]
-    target = shards["target_images"]
-    low = shards["min_images"] if shards["min_images"] is not None else max(1, target // 10)
-    high = shards["max_images"] if shards["max_images"] is not None else 2 * target
-    return target, low, high
+    return shards["target_images"], shards["min_images"], shards["max_images"]
 
 
 def pixel_config(config: dict) -> dict:

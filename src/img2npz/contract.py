@@ -113,7 +113,8 @@ indexed image: ``path``, ``size``, ``mtime_ns``, ``class``, ``label``, ``shard``
 Other files
 -----------
 ``results/validation.json``: ``{"passed": bool, "warnings": [names], "checks": [Check...]}``, each
-check a :class:`Check`. ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
+check a :class:`Check`. ``results/index/summary.json``: an :class:`IndexSummary` (the images
+indexed and the shard bounds used). ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
 read by :mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
 workflow's own memory between runs; their members are listed in :data:`CATALOGUE_MEMBERS` and
 :data:`LISTING_MEMBERS`, and they may change with any version.
@@ -129,7 +130,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
-from img2npz.atomic import write_bytes_atomic
+from img2npz.atomic import write_bytes_atomic, write_if_changed
 from img2npz.tsv import read_tsv
 
 T = TypeVar("T")
@@ -331,6 +332,29 @@ class ShardStats:
             return _from_document(cls, handle.read(), os.fspath(path))
 
 
+@dataclass(frozen=True)
+class IndexSummary:
+    """The index job's account of the tree (``results/index/summary.json``): ``images`` indexed,
+    ``shards`` cut, and the shard bounds it cut them with (``shards.*`` of the config, nulls
+    resolved by the tree's size, :func:`img2npz.sharding.resolve_bounds`). The workflow sizes its
+    jobs' resources from it without reading a manifest."""
+
+    images: int
+    shards: int
+    target_images: int
+    min_images: int
+    max_images: int
+
+    def save(self, path: str | os.PathLike) -> bool:
+        """Write it unless the file already says exactly this (an unchanged file keeps its mtime)."""
+        return write_if_changed(path, json.dumps(asdict(self), sort_keys=True).encode() + b"\n", durable=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> IndexSummary:
+        with open(path, encoding="utf-8") as handle:
+            return _from_document(cls, handle.read(), os.fspath(path))
+
+
 @dataclass
 class Check:
     """One entry of ``validation.json``: ``value`` is what was measured, ``severity`` ``hard``
@@ -373,6 +397,7 @@ FILES = (
     FileSpec("results/index/shards/{shard}.tsv", "index", ("preprocess",), header=MANIFEST_HEADER),
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
     FileSpec("results/index/images.parquet", "index", ("evidence",)),
+    FileSpec("results/index/summary.json", "index", ()),  # read by the workflow's resource functions
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
     FileSpec(
         "results/shards/{shard}.npz", "preprocess", ("merge", "copies", "reuse", "dataset"), members=SHARD_MEMBERS

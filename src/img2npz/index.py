@@ -27,11 +27,12 @@ from img2npz.contract import (
     MANIFEST_HEADER,
     UNLABELLED_CLASS,
     UNLABELLED_LABEL,
+    IndexSummary,
     path_sort_key,
     table_path,
 )
 from img2npz.scan import Listing, scan_tree
-from img2npz.sharding import Shard, assign_shards
+from img2npz.sharding import Shard, assign_shards, resolve_bounds
 from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
@@ -200,22 +201,26 @@ def run_index(
     extensions: Sequence[str],
     labels: str,
     label_csv: str | os.PathLike | None,
-    bounds: tuple[int, int, int],
+    bounds: Sequence[int | None],
     manifest_dir: str | os.PathLike,
     images_table: str | os.PathLike,
     classes_table: str | os.PathLike,
     listing: Listing | None = None,
+    summary: str | os.PathLike | None = None,
 ) -> Index:
     """The whole index-images step; raises ``ValueError`` naming the problem on bad input.
 
-    ``listing`` is the main process's walk of the tree; without it the tree is walked here.
+    ``bounds``: the configured (target, min, max), None where derived from the tree's size
+    (:func:`img2npz.sharding.resolve_bounds`). ``listing`` is the main process's walk of the tree;
+    without it the tree is walked here. ``summary``: where to write the :class:`IndexSummary`.
     """
     if listing is None:
         listing = scan_tree(source, extensions)
     if not len(listing):
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
     listed = read_labels_csv(label_csv) if labels == "csv" else None
-    index = build_index(listing, class_names(listing.paths, labels, listed), *bounds)
+    resolved = resolve_bounds(bounds, len(listing))
+    index = build_index(listing, class_names(listing.paths, labels, listed), *resolved)
     if labels == "csv":
         unknown = sorted(set(listed) - set(listing.paths), key=path_sort_key)
         unlabelled = index.class_names.count(UNLABELLED_CLASS)
@@ -229,11 +234,14 @@ def run_index(
         write_classes(index, classes_table)
 
     written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir))
+    if summary is not None:
+        IndexSummary(len(listing), len(index.shards), *resolved).save(summary)
     log.info(
-        "indexed %d images in %d classes into %d shards (%d manifests written, %d removed)",
+        "indexed %d images in %d classes into %d shards of about %d (%d manifests written, %d removed)",
         len(listing),
         len(index.classes),
         len(index.shards),
+        resolved[0],
         written,
         removed,
     )

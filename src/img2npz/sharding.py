@@ -59,6 +59,35 @@ def shard_id(last_path: str) -> str:
     return hashlib.blake2b(_encode(last_path), digest_size=ID_DIGEST_BYTES, person=b"img2npz-shard").hexdigest()
 
 
+# The default shard size by the tree's size: (trees under this many images, target). Each target
+# is 4x the last, so a tree that grows past a threshold keeps every cut the larger target allows
+# (a path hash divisible by 4,000 is divisible by 1,000): shards merge, none is cut anew, and the
+# rebuilt shards copy their rows (img2npz.reuse) rather than decode them.
+AUTO_TARGETS = ((300_000, 1_000), (3_000_000, 4_000), (None, 16_000))
+
+
+def auto_target(images: int) -> int:
+    """The default ``shards.target_images`` for a tree of ``images``: jobs of about a minute or less
+    at 256 x 256, and at most a few hundred jobs up to 10^7 images, since Snakemake's own work per
+    job (0.14 s at 10^3 jobs) and the cluster's per-submission cost grow with their number."""
+    for below, target in AUTO_TARGETS:
+        if below is None or images < below:
+            return target
+    raise AssertionError("the last tier has no bound")
+
+
+def resolve_bounds(bounds: Sequence[int | None], images: int) -> tuple[int, int, int]:
+    """(target, min, max) for a tree of ``images`` from the configured ones, where None is derived:
+    the target from the tree's size (:func:`auto_target`, kept within a configured min and max),
+    min as target // 10 and max as 2 * target."""
+    target, low, high = bounds
+    if target is None:
+        target = auto_target(images)
+        target = max(target, low) if low is not None else target
+        target = min(target, high) if high is not None else target
+    return target, low if low is not None else max(1, target // 10), high if high is not None else 2 * target
+
+
 @dataclass(frozen=True)
 class Shard:
     """Rows ``start`` (inclusive) to ``stop`` (exclusive) of the sorted path list."""

@@ -15,6 +15,7 @@ from img2npz.config import (
     shard_bounds,
     validate_config,
 )
+from img2npz.contract import IndexSummary
 from img2npz.scan import EmptyTreeError, tree_fingerprint
 
 # Jobs are already a process per core: keep numpy's BLAS from starting a thread per core in each
@@ -127,30 +128,34 @@ def shard_mem_mb(wildcards, attempt):
     return int(200 + decode_mb + 8 * ROW_MB) * attempt
 
 
-def shard_runtime(wildcards, attempt):
-    """Minutes for the largest shard (shards.max_images) at a slow pace per image."""
-    return int(10 + SHARD_BOUNDS[2] * SLOW_SECONDS_PER_IMAGE / 60) * attempt
-
-
-def indexed_images_at_most():
-    """An upper bound on the images the index found: shards x shards.max_images. No file is read,
-    and pyarrow stays out of the main process (imported there, it made Snakemake hang on SIGTERM
-    now and then). 0 while the index is yet to run: a dry run prints the jobs after it before
-    any shard is known (and Snakemake fails on a resource function that raises there).
+def index_summary():
+    """What the index job found (img2npz.contract.IndexSummary: images, the shard bounds it used),
+    or None while it is yet to run: a dry run prints the jobs after it before any shard is known
+    (and Snakemake fails on a resource function that raises there). A small JSON file: pyarrow
+    stays out of the main process (imported there, it made Snakemake hang on SIGTERM now and then).
     """
     try:
-        return len(shard_ids()) * SHARD_BOUNDS[2]
-    except IncompleteCheckpointException:
-        return 0
+        return IndexSummary.load(checkpoints.index_images.get().output.summary)
+    except (IncompleteCheckpointException, FileNotFoundError):
+        return None
+
+
+def shard_runtime(wildcards, attempt):
+    """Minutes for the largest shard (the index's max_images) at a slow pace per image."""
+    summary = index_summary()
+    largest = summary.max_images if summary else 0
+    return int(10 + largest * SLOW_SECONDS_PER_IMAGE / 60) * attempt
 
 
 def dataset_runtime(wildcards, attempt):
     """Minutes to copy (merge) or read (validate) the whole dataset at a slow file system's speed."""
-    return (
-        int(10 + indexed_images_at_most() * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
-    )
+    summary = index_summary()
+    images = summary.images if summary else 0
+    return int(10 + images * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
 
 
 def validate_mem_mb(wildcards, attempt):
     """Flat except for per-image arrays: labels and fingerprints, 24 bytes an image, and paths."""
-    return int(1000 + indexed_images_at_most() * 600 / 2**20) * attempt
+    summary = index_summary()
+    images = summary.images if summary else 0
+    return int(1000 + images * 600 / 2**20) * attempt

@@ -8,6 +8,8 @@ checkpoint index_images:
         manifests=update(directory("results/index/shards")),
         images=update("results/index/images.parquet"),
         classes=update("results/index/classes.tsv"),
+        # images indexed and the shard bounds used (img2npz.contract.IndexSummary)
+        summary=update("results/index/summary.json"),
     log:
         "results/logs/index_images.log",
     conda:
