@@ -243,3 +243,26 @@ def test_a_damaged_pixel_in_a_kept_shard_fails_validation_naming_the_image(tmp_p
     assert not next(check for check in checks if check.name == "images_sha256").passed
     damaged = ("images_crc32", "images_sha256", "duplicate_images")
     assert all(check.passed for check in checks if check.name not in damaged)
+
+
+def test_fingerprints_hashed_a_block_at_a_time_among_reused_rows_match_each_row(tmp_path, monkeypatch):
+    from conftest import channel_histogram
+
+    from img2npz import fingerprint
+
+    monkeypatch.setattr(fingerprint, "BLOCK", 3)
+    src = tmp_path / "src"
+    make_tree(src, NAMES)
+    build(src, tmp_path / "grown")
+    make_tree(src, [f"{cls}/{i:03d}.png" for cls in ("a", "b", "c") for i in (5, 11, 17, 23)])
+    second = build(src, tmp_path / "grown")
+    assert sum(s.decoded for s in second.values()) == 12 and sum(s.reused for s in second.values()) == len(NAMES)
+    build(src, tmp_path / "fresh")
+    assert shard_bytes(tmp_path / "grown") == shard_bytes(tmp_path / "fresh")
+    for path in (tmp_path / "grown" / "shards").glob("*.npz"):
+        with np.load(path) as shard:
+            rows = shard["images"][: len(shard["paths"])]
+            for row, found, colour in zip(rows, shard["phashes"], shard["mean_rgb"], strict=True):
+                thumb = fingerprint.thumbnail(Image.fromarray(row), row)
+                assert np.array_equal(fingerprint.hashes(thumb[None])[0], found)
+                assert np.array_equal(fingerprint.mean_rgb(channel_histogram(row)), colour)
