@@ -128,34 +128,30 @@ def shard_mem_mb(wildcards, attempt):
     return int(200 + decode_mb + 8 * ROW_MB) * attempt
 
 
-def index_summary():
-    """What the index job found (img2npz.contract.IndexSummary: images, the shard bounds it used),
-    or None while it is yet to run: a dry run prints the jobs after it before any shard is known
-    (and Snakemake fails on a resource function that raises there). A small JSON file: pyarrow
-    stays out of the main process (imported there, it made Snakemake hang on SIGTERM now and then).
+def indexed(field):
+    """A field of what the index job found (img2npz.contract.IndexSummary: images, the shard bounds
+    it used), or 0 while it is yet to run: a dry run prints the jobs after it before any shard is
+    known (and Snakemake fails on a resource function that raises there). A small JSON file:
+    pyarrow stays out of the main process (imported there, it made Snakemake hang on SIGTERM now
+    and then).
     """
     try:
-        return IndexSummary.load(checkpoints.index_images.get().output.summary)
+        summary = IndexSummary.load(checkpoints.index_images.get().output.summary)
     except (IncompleteCheckpointException, FileNotFoundError):
-        return None
+        return 0
+    return getattr(summary, field)
 
 
 def shard_runtime(wildcards, attempt):
     """Minutes for the largest shard (the index's max_images) at a slow pace per image."""
-    summary = index_summary()
-    largest = summary.max_images if summary else 0
-    return int(10 + largest * SLOW_SECONDS_PER_IMAGE / 60) * attempt
+    return int(10 + indexed("max_images") * SLOW_SECONDS_PER_IMAGE / 60) * attempt
 
 
 def dataset_runtime(wildcards, attempt):
     """Minutes to copy (merge) or read (validate) the whole dataset at a slow file system's speed."""
-    summary = index_summary()
-    images = summary.images if summary else 0
-    return int(10 + images * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
+    return int(10 + indexed("images") * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
 
 
 def validate_mem_mb(wildcards, attempt):
     """Flat except for per-image arrays: labels and fingerprints, 24 bytes an image, and paths."""
-    summary = index_summary()
-    images = summary.images if summary else 0
-    return int(1000 + images * 600 / 2**20) * attempt
+    return int(1000 + indexed("images") * 600 / 2**20) * attempt
