@@ -155,12 +155,14 @@ def make_tree(root, per_class=7):
     (root / "red" / "zz_broken.png").write_bytes(b"nope")
 
 
-def build_dataset(tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None, filters=None, **merge):
-    """A dataset through the workflow's own functions; ``filters`` for the shard jobs, ``merge``
-    more options of :func:`merge_shards`."""
+def build_dataset(
+    tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None, filters=None, labels="folder", **merge
+):
+    """A dataset through the workflow's own functions; ``filters`` for the shard jobs, ``labels``
+    the label mode (folder or none), ``merge`` more options of :func:`merge_shards`."""
     src = tmp_path / "src"
     listing = scan_tree(src, [".png"])
-    index = build_index(listing, class_names(listing.paths, "folder"), target, 1, 4 * target)
+    index = build_index(listing, class_names(listing.paths, labels), target, 1, 4 * target)
     manifests = tmp_path / tag / "manifests"
     write_manifests(index, manifests)
     npzs, failures = [], []

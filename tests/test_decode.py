@@ -114,7 +114,7 @@ def jpeg_bytes():
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        (b"", "cannot identify"),
+        (b"", "empty file (0 bytes)"),
         (b"<html>not an image</html>", "cannot identify"),
         (jpeg_bytes()[:400], ""),
     ],

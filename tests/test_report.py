@@ -1,6 +1,7 @@
 """report: what the report files hold (failure groups, pictures, change report)."""
 
 import numpy as np
+import pytest
 from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, make_tree, thresholds
 from PIL import Image
 
@@ -9,7 +10,7 @@ from img2npz.changes import Catalogue
 from img2npz.checks import run_checks
 from img2npz.contract import CHANGES_HEADER, FAILURE_HEADER, Check
 from img2npz.evidence import Evidence
-from img2npz.report import ReportFiles, failure_groups, write_report
+from img2npz.report import ReportFiles, failure_groups, page_of, write_report
 from img2npz.tsv import read_tsv, write_tsv
 
 
@@ -77,3 +78,22 @@ def test_a_file_that_is_no_dataset_gets_a_page_of_its_checks(tmp_path):
     write_report(None, checks, files, 9, {}, failed=True, near_duplicate_bits=16)
     page = files.html.read_text()
     assert "Validation failed: members" in page and "data:image/png" not in page and not files.samples.exists()
+
+
+@pytest.mark.parametrize("labels", ["none", "folder"])
+def test_the_splits_table_counts_every_image_of_a_split_labelled_or_not(tmp_path, labels):
+    make_tree(tmp_path / "src")
+    (tmp_path / "src" / "top.png").write_bytes((tmp_path / "src" / "blue" / "00.png").read_bytes())  # unlabelled
+    splits = {"train": 0.5, "val": 0.5}
+    out, fail, meta, _ = build_dataset(tmp_path, 4, "d", splits=splits, labels=labels)
+    facts = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, labels)
+    checks, _ = run_checks(facts, thresholds())
+    page = page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, 16)
+    header, rows = page.splits
+    rows = [[row[0], *(int(str(cell).replace(",", "")) for cell in row[1:])] for row in rows]
+    counts = meta.splits["counts"]
+    assert {row[0]: row[1] for row in rows} == counts and sum(counts.values()) == 22
+    assert header == ["split", "images", *facts.classes, "unlabelled"]
+    assert sum(row[-1] for row in rows) == (22 if labels == "none" else 1)
+    for row in rows:  # classes plus unlabelled add up to the split
+        assert sum(row[2:]) == row[1]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from img2npz.resize import ResizeMode, needed_source_size, resize
 
@@ -126,7 +126,12 @@ def _open_and_load(
 ) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(path)
+        try:
+            image = Image.open(path)
+        except UnidentifiedImageError:
+            if os.path.getsize(path) == 0:  # Pillow's "cannot identify" does not say why
+                raise ImageFailure("decode", "empty file (0 bytes)") from None
+            raise
         try:
             if admit is not None:  # on the header's size, upright, before any pixel is decoded
                 width, height = image.size

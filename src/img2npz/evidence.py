@@ -240,11 +240,13 @@ class Evidence:
 
     @cached_property
     def split_class_counts(self) -> list[list[int]]:
-        """[split][class] image counts."""
+        """[split][class] image counts, then the split's unlabelled images (label -1) last: a row
+        adds up to the split's whole size, labelled or not."""
         if self.split is None:
             return []
-        labels, classes = self.labels, len(self.classes)
+        classes = len(self.classes)
+        labels = np.where((self.labels >= 0) & (self.labels < classes), self.labels, classes)
         return [
-            np.bincount(labels[(self.split == number) & (labels >= 0)], minlength=classes).tolist()
+            np.bincount(labels[self.split == number], minlength=classes + 1).tolist()
             for number in range(len(self.split_names))
         ]

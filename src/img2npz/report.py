@@ -145,7 +145,8 @@ def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
 
 def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, changes: Catalogue | None, near_bits: int):
     split_table = [
-        (name, sum(row), *row) for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
+        (name, f"{sum(row):,}", *(f"{count:,}" for count in row))
+        for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
     ]
     return htmlreport.Page(
         checks=[asdict(check) for check in checks],
@@ -165,7 +166,7 @@ def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, cha
             ],
             "constant_images": [[p] for p in evidence.constant_paths],
         },
-        splits=(["split", "images", *evidence.classes], split_table) if split_table else None,
+        splits=(["split", "images", *evidence.classes, "unlabelled"], split_table) if split_table else None,
         changes=changes,
     )
 
