@@ -1,4 +1,8 @@
-"""Load, coerce and validate the workflow configuration against ``workflow/schemas``.
+"""Load, coerce and validate the workflow configuration against its schema.
+
+The schema ships inside the package (``config.schema.yaml`` beside this module; the workflow's
+``workflow/schemas/config.schema.yaml`` is a link to it), so an installed package validates a
+config without the source tree.
 
 Snakemake hands nested ``--config`` values over as strings (``shards={target_images: 500}`` gives
 ``'500'``), so values are coerced by what the schema expects before validating. Every error names
@@ -18,7 +22,7 @@ import yaml
 
 from img2npz.splits import check_fractions, group_function
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 DEMO_SOURCE = "results/demo"
 LABEL_MODES = ("folder", "none")
 

@@ -24,9 +24,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 try:
-    config = validate_config(
-        config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))
-    )
+    config = validate_config(config, load_schema())  # the package's own schema
     check_paths(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
