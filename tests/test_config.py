@@ -2,9 +2,18 @@
 
 import pytest
 import yaml
+from conftest import run_snakemake, save, solid, write_config
 from snakemake.cli import parse_config
 
-from img2npz.config import ConfigError, coerce, load_schema, pixel_config, shard_bounds, validate_config
+from img2npz.config import (
+    ConfigError,
+    coerce,
+    command_line_strings,
+    load_schema,
+    pixel_config,
+    shard_bounds,
+    validate_config,
+)
 
 
 def test_defaults_fill_every_key():
@@ -47,7 +56,7 @@ def test_nested_command_line_strings_are_coerced():
         ({"preprocess": {"image_timeout_s": 0}}, "'preprocess.image_timeout_s'"),
         ({"preprocess": {"max_image_pixels": "lots"}}, "'preprocess.max_image_pixels'"),
         ({"labels": ""}, "'labels'"),
-        ({"source": 5}, "'source'"),
+        ({"source": ["a", "b"]}, "'source'"),
         ({"validate": {"samples": -1}}, "'validate.samples'"),
         ({"image": {"normalize": {"mean": [0.5, 0.5, 0.5]}}}, "'image.normalize'"),
         ({"image": {"normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}}}, "'image.normalize'"),
@@ -188,3 +197,38 @@ def test_strings_stay_strings_where_the_schema_allows_them():
     schema = {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
     assert coerce({"a": "1.5", "b": "null"}, schema) == {"a": "1.5", "b": "null"}
     assert validate_config(parse_config(["labels=true"]))["labels"] == "true"
+
+
+@pytest.mark.parametrize("typed", ["2024", "007", "1e3", "2024.10", "true"])
+def test_a_source_folder_with_a_numeric_name_is_taken_as_typed(typed):
+    entries = [f"source={typed}"]
+    raw = parse_config(entries)  # Snakemake: 2024, 7, 1000.0, 2024.1, True
+    assert validate_config(command_line_strings(raw, entries))["source"] == typed
+
+
+def test_a_number_from_a_configfile_is_a_folder_name():
+    assert validate_config({"source": 2024, "labels": "none"})["source"] == "2024"
+
+
+def test_a_tilde_in_source_and_labels_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = validate_config({"source": "~/pets", "labels": "~/labels.csv"})
+    assert config["source"] == str(tmp_path / "pets") and config["labels"] == str(tmp_path / "labels.csv")
+    assert validate_config({"labels": "none"})["labels"] == "none"
+
+
+def test_an_extension_without_its_dot_says_so_not_the_regex():
+    with pytest.raises(ConfigError) as caught:
+        validate_config(parse_config(["extensions=[jpg, webp]"]))
+    message = str(caught.value)
+    assert "'extensions[0]': 'jpg'" in message and "leading dot" in message and "^" not in message
+
+
+@pytest.mark.slow
+def test_snakemake_takes_a_numeric_source_folder_from_the_command_line(tmp_path):
+    for name in ("2024", "007"):
+        save(solid((9, 9, 9)), tmp_path / name / "cat" / "a.png")
+    config = write_config(tmp_path / "config.yaml")
+    for name in ("2024", "007"):
+        done = run_snakemake(tmp_path, config, "--dry-run", "--config", f"source={name}")
+        assert "index_images" in done.stdout, done.stdout + done.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def coerce(value: Any, schema: dict) -> Any:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
+    if types == {"string"} and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # a folder named 2024 (YAML and Snakemake's --config read it as a number)
     if isinstance(value, dict):
         return {key: coerce(item, _member_schema(schema, key)) for key, item in value.items()}
     if isinstance(value, list):
@@ -79,6 +82,23 @@ def _item_schema(schema: dict, number: int) -> dict:
         return prefix[number]
     items = schema.get("items")
     return items if isinstance(items, dict) else {}
+
+
+def command_line_strings(raw: dict, config_args: Sequence[str] | None, schema: dict | None = None) -> dict:
+    """``raw`` with its top-level string keys as typed after ``--config``.
+
+    Snakemake reads ``--config source=2024`` as the integer 2024 (and ``007`` as 7, ``1e3`` as
+    1000.0), and no quoting survives the shell; the text itself is still in its command line
+    (``config_args``, ``key=value`` entries, the last one winning), so it is taken from there.
+    """
+    schema = schema or load_schema()
+    restored = dict(raw)
+    for entry in config_args or ():
+        key, sep, text = entry.partition("=")
+        member = schema.get("properties", {}).get(key)
+        if sep and member is not None and _types(member) == {"string"} and not isinstance(raw.get(key), str):
+            restored[key] = text
+    return restored
 
 
 def fill_defaults(value: Any, schema: dict) -> Any:
@@ -107,6 +127,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         prefix = _key_name(error) + "." if error.absolute_path else ""
         names = ", ".join(f"'{prefix}{name}'" for name in unknown)
         return f"unknown config key {names} (allowed here: {', '.join(allowed)})"
+    if error.validator == "pattern" and "x-message" in error.schema:  # the schema's words, not its regex
+        return f"config key '{_key_name(error)}': {error.instance!r} {error.schema['x-message']}"
     return f"config key '{_key_name(error)}': {error.message}"
 
 
@@ -125,6 +147,9 @@ def _check_semantics(config: dict) -> None:
     elif high is not None and high < target:
         raise ConfigError(f"config key 'shards.max_images': {high} is smaller than shards.target_images ({target})")
     config["extensions"] = sorted({ext.lower() for ext in config["extensions"]})
+    config["source"] = os.path.expanduser(config["source"])
+    if label_mode(config) == "csv":
+        config["labels"] = os.path.expanduser(config["labels"])
     if config["splits"] is not None and (problem := check_fractions(config["splits"])):
         raise ConfigError(f"config key 'splits': {problem}")
     try:

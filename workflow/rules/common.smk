@@ -9,6 +9,7 @@ from img2npz.config import (
     ConfigError,
     DEMO_SOURCE,
     check_paths,
+    command_line_strings,
     label_mode,
     load_schema,
     pixel_config,
@@ -24,7 +25,11 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 try:
-    config = validate_config(config, load_schema())  # the package's own schema
+    # the package's own schema; source=2024 as typed, not the number Snakemake made of it
+    config = validate_config(
+        command_line_strings(config, workflow.config_settings.config_args),
+        load_schema(),
+    )
     check_paths(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
