@@ -18,7 +18,15 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/validate.smk"
 
 
+# Every output of the chain, not only the last: a file deleted by hand is built again by a plain
+# rerun (Snakemake rebuilds only what a requested file needs, and skips a missing intermediate).
 rule all:
     default_target: True
     input:
         rules.validate_report.output,
+        rules.merge_npz.output,
+        rules.index_images.output,
+        all_shard_npzs,
+        all_shard_failures,
+        all_shard_stats,
+        DEMO_SOURCE if config["source"] == DEMO_SOURCE else [],

@@ -6,6 +6,7 @@ cores, the shard sizes or the order in which the tree grew.
 One tree is built once, then changed step by step by the tests below, in file order."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -98,6 +99,41 @@ def test_nothing_changed_nothing_runs(grown):
     idle = Rerun(work, config)
     assert jobs_run(idle.result) == [] and not idle.stale
     assert "Nothing to be done" in idle.result.stdout + idle.result.stderr
+
+
+def test_a_deleted_dataset_comes_back_from_its_shards(grown):
+    _base, _, config, work = grown
+    results = work / "results"
+    before = sha(results / "dataset.npz")
+    (results / "dataset.npz").unlink()
+    run = Rerun(work, config)
+    assert set(jobs_run(run.result)) == {"merge_npz", "validate_report", "all"} and not run.shards
+    assert sha(results / "dataset.npz") == before
+
+
+def test_any_deleted_output_comes_back_with_a_plain_rerun(grown):
+    _base, _, config, work = grown
+    results = work / "results"
+    shard = sorted((results / "shards").glob("*.npz"))[1]
+    gone = [
+        results / "failures.tsv",
+        shard,
+        shard.with_suffix(".stats.json"),
+        results / "index" / "images.parquet",
+        results / "index" / "shards" / f"{shard.stem}.tsv",
+        results / "validation.json",
+        results / "report" / "index.html",
+    ]
+    before = {path: sha(path) for path in gone if path.suffix not in (".json", ".html")}
+    dataset = sha(results / "dataset.npz")
+    for path in gone:
+        path.unlink()
+    run = Rerun(work, config)
+    assert run.shards == [shard.stem] and run.decoded == 0  # its rows copied from the kept shard
+    assert [path for path in gone if not path.exists()] == []
+    assert {path: sha(path) for path in before} == before and sha(results / "dataset.npz") == dataset
+    assert json.loads((results / "validation.json").read_text())["passed"]
+    assert "Nothing to be done" in run_snakemake(work, config).stderr
 
 
 def test_scattered_additions_rebuild_their_shards_and_decode_only_the_new_images(grown):

@@ -196,6 +196,20 @@ def run_beside(background: Callable[[], None], foreground: Callable[[], T]) -> T
     return result
 
 
+def lost_manifests(manifest_dir: str | os.PathLike, summary: str | os.PathLike) -> int:
+    """How many manifests of the shards the last index cut are gone (0 where it never ran).
+
+    Snakemake sees the manifests only as one directory, so a manifest deleted by hand would go
+    unnoticed, and the merge would leave that shard's images out.
+    """
+    try:
+        cut = IndexSummary.load(summary).shards
+        present = sum(1 for name in os.listdir(manifest_dir) if name.endswith(".tsv") and not name.startswith("."))
+    except (OSError, ValueError):
+        return 0
+    return max(0, cut - present)
+
+
 def run_index(
     source: str | os.PathLike,
     extensions: Sequence[str],

@@ -4,6 +4,7 @@ import glob
 import os
 
 from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.logging import logger
 
 from img2npz.config import (
     ConfigError,
@@ -17,6 +18,7 @@ from img2npz.config import (
     validate_config,
 )
 from img2npz.contract import IndexSummary
+from img2npz.index import lost_manifests
 from img2npz.scan import EmptyTreeError, tree_fingerprint
 
 # Jobs are already a process per core: keep numpy's BLAS from starting a thread per core in each
@@ -40,6 +42,13 @@ SHARD_BOUNDS = shard_bounds(config)
 
 
 LISTINGS = "results/index/listing"
+INDEX_SUMMARY = "results/index/summary.json"
+
+# A manifest deleted by hand: take the index's summary away too, so that Snakemake, which sees the
+# manifests only as one directory, runs the index again and it writes the lost ones back.
+if workflow.is_main_process and lost_manifests("results/index/shards", INDEX_SUMMARY):
+    logger.warning("results/index/shards lost manifests: the index runs again")
+    os.remove(INDEX_SUMMARY)
 _FINGERPRINTS = {}
 
 
