@@ -31,4 +31,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
         ),
         shards=read_shard_table(inputs.shards),
         threads=snakemake.threads,  # noqa: F821
+        index_summary=inputs.summary,
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from img2npz.contract import read_classes
+from img2npz.contract import IndexSummary, read_classes
 from img2npz.index import (
     build_index,
     class_names,
@@ -80,6 +80,35 @@ def test_labels_csv(tmp_path, caplog):
         )
     assert index.class_names == ["dog", "cat", ""] and read_classes(out / "classes.tsv") == ["cat", "dog"]
     assert "ghost.jpg" in caplog.text and "1 indexed images have no row" in caplog.text
+
+
+def test_a_labels_csv_with_absolute_paths_under_source_labels_them(tmp_path, caplog):
+    src = tmp_path / "src"
+    for name in ["a.jpg", "b.jpg", "c.jpg"]:
+        touch(src / name)
+    os.symlink(src, tmp_path / "alias")
+    csv_path = tmp_path / "labels.csv"
+    rows = [f"{src}/a.jpg,dog", f"{tmp_path}/alias/b.jpg,cat", "/elsewhere/c.jpg,cat"]
+    csv_path.write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        index = run_index(
+            tmp_path / "alias",
+            EXTS,
+            "csv",
+            csv_path,
+            (1000, 1, 4000),
+            out / "m",
+            out / "i.parquet",
+            out / "c.tsv",
+            summary=out / "s.json",
+        )
+    assert index.class_names == ["dog", "cat", ""]
+    warnings = IndexSummary.load(out / "s.json").warnings
+    assert warnings[0].startswith("1 paths in ") and "/elsewhere/c.jpg" in warnings[0]
+    assert "paths must be relative to source, or absolute under it" in warnings[0]
+    assert warnings[1].endswith("1 indexed images have no row in " + str(csv_path) + ": their label is -1")
+    assert all(line in caplog.text for line in warnings)
     bad = tmp_path / "bad.csv"
     bad.write_text("file,class\n")
     with pytest.raises(ValueError, match=r"bad\.csv"):
@@ -153,7 +182,7 @@ def test_run_index_derives_the_shard_size_from_the_tree_and_says_so(tmp_path, mo
         )
 
     index = index_it()
-    assert IndexSummary.load(out / "s.json") == IndexSummary(60, len(index.shards), 8, 1, 16)
+    assert IndexSummary.load(out / "s.json") == IndexSummary(60, len(index.shards), 8, 1, 16, {}, [])
     assert index.shards == assign_shards(sort_paths(index.listing.paths), 8, 1, 16)
     before = (out / "s.json").stat().st_mtime_ns
     index_it()

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from img2npz import scan
 from img2npz.scan import Listing, scan_tree, tree_fingerprint
@@ -32,9 +33,41 @@ def test_walk_keeps_images_and_skips_the_rest(tmp_path):
     os.symlink(tmp_path, tmp_path / "dog" / "deep" / "up")
     os.symlink("self.jpg", tmp_path / "dog" / "self.jpg")
     os.mkfifo(tmp_path / "dog" / "pipe.jpg")
+    touch(tmp_path / "top.webp")
+    touch(tmp_path / "cat" / "c.WebP")
+    touch(tmp_path / "dog" / "scan.tif")
+    touch(tmp_path / "dog" / "README")
     listing = scan_tree(tmp_path, EXTS)
     assert listing.paths == ["cat/B.JPG", "cat/a.jpg", "dog/deep/er/d.png", "dog/folder.jpg/inside.png"]
     assert listing.sizes.tolist() == [1, 1, 1, 1]
+    # other files are counted by extension; hidden ones, links to nowhere, pipes and folders are not
+    assert listing.skipped == {".webp": 2, ".tif": 1, ".txt": 1, "": 1}
+
+
+def test_skipped_files_are_described_images_first():
+    lines = scan.describe_skipped({".webp": 10, ".tif": 2, ".txt": 3, "": 1})
+    assert lines == [
+        "12 files skipped by extension: .webp 10, .tif 2; add them to `extensions` to index them",
+        "4 other files skipped (no image extension): .txt 3, (no extension) 1",
+    ]
+    assert scan.describe_skipped({}) == []
+
+
+def test_a_tree_of_other_files_says_what_it_holds(tmp_path):
+    touch(tmp_path / "a" / "x.webp")
+    with pytest.raises(
+        scan.EmptyTreeError, match=r"no images with extensions \.jpg \.png.*1 file skipped by extension: \.webp 1"
+    ):
+        tree_fingerprint(tmp_path, EXTS)
+
+
+def test_a_new_skipped_file_changes_the_fingerprint_and_the_listing_keeps_the_counts(tmp_path):
+    touch(tmp_path / "src" / "a" / "x.jpg")
+    before = tree_fingerprint(tmp_path / "src", EXTS, save_to=tmp_path / "listings")
+    touch(tmp_path / "src" / "a" / "y.webp")
+    after = tree_fingerprint(tmp_path / "src", EXTS, save_to=tmp_path / "listings")
+    assert after != before
+    assert scan.saved_listing(tmp_path / "listings", after).skipped == {".webp": 1}
 
 
 def test_walk_order_is_component_order(tmp_path):
@@ -53,13 +86,14 @@ def test_links_to_folders_are_followed_but_loops_are_cut(tmp_path):
 
 def test_parallel_walk_equals_serial(tmp_path, monkeypatch):
     for i in range(300):
-        touch(tmp_path / f"c{i % 7}" / f"sub{i % 3}" / f"{i:04d}.jpg", b"x" * (i % 11))
+        touch(tmp_path / f"c{i % 7}" / f"sub{i % 3}" / f"{i:04d}.{'jpg' if i % 10 else 'webp'}", b"x" * (i % 11))
     touch(tmp_path / "flat.png")
     serial = scan_tree(tmp_path, EXTS, workers=1)
     monkeypatch.setattr(scan, "PARALLEL_MIN_FILES", 10)
     monkeypatch.setattr(scan, "PARALLEL_MIN_FOLDERS", 2)
     parallel = scan_tree(tmp_path, EXTS, workers=3)
-    assert parallel.paths == serial.paths and len(serial) == 301
+    assert parallel.paths == serial.paths and len(serial) == 271
+    assert parallel.skipped == serial.skipped == {".webp": 30}
     assert np.array_equal(parallel.sizes, serial.sizes) and np.array_equal(parallel.mtimes, serial.mtimes)
     assert np.array_equal(parallel.hashes, path_hashes(serial.paths))
     assert np.array_equal(serial.hashes, path_hashes(serial.paths))

@@ -3,6 +3,7 @@ becomes one labelled dataset, an unlabelled tree, the shipped demo config, and a
 back to the demo. Hostile input is ``test_hostile_e2e``'s, reruns ``test_rerun_e2e``'s, the report
 ``test_report_e2e``'s."""
 
+import html
 import json
 
 import numpy as np
@@ -38,6 +39,8 @@ def make_tree_of_many_shards(root):
     (root / "broken" / "empty.png").write_bytes(b"")
     (root / "broken" / "text.jpg").write_text("just text\n")
     (root / "solid" / "notes.txt").write_text("not an image\n")
+    for name in ("a.webp", "b.webp", "c.tif"):  # images, but of extensions not configured
+        save(solid((9, 9, 9), (12, 12)), root / "other" / name)
     for i in range(220):
         save(solid((i, 255 - i, (7 * i) % 256), (24 + i % 9, 20)), root / f"fill{i % 4}" / f"f{i:03d}.png")
 
@@ -75,7 +78,11 @@ def test_every_file_lands_in_exactly_one_place(many_shards):
     failures = read_tsv(workdir / "results" / "failures.tsv", ["path", "stage", "error"])
     failed = {row[0] for row in failures}
     assert failed == BROKEN and {row[1] for row in failures} == {"decode"}
-    images = {p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and p.suffix != ".txt"}
+    images = {
+        p.relative_to(source).as_posix()
+        for p in source.rglob("*")
+        if p.is_file() and p.suffix not in (".txt", ".webp", ".tif")
+    }
     assert set(data["paths"].tolist()) | failed == images
     assert not set(data["paths"].tolist()) & failed
     assert len(data["paths"]) == len(images) - 3 == len(data["labels"]) == len(data["images"])
@@ -96,6 +103,32 @@ def test_labels_classes_meta_and_validation(many_shards):
     validation = json.loads((workdir / "results" / "validation.json").read_text())
     assert validation["passed"] is True
     assert Image.open(workdir / "results" / "report" / "samples.png").size[0] > 500
+
+
+def test_files_of_other_extensions_are_counted_in_the_log_and_the_report(many_shards):
+    results = many_shards[3] / "results"
+    line = "3 files skipped by extension: .webp 2, .tif 1; add them to `extensions` to index them"
+    assert line in (results / "logs" / "index_images.log").read_text()
+    page = (results / "report" / "index.html").read_text()
+    assert html.escape(line) in page and "1 other file skipped (no image extension): .txt 1" in page
+
+
+def test_a_labels_csv_with_absolute_paths_under_source_labels_them_and_the_report_warns(tmp_path):
+    source = tmp_path / "src"
+    for i in range(6):
+        save(solid((i * 40, 0, 0), (10, 10)), source / "photos" / f"img{i}.png")
+    rows = [f"{source}/photos/img{i}.png,{'cat' if i % 2 else 'dog'}" for i in range(4)]
+    rows += ["photos/img4.png,cat", "/elsewhere/photos/img5.png,dog"]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    config = write_config(
+        tmp_path / "config.yaml", source=str(source), image={"size": [8, 8]}, labels=str(tmp_path / "labels.csv")
+    )
+    run_snakemake(tmp_path / "work", config)
+    data = load(tmp_path / "work")
+    assert data["classes"].tolist() == ["cat", "dog"] and data["labels"].tolist() == [1, 0, 1, 0, 0, -1]
+    page = (tmp_path / "work" / "results" / "report" / "index.html").read_text()
+    assert "paths must be relative to source, or absolute under it" in page and "/elsewhere/photos/img5.png" in page
+    assert "1 indexed images have no row in" in page
 
 
 def test_an_unlabelled_tree(tmp_path):

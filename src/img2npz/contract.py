@@ -114,7 +114,7 @@ Other files
 -----------
 ``results/validation.json``: ``{"passed": bool, "warnings": [names], "checks": [Check...]}``, each
 check a :class:`Check`. ``results/index/summary.json``: an :class:`IndexSummary` (the images
-indexed and the shard bounds used). ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
+indexed, the shard bounds used, the files skipped by extension and the labels CSV's warnings). ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
 read by :mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
 workflow's own memory between runs; their members are listed in :data:`CATALOGUE_MEMBERS` and
 :data:`LISTING_MEMBERS`, and they may change with any version.
@@ -234,6 +234,7 @@ LISTING_MEMBERS = _members(
     ("sizes", "int64", "(N,)", "file sizes"),
     ("mtimes", "int64", "(N,)", "mtimes in ns"),
     ("hashes", "uint64", "(N,)", "sharding.path_hash of each path"),
+    ("skipped", "unicode", "()", "JSON: files left out by extension, extension -> count"),
 )
 
 
@@ -337,13 +338,18 @@ class IndexSummary:
     """The index job's account of the tree (``results/index/summary.json``): ``images`` indexed,
     ``shards`` cut, and the shard bounds it cut them with (``shards.*`` of the config, nulls
     resolved by the tree's size, :func:`img2npz.sharding.resolve_bounds`). The workflow sizes its
-    jobs' resources from it without reading a manifest."""
+    jobs' resources from it without reading a manifest. ``skipped`` counts the files that
+    ``extensions`` left out, by extension (lower case, ``""`` for none), and ``warnings`` says,
+    a line each, what was wrong with the labels CSV; the report shows both (None in files of
+    versions before them)."""
 
     images: int
     shards: int
     target_images: int
     min_images: int
     max_images: int
+    skipped: dict | None = None
+    warnings: list | None = None
 
     def save(self, path: str | os.PathLike) -> bool:
         """Write it unless the file already says exactly this (an unchanged file keeps its mtime)."""
@@ -397,7 +403,8 @@ FILES = (
     FileSpec("results/index/shards/{shard}.tsv", "index", ("preprocess",), header=MANIFEST_HEADER),
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
     FileSpec("results/index/images.parquet", "index", ("evidence",)),
-    FileSpec("results/index/summary.json", "index", ()),  # read by the workflow's resource functions
+    # read by the workflow's resource functions, and by the report for its notes
+    FileSpec("results/index/summary.json", "index", ("validate", "report")),
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
     FileSpec(
         "results/shards/{shard}.npz", "preprocess", ("merge", "copies", "reuse", "dataset"), members=SHARD_MEMBERS

@@ -31,7 +31,7 @@ from img2npz.contract import (
     path_sort_key,
     table_path,
 )
-from img2npz.scan import Listing, scan_tree
+from img2npz.scan import Listing, describe_skipped, scan_tree
 from img2npz.sharding import Shard, assign_shards, resolve_bounds
 from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
 
@@ -45,8 +45,10 @@ def folder_label(path: str) -> str:
     return head if sep else UNLABELLED_CLASS
 
 
-def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
-    """``path -> label`` from a CSV with columns ``path,label``."""
+def read_labels_csv(csv_path: str | os.PathLike, source: str | os.PathLike | None = None) -> dict[str, str]:
+    """``path -> label`` from a CSV with columns ``path,label``; paths relative to ``source``, or
+    absolute paths under it (made relative), so a CSV written with full paths labels its images."""
+    roots = _absolute_roots(source) if source is not None else ()
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
@@ -56,6 +58,7 @@ def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
             path = (row["path"] or "").strip()
             while path.startswith("./"):
                 path = path[2:]
+            path = next((path[len(root) :] for root in roots if path.startswith(root)), path)
             label = (row["label"] or "").strip()
             if not path or not label:
                 raise ValueError(f"{csv_path}:{number}: empty path or label")
@@ -63,6 +66,33 @@ def read_labels_csv(csv_path: str | os.PathLike) -> dict[str, str]:
                 raise ValueError(f"{csv_path}:{number}: {path!r} has two labels")
             labels[path] = label
     return labels
+
+
+def _absolute_roots(source: str | os.PathLike) -> tuple[str, ...]:
+    """``source`` as absolute path prefixes, as given and with links resolved, each ending in /."""
+    given, resolved = os.path.abspath(source), os.path.realpath(source)
+    return tuple(dict.fromkeys(root.rstrip("/") + "/" for root in (given, resolved)))
+
+
+def labels_csv_warnings(
+    index: Index, listed: Mapping[str, str], label_csv: str | os.PathLike, source: str | os.PathLike
+) -> list[str]:
+    """What the CSV and the tree disagree on, a line each (the log and the report show them)."""
+    lines = []
+    unknown = sorted(set(listed) - set(index.listing.paths), key=path_sort_key)
+    if unknown:
+        line = f"{len(unknown):,} paths in {os.fspath(label_csv)} name no indexed image, e.g. {', '.join(unknown[:3])}"
+        outside = sum(os.path.isabs(path) for path in unknown)
+        if outside:
+            line += (
+                f" ({outside:,} absolute paths not under source {os.fspath(source)!r}:"
+                " paths must be relative to source, or absolute under it)"
+            )
+        lines.append(line)
+    unlabelled = index.class_names.count(UNLABELLED_CLASS)
+    if unlabelled:
+        lines.append(f"{unlabelled:,} indexed images have no row in {os.fspath(label_csv)}: their label is -1")
+    return lines
 
 
 def class_names(paths: Sequence[str], mode: str, labels: Mapping[str, str] | None = None) -> list[str]:
@@ -232,16 +262,12 @@ def run_index(
         listing = scan_tree(source, extensions)
     if not len(listing):
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
-    listed = read_labels_csv(label_csv) if labels == "csv" else None
+    listed = read_labels_csv(label_csv, source) if labels == "csv" else None
     resolved = resolve_bounds(bounds, len(listing))
     index = build_index(listing, class_names(listing.paths, labels, listed), *resolved)
-    if labels == "csv":
-        unknown = sorted(set(listed) - set(listing.paths), key=path_sort_key)
-        unlabelled = index.class_names.count(UNLABELLED_CLASS)
-        if unknown:
-            log.warning("%d paths in %s are not indexed images, e.g. %s", len(unknown), label_csv, unknown[:3])
-        if unlabelled:
-            log.warning("%d indexed images have no row in %s: their label is -1", unlabelled, label_csv)
+    warnings = labels_csv_warnings(index, listed, label_csv, source) if labels == "csv" else []
+    for line in [*warnings, *describe_skipped(listing.skipped)]:
+        log.warning("%s", line)
 
     def tables() -> None:
         write_images_table(index, images_table)
@@ -249,7 +275,7 @@ def run_index(
 
     written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir))
     if summary is not None:
-        IndexSummary(len(listing), len(index.shards), *resolved).save(summary)
+        IndexSummary(len(listing), len(index.shards), *resolved, dict(listing.skipped), warnings).save(summary)
     log.info(
         "indexed %d images in %d classes into %d shards of about %d (%d manifests written, %d removed)",
         len(listing),

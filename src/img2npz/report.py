@@ -13,9 +13,10 @@ import numpy as np
 
 from img2npz import htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
-from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check
+from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check, IndexSummary
 from img2npz.evidence import LISTED, Evidence
 from img2npz.npzformat import streamed_blob
+from img2npz.scan import describe_skipped
 from img2npz.tsv import iter_tsv, write_tsv
 
 
@@ -125,7 +126,16 @@ def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, S
     return catalogue
 
 
-def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
+def index_notes(index: IndexSummary | None) -> list[tuple[str, str]]:
+    """The index's notes as summary rows: files ``extensions`` left out, the labels CSV's warnings."""
+    if index is None:
+        return []
+    skipped = describe_skipped(index.skipped or {})
+    rows = [("files not indexed (other extensions)", "; ".join(skipped) or "none")]
+    return rows + [("labels CSV", warning) for warning in index.warnings or []]
+
+
+def _summary(evidence: Evidence, index: IndexSummary | None) -> list[tuple[str, Any]]:
     pixel, meta, npz, failures = evidence.pixel, evidence.meta, evidence.npz, evidence.failures
     return [
         ("images in the dataset", f"{len(evidence.labels):,}"),
@@ -140,17 +150,25 @@ def _summary(evidence: Evidence) -> list[tuple[str, Any]]:
         ("dataset.npz", f"{os.fspath(npz)}: {os.path.getsize(npz) / 2**20:,.1f} MiB"),
         ("failures.tsv", f"{os.fspath(failures)}: {os.path.getsize(failures) / 2**10:,.1f} KiB"),
         ("sha256 of images", meta.images_sha256 or ""),
+        *index_notes(index),
     ]
 
 
-def page_of(evidence: Evidence, checks: Sequence[Check], files: ReportFiles, changes: Catalogue | None, near_bits: int):
+def page_of(
+    evidence: Evidence,
+    checks: Sequence[Check],
+    files: ReportFiles,
+    changes: Catalogue | None,
+    near_bits: int,
+    index: IndexSummary | None = None,
+):
     split_table = [
         (name, f"{sum(row):,}", *(f"{count:,}" for count in row))
         for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
     ]
     return htmlreport.Page(
         checks=[asdict(check) for check in checks],
-        summary=_summary(evidence),
+        summary=_summary(evidence, index),
         pictures={
             "samples": files.samples,
             "class_counts": files.class_counts,
@@ -179,15 +197,17 @@ def write_report(
     shards: Mapping[str, ShardRecord],
     failed: bool,
     near_duplicate_bits: int,
+    index: IndexSummary | None = None,
 ) -> None:
     """Pictures, change report and page; ``evidence`` None: the file could not be read as a dataset
     (the page shows the checks only). ``failed``: a hard check failed, so the page is also kept at
-    ``files.failed_html`` (Snakemake deletes a failed job's outputs)."""
+    ``files.failed_html`` (Snakemake deletes a failed job's outputs). ``index``: the index's summary,
+    whose notes the page's summary shows."""
     if evidence is not None:
         draw_pictures(evidence, samples, files)
         near_duplicate_report(evidence, near_duplicate_bits, files)
         changes = change_report(evidence, files, shards) if files.changes is not None else None
-        page = htmlreport.render(page_of(evidence, checks, files, changes, near_duplicate_bits))
+        page = htmlreport.render(page_of(evidence, checks, files, changes, near_duplicate_bits, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
     htmlreport.write_html(files.html, page)

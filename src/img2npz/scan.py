@@ -13,14 +13,16 @@ The main Snakemake process walks the tree once per invocation for the fingerprin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import stat
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +45,19 @@ class Listing:
     sizes: np.ndarray
     mtimes: np.ndarray
     hashes: np.ndarray | None = None  # path_hash of every path, when the walk computed them
+    # other files, by extension (lower case, "" for none): what `extensions` left out
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def fingerprint(self) -> str:
-        """Changes whenever an image is added, removed, renamed, resized or touched."""
-        return _fingerprint(strings_blob(self.paths), self.sizes, self.mtimes)
+        """Changes whenever an image is added, removed, renamed, resized or touched, and whenever
+        the count of files skipped by extension changes (the report says how many there are)."""
+        return _fingerprint(strings_blob(self.paths), self.sizes, self.mtimes, self.skipped)
 
     def save(self, path: str | os.PathLike) -> None:
-        _save_listing(path, strings_blob(self.paths), self.sizes, self.mtimes, self.hashes)
+        _save_listing(path, strings_blob(self.paths), self.sizes, self.mtimes, self.hashes, self.skipped)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Listing:
@@ -63,7 +68,8 @@ class Listing:
         sizes = read_array(path, "sizes", layouts["sizes"])
         paths = blob_strings(read_array(path, "paths", layouts["paths"]), len(sizes))
         hashes = read_array(path, "hashes", layouts["hashes"]) if "hashes" in layouts else None
-        return cls(paths, sizes, read_array(path, "mtimes", layouts["mtimes"]), hashes)
+        skipped = json.loads(str(read_array(path, "skipped", layouts["skipped"]))) if "skipped" in layouts else {}
+        return cls(paths, sizes, read_array(path, "mtimes", layouts["mtimes"]), hashes, skipped)
 
 
 def _record_walk(root: str) -> None:
@@ -98,14 +104,30 @@ def _identity(path: str) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
+def extension(name: str) -> str:
+    """The extension a file is indexed or skipped by: lower case, with its dot; "" for none."""
+    return os.path.splitext(name)[1].lower()
+
+
+def _skip(entry: os.DirEntry, skipped: Counter) -> None:
+    """Count a file that `extensions` leaves out (a regular file, links followed; not a folder)."""
+    try:
+        if entry.is_file():
+            skipped[extension(entry.name)] += 1
+    except OSError:
+        pass
+
+
 class _Walk:
-    """Image files below one folder, in component order, into three parallel lists."""
+    """Image files below one folder, in component order, into three parallel lists; other files
+    counted by extension."""
 
     def __init__(self, extensions: tuple[str, ...]):
         self.extensions = extensions
         self.paths: list[str] = []
         self.sizes: list[int] = []
         self.mtimes: list[int] = []
+        self.skipped: Counter = Counter()
 
     def folder(self, prefix: str, directory: str, ancestors: frozenset[tuple[int, int]]) -> None:
         """``ancestors``: identities of the folders above, so a link back up (a loop) is not followed."""
@@ -133,6 +155,8 @@ class _Walk:
                         self.paths.append(f"{prefix}{name}")
                         self.sizes.append(info.st_size)
                         self.mtimes.append(info.st_mtime_ns)
+                else:
+                    _skip(child, self.skipped)
         finally:
             os.close(fd)
 
@@ -144,7 +168,8 @@ def _name(entry: os.DirEntry) -> str:
 def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, list[tuple[int, int]]]]) -> list:
     """Walk each unit (a folder below root, with its ancestors): per unit, its paths joined by NUL
     (UTF-8, surrogates escaped), their count, and their sizes, mtimes and path hashes as int64 and
-    uint64 bytes (compact to pickle back from a worker, and no Python object per file)."""
+    uint64 bytes (compact to pickle back from a worker, and no Python object per file), and the
+    counts of the files skipped by extension."""
     results = []
     for prefix, ancestors in units:
         walk = _Walk(extensions)
@@ -152,12 +177,13 @@ def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, l
         hashes = path_hashes(walk.paths).tobytes()
         blob = "\0".join(walk.paths).encode("utf-8", "surrogateescape")
         sizes, mtimes = (np.array(values, np.int64).tobytes() for values in (walk.sizes, walk.mtimes))
-        results.append((blob, len(walk.paths), sizes, mtimes, hashes))
+        results.append((blob, len(walk.paths), sizes, mtimes, hashes, dict(walk.skipped)))
     return results
 
 
-def _top_level(root: str, extensions: tuple[str, ...]) -> tuple[list, frozenset]:
-    """The root's own image names and sub-folders, in order: ("file", name) or ("dir", "name/")."""
+def _top_level(root: str, extensions: tuple[str, ...], skipped: Counter) -> tuple[list, frozenset]:
+    """The root's own image names and sub-folders, in order: ("file", name) or ("dir", "name/");
+    its other files counted into ``skipped``."""
     root_id = _identity(root)
     items: list[tuple[str, object]] = []
     with os.scandir(root) as listing:
@@ -169,6 +195,8 @@ def _top_level(root: str, extensions: tuple[str, ...]) -> tuple[list, frozenset]
                 items.append(("dir", f"{child.name}/"))
         elif child.name.lower().endswith(extensions):
             items.append(("file", child.name))
+        else:
+            _skip(child, skipped)
     return items, frozenset({root_id})
 
 
@@ -218,21 +246,22 @@ def scan_tree(root: str | os.PathLike, extensions: Sequence[str], workers: int |
     a link back to a folder above it, so a link loop ends. Large trees are walked by several processes,
     one share of the top-level folders each; the result does not depend on how many.
     """
-    blob, count, sizes, mtimes, hashes = _collect(root, extensions, workers)
+    blob, count, sizes, mtimes, hashes, skipped = _collect(root, extensions, workers)
     paths = blob.tobytes().decode("utf-8", "surrogateescape").split("\0") if count else []
-    return Listing(paths, sizes, mtimes, hashes)
+    return Listing(paths, sizes, mtimes, hashes, skipped)
 
 
 def _collect(
     root: str | os.PathLike, extensions: Sequence[str], workers: int | None = None
-) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """:func:`scan_tree`'s walk as (the paths' :func:`strings_blob`, their count, sizes, mtimes, path
-    hashes): bytes and arrays, no Python object per file, so the main Snakemake process that only
-    fingerprints and saves the listing holds about 40 bytes a file."""
+    hashes, the files skipped by extension): bytes and arrays, no Python object per file, so the
+    main Snakemake process that only fingerprints and saves the listing holds about 40 bytes a file."""
     root = os.fspath(root)
     _record_walk(root)
     extensions = tuple(ext.lower() for ext in extensions)
-    items, ancestors = _top_level(root, extensions)
+    skipped: Counter = Counter()
+    items, ancestors = _top_level(root, extensions, skipped)
     folders = [prefix for kind, prefix in items if kind == "dir"]
     units = [(prefix, sorted(ancestors)) for prefix in folders]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
@@ -247,7 +276,8 @@ def _collect(
     count = 0
     for kind, name in items:
         if kind == "dir":
-            blob, unit_count, unit_sizes, unit_mtimes, unit_hashes = next(unit_results)
+            blob, unit_count, unit_sizes, unit_mtimes, unit_hashes, unit_skipped = next(unit_results)
+            skipped.update(unit_skipped)
             if not unit_count:
                 continue
         else:
@@ -273,24 +303,66 @@ def _collect(
         np.frombuffer(b"".join(parts), dtype)
         for parts, dtype in ((sizes, np.int64), (mtimes, np.int64), (hashes, np.uint64))
     ]
-    return joined, count, *arrays
+    return joined, count, *arrays, dict(sorted(skipped.items()))
 
 
-def _fingerprint(blob, sizes: np.ndarray, mtimes: np.ndarray) -> str:
+def _fingerprint(blob, sizes: np.ndarray, mtimes: np.ndarray, skipped: dict[str, int]) -> str:
     """:meth:`Listing.fingerprint` from the NUL-joined paths' bytes (:func:`strings_blob`)."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(blob)
     digest.update(sizes.astype("<i8").tobytes())
     digest.update(mtimes.astype("<i8").tobytes())
+    digest.update(_skipped_json(skipped).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
-def _save_listing(path, blob: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray, hashes: np.ndarray | None) -> None:
+def _skipped_json(skipped: dict[str, int]) -> str:
+    return json.dumps(skipped, sort_keys=True)
+
+
+def _save_listing(
+    path, blob: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray, hashes: np.ndarray | None, skipped: dict[str, int]
+) -> None:
     with atomic_output(path, durable=False) as handle:
         arrays = {"format": np.array(LISTING_FORMAT), "paths": blob, "sizes": sizes, "mtimes": mtimes}
         if hashes is not None:
             arrays["hashes"] = hashes
+        arrays["skipped"] = np.array(_skipped_json(skipped))
         write_npz(handle, arrays)
+
+
+SKIPPED_SHOWN = 8
+
+
+def describe_skipped(skipped: dict[str, int]) -> list[str]:
+    """What ``extensions`` left out, in a line or two: images Pillow could read first (the likely
+    mistake), then other files, e.g. ``12 files skipped by extension: .webp 10, .tif 2; add them
+    to extensions to index them``."""
+    from PIL import Image  # only here: the main Snakemake process imports this module
+
+    Image.init()
+    readable = {ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN}
+    images = {ext: n for ext, n in skipped.items() if ext in readable}
+    others = {ext: n for ext, n in skipped.items() if ext not in readable}
+    lines = []
+    if images:
+        lines.append(
+            f"{_files(sum(images.values()))} skipped by extension: {_counts(images)}; "
+            "add them to `extensions` to index them"
+        )
+    if others:
+        lines.append(f"{_files(sum(others.values()), 'other file')} skipped (no image extension): {_counts(others)}")
+    return lines
+
+
+def _files(count: int, noun: str = "file") -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _counts(skipped: dict[str, int]) -> str:
+    ranked = sorted(skipped.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{ext or '(no extension)'} {n:,}" for ext, n in ranked[:SKIPPED_SHOWN])
+    return shown + (f" and {len(ranked) - SKIPPED_SHOWN} more" if len(ranked) > SKIPPED_SHOWN else "")
 
 
 class EmptyTreeError(ValueError):
@@ -307,15 +379,16 @@ def tree_fingerprint(
     """
     if not os.path.isdir(root):
         return "missing"
-    blob, count, sizes, mtimes, hashes = _collect(root, extensions)
+    blob, count, sizes, mtimes, hashes, skipped = _collect(root, extensions)
     if not count:
-        raise EmptyTreeError(f"no images with extensions {' '.join(extensions)} under {os.fspath(root)!r}")
-    value = _fingerprint(blob, sizes, mtimes)
+        found = "".join(f"; {line}" for line in describe_skipped(skipped))
+        raise EmptyTreeError(f"no images with extensions {' '.join(extensions)} under {os.fspath(root)!r}{found}")
+    value = _fingerprint(blob, sizes, mtimes, skipped)
     if save_to is not None:
         folder = Path(save_to)
         target = folder / f"{value}.npz"
         if not target.exists():
-            _save_listing(target, blob, sizes, mtimes, hashes)
+            _save_listing(target, blob, sizes, mtimes, hashes, skipped)
         for old in folder.glob("*.npz"):
             if old != target:
                 old.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from img2npz import report
 from img2npz.atomic import write_bytes_atomic
 from img2npz.changes import ShardRecord
 from img2npz.checks import Thresholds, run_checks
-from img2npz.contract import Check
+from img2npz.contract import Check, IndexSummary
 from img2npz.evidence import Evidence
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,12 @@ def validate_dataset(
     files: report.ReportFiles,
     shards: Mapping[str, ShardRecord] | None = None,
     threads: int = 1,
+    index_summary: str | os.PathLike | None = None,
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
-    end when a hard check failed. ``threads`` read and hash the pixels at once."""
+    end when a hard check failed. ``threads`` read and hash the pixels at once. ``index_summary``:
+    the index's ``summary.json``, whose notes (files skipped by extension, the labels CSV's
+    warnings) the page shows."""
     evidence = Evidence(npz, failures, images_table, pixel, label_mode, threads)
     checks, readable = run_checks(evidence, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
@@ -73,6 +76,7 @@ def validate_dataset(
         shards or {},
         failed=bool(hard),
         near_duplicate_bits=limits.near_duplicate_bits,
+        index=IndexSummary.load(index_summary) if index_summary is not None else None,
     )
     if hard:
         details = "; ".join(

@@ -47,7 +47,7 @@ INDEX_SUMMARY = "results/index/summary.json"
 # A manifest deleted by hand: take the index's summary away too, so that Snakemake, which sees the
 # manifests only as one directory, runs the index again and it writes the lost ones back.
 if workflow.is_main_process and lost_manifests("results/index/shards", INDEX_SUMMARY):
-    logger.warning("results/index/shards lost manifests: the index runs again")
+    logger.warning("Manifests under results/index/shards were deleted: the index runs again")
     os.remove(INDEX_SUMMARY)
 _FINGERPRINTS = {}
 
