@@ -10,9 +10,11 @@ On a bench tree (bench/corpus.py, default 20,000 photos in 100 class folders), w
 For each rerun: wall time and its ratio to the full build (1.), images decoded and reused and shards
 rebuilt (counted from the shard jobs' logs of that run), and the time by phase (each job's own
 script time; the shard jobs' sum is divided by C; "rest" is Snakemake and job start-up).
-Prints the figures and writes them to bench/INCREMENTAL.md; exits with an error when a rerun decoded
-other than the added images, or its dataset.npz differs from the fresh build's. Usage:
+Prints the figures (``--out FILE`` also writes them to FILE; the committed bench/INCREMENTAL.md is
+one run with ``--out bench/INCREMENTAL.md``); exits with an error when a rerun decoded other than
+the added images, or its dataset.npz differs from the fresh build's. Usage:
 python bench/incremental.py [--images 20000] [--classes 100] [--cores 2] [--dir /tmp/img2npz-incremental]
+[--out FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from corpus import make_corpus, write_image  # noqa: E402
-from throughput import job_wall, run_snakemake  # noqa: E402
+from throughput import add_out_option, job_wall, run_snakemake, write_report  # noqa: E402
 
 SHARD_LOG = re.compile(r": (\d+) images \((\d+) reused, (\d+) decoded\), (\d+) failures")
 
@@ -105,13 +107,18 @@ def delete_some(tree: Path, fraction: float, rng: np.random.Generator) -> int:
     return len(chosen)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/img2npz-incremental"))
-    args = parser.parse_args()
+    add_out_option(parser, "INCREMENTAL.md")
+    return parser.parse_args(argv)
+
+
+def run_bench(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """Runs every build and rerun; returns the table as Markdown and what went wrong, if anything."""
     corpus = make_corpus(args.dir / f"corpus-{args.images}-{args.classes}", args.images, args.classes)
     tree, work = args.dir / "tree", args.dir / "work"
     for path in (tree, work, args.dir / "fresh"):
@@ -171,7 +178,13 @@ def main() -> None:
     problems += [f"dataset.npz differs from a fresh build of the {what} tree" for what, same in identical if not same]
     text = "\n".join(lines) + "\n"
     print(text)
-    (REPO / "bench" / "INCREMENTAL.md").write_text(text)
+    return text, problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    text, problems = run_bench(args)
+    write_report(text, args.out)
     if problems:
         sys.exit("bench/incremental.py: " + "; ".join(problems))
 

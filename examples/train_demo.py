@@ -1,18 +1,21 @@
 """Train a small CNN on the demo dataset, on the CPU, to show that pixels and labels line up.
 
 Run the workflow first (README command 1), then:  python examples/train_demo.py [--epochs 8]
-Prints the validation accuracy; with 5 classes, chance is 20%.
+Prints the validation accuracy; with 5 classes, chance is 20%. Unlabelled images (label -1, such as
+files at the top of a folder tree) are left out of training and validation, and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from img2npz import NPZDataset, normalizer
+from img2npz.contract import UNLABELLED_LABEL
 
 
 def small_cnn(classes: int) -> nn.Module:
@@ -30,10 +33,14 @@ def small_cnn(classes: int) -> nn.Module:
     )
 
 
-def split(count: int, every: int = 5) -> tuple[list[int], list[int]]:
-    """Every fifth image for validation: deterministic and spread over all classes."""
-    val = list(range(0, count, every))
-    return [i for i in range(count) if i % every], val
+def labelled_rows(dataset: NPZDataset) -> list[int]:
+    """The rows with a class: cross-entropy has no target for label -1."""
+    return [row for row, label in enumerate(dataset.targets) if label != UNLABELLED_LABEL]
+
+
+def split(rows: list[int], every: int = 5) -> tuple[list[int], list[int]]:
+    """Every fifth of ``rows`` for validation: deterministic and spread over all classes."""
+    return [row for i, row in enumerate(rows) if i % every], rows[::every]
 
 
 def accuracy(model: nn.Module, loader: DataLoader, normalise) -> float:
@@ -55,8 +62,13 @@ def main() -> None:
     torch.manual_seed(0)
 
     dataset = NPZDataset(args.dataset)
+    rows = labelled_rows(dataset)
+    if len(rows) < len(dataset):
+        print(f"left out {len(dataset) - len(rows)} unlabelled images (label -1) of {len(dataset)}")
+    train_rows, val_rows = split(rows)
+    if not train_rows:
+        sys.exit(f"train_demo: {args.dataset} has {len(rows)} labelled images of {len(dataset)}: too few to train on")
     normalise = normalizer(dataset.meta)
-    train_rows, val_rows = split(len(dataset))
     train = DataLoader(Subset(dataset, train_rows), batch_size=32, shuffle=True, num_workers=args.workers)
     val = DataLoader(Subset(dataset, val_rows), batch_size=64, num_workers=args.workers)
     model = small_cnn(len(dataset.classes))

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, build_dataset, make_tree
+from conftest import DEFAULT_PIXEL, REPO, build_dataset, make_tree, save, solid
 
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
@@ -120,6 +120,41 @@ def test_normalizer_uses_the_dataset_statistics(built):
     assert np.allclose(out.permute(0, 2, 3, 1).numpy(), expected, atol=1e-4)
 
 
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+STORED = {
+    "uint8": DEFAULT_PIXEL,
+    "float16": {**DEFAULT_PIXEL, "dtype": "float16"},
+    "float32": {**DEFAULT_PIXEL, "dtype": "float32"},
+    "float16-normalize": {**DEFAULT_PIXEL, "dtype": "float16", "normalize": IMAGENET},
+    "float32-normalize": {**DEFAULT_PIXEL, "dtype": "float32", "normalize": IMAGENET},
+}
+
+
+@pytest.mark.parametrize("stored", list(STORED))
+def test_normalizer_gives_every_channel_mean_0_std_1_whatever_the_stored_dtype(tmp_path, stored):
+    pixel = STORED[stored]
+    make_tree(tmp_path / "src", per_class=5)
+    out, _, _, _ = build_dataset(tmp_path, 4, "d", pixel=pixel)
+    dataset = NPZDataset(out)
+    batch = torch.stack([image for image, _ in dataset])
+    assert batch.dtype == getattr(torch, pixel["dtype"])
+    normalise = normalizer(dataset.meta)
+    x = normalise(batch)
+    tolerance = 2e-3 if pixel["dtype"] == "float16" else 1e-4  # float16 rounds the stored 0..1 values
+    assert x.dtype == torch.float32
+    assert x.mean(dim=(0, 2, 3)).abs().max() < tolerance
+    assert (x.std(dim=(0, 2, 3), correction=0) - 1).abs().max() < tolerance
+    other = torch.float32 if pixel["dtype"] == "uint8" else torch.uint8
+    with pytest.raises(TypeError, match=f"stores {pixel['dtype']} pixels, the batch is {other}"):
+        normalise(batch.to(other))
+
+
+def test_normalizer_refuses_a_channel_that_cannot_be_scaled(built):
+    meta = NPZDataset(built[0]).meta
+    with pytest.raises(ValueError, match="channel G has std 0"):
+        normalizer({**meta, "std": [0.3, 0.0, 0.2]})
+
+
 def test_opening_a_large_dataset_costs_little_memory(tmp_path):
     path = tmp_path / "big.npz"
     rows = 3000
@@ -170,6 +205,32 @@ def test_train_demo_learns_the_demo_classes(tmp_path, repo):
     )
     accuracy = float(result.stdout.split("validation accuracy:")[1].split()[0])
     assert accuracy >= 0.45, result.stdout  # chance is 0.2
+
+
+def run_train_demo(dataset) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "examples" / "train_demo.py"), "--epochs", "1", "--workers", "0"]
+    return subprocess.run([*command, "--dataset", str(dataset)], capture_output=True, text=True, timeout=300)
+
+
+def test_train_demo_leaves_out_unlabelled_images(tmp_path):
+    make_tree(tmp_path / "src", per_class=5)
+    for name in ("loose-a.png", "loose-b.png"):  # top-level files: label -1
+        save(solid((0, 255, 0)), tmp_path / "src" / name)
+    out, _, _, _ = build_dataset(tmp_path, 4, "d", pixel={**DEFAULT_PIXEL, "size": [32, 32]})
+    assert NPZDataset(out).targets.count(-1) == 2
+    result = run_train_demo(out)
+    assert result.returncode == 0, result.stderr
+    assert "left out 2 unlabelled images (label -1) of 17" in result.stdout
+    assert "validation accuracy:" in result.stdout and "(3 images, 3 classes" in result.stdout
+
+
+def test_train_demo_stops_with_one_line_when_nothing_is_labelled(tmp_path):
+    for name in ("a.png", "b.png"):
+        save(solid((0, 255, 0)), tmp_path / "src" / name)
+    out, _, _, _ = build_dataset(tmp_path, 4, "d", pixel={**DEFAULT_PIXEL, "size": [32, 32]})
+    result = run_train_demo(out)
+    assert result.returncode == 1
+    assert result.stderr == f"train_demo: {out} has 0 labelled images of 2: too few to train on\n"
 
 
 def test_row_order_equals_imagefolder_for_a_flat_class_tree(tmp_path):

@@ -55,9 +55,9 @@ SUBSTITUTIONS = [
         "3,000 files, with the optional flag",
     ),
     (
-        "bench/incremental.py [--images 20000] [--classes 100]",
-        "bench/incremental.py --images 200 --classes 4 --dir {data}/incremental",
-        "200 images in 4 folders (its own checks still apply)",
+        "bench/incremental.py [--images 20000] [--classes 100] [--out FILE]",
+        "bench/incremental.py --images 200 --classes 4 --dir {data}/incremental --out {data}/INCREMENTAL.md",
+        "200 images in 4 folders (its own checks still apply); the report outside the clone",
     ),
     (
         "bench/neardup.py [--scenes 200] [--size 256] [--search 1000000]",
@@ -65,14 +65,14 @@ SUBSTITUTIONS = [
         "6 scenes, 20,000 hashes, one timed shard job",
     ),
     (
-        "bench/scale.py [--sizes 100000 1000000]",
-        "bench/scale.py --sizes 300 600 --dir {data}/scale",
-        "300 and 600 images (its 1% reruns add 3 and 6)",
+        "bench/scale.py [--sizes 100000 1000000] [--out FILE]",
+        "bench/scale.py --sizes 300 600 --dir {data}/scale --out {data}/SCALE.md",
+        "300 and 600 images (its 1% reruns add 3 and 6); the report outside the clone",
     ),
     (
-        "bench/throughput.py [--images 20000] [--naive-python PYTHON_WITH_TORCH]",
-        "bench/throughput.py --images 60 --naive 20 --dir {data}/throughput",
-        "60 images; the default --naive-python, this python, has torch",
+        "bench/throughput.py [--images 20000] [--naive-python PYTHON_WITH_TORCH] [--out FILE]",
+        "bench/throughput.py --images 60 --naive 20 --dir {data}/throughput --out {data}/RESULTS.md",
+        "60 images; the default --naive-python, this python, has torch; the report outside the clone",
     ),
 ]
 # (kind, pattern, why it is not run)

@@ -5,7 +5,8 @@ ignores ``mmap_mode`` for ``.npz``. Our writer stores every member uncompressed 
 offset (:mod:`img2npz.npzformat`), so :class:`NPZDataset` maps each array straight from the file.
 Opening costs a few headers; the maps are made lazily in each process, so a ``DataLoader`` with
 workers pickles only paths. :class:`ShardedNPZDataset` does the same over ``results/shards/`` in the
-merged file's row order. :func:`normalizer` turns uint8 batches into normalised floats on their device.
+merged file's row order. :func:`normalizer` turns batches of any stored dtype into normalised floats
+on their device.
 
 ``torch`` is imported lazily: the workflow's jobs import this package without it.
 """
@@ -95,9 +96,10 @@ class _ImageFolderLike:
 
 
 class NPZDataset(_ImageFolderLike):
-    """``dataset.npz`` as a map-style dataset: ``ds[i] -> (uint8 CHW tensor, label)``.
+    """``dataset.npz`` as a map-style dataset: ``ds[i] -> (CHW tensor, label)``, the tensor in the
+    stored dtype (uint8, or ``image.dtype`` float16 or float32) and the label -1 when unlabelled.
 
-    ``transform`` gets the CHW uint8 tensor (torchvision.transforms.v2 works on it); ``root`` is
+    ``transform`` gets the CHW tensor (torchvision.transforms.v2 works on it); ``root`` is
     prefixed to ``samples`` paths (the ``source`` the dataset was built from), as ImageFolder does.
     ``split`` (a name from the config's ``splits``) keeps that split's rows only: an index array
     over the same mapped file, no copy of the images.
@@ -325,10 +327,16 @@ class _Shard:
 
 
 def normalizer(meta: dict):
-    """A function ``uint8 (N, 3, H, W) batch -> normalised float32`` on the batch's device.
+    """A function ``(N, 3, H, W) batch, as the dataset returns it -> float32``, on the batch's device,
+    that gives every channel mean 0 and std 1 over the dataset, by the dataset's own statistics.
 
-    Mean and std are the dataset's own, from ``meta`` (computed exactly by the workflow). Do the
-    division on the GPU: the DataLoader then moves a quarter of the bytes.
+    ``meta``'s mean and std are on the 0..1 scale of the uint8 values (exact: the workflow counts
+    them), so each stored dtype is mapped back to that scale first: uint8 / 255; float16 and
+    float32 as they are; with ``image.normalize`` its ``(x - mean) / std`` undone, so the dataset's
+    own statistics replace the configured ones (to train on those, use the items as stored). All of
+    it is one multiply-add per value. A batch of another dtype is refused: a uint8 dataset's batch
+    made float elsewhere may be on 0..1 or 0..255. Do it on the GPU: uint8 moves a quarter of the
+    bytes of float32.
 
     Over the whole dataset, every channel comes out with mean 0 and std 1::
 
@@ -344,15 +352,43 @@ def normalizer(meta: dict):
     """
     import torch
 
-    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    stored = meta["pixel"]["dtype"]
+    scale, shift = _affine_to_standard(meta)
+    scale = torch.tensor(scale, dtype=torch.float32).view(1, 3, 1, 1)
+    shift = torch.tensor(shift, dtype=torch.float32).view(1, 3, 1, 1)
     cache: dict[Any, tuple] = {}
 
     def normalise(batch):
+        fits = batch.dtype == torch.uint8 if stored == "uint8" else batch.is_floating_point()
+        if not fits:
+            raise TypeError(
+                f"normalizer: this dataset stores {stored} pixels, the batch is {batch.dtype}: normalise the "
+                "batch as the dataset returns it, before any other conversion"
+            )
         key = batch.device
         if key not in cache:
-            cache[key] = (mean.to(key) * 255, std.to(key) * 255)
-        scaled_mean, scaled_std = cache[key]
-        return (batch.to(torch.float32) - scaled_mean) / scaled_std
+            cache[key] = (scale.to(key), shift.to(key))
+        on_device_scale, on_device_shift = cache[key]
+        return torch.addcmul(on_device_shift, batch.to(torch.float32), on_device_scale)
 
     return normalise
+
+
+def _affine_to_standard(meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel ``scale, shift`` with ``stored * scale + shift == (x01 - mean) / std``, where
+    ``x01`` is the pixel on the 0..1 scale: uint8 / 255, or the float undone of ``image.normalize``."""
+    mean, std = np.asarray(meta["mean"], np.float64), np.asarray(meta["std"], np.float64)
+    if not (std > 0).all():
+        constant = ", ".join("RGB"[channel] for channel in np.flatnonzero(~(std > 0)))
+        raise ValueError(
+            f"normalizer: channel {constant} has std 0 (every pixel alike, or no images): cannot scale it to 1"
+        )
+    pixel = meta["pixel"]
+    if pixel["dtype"] == "uint8":
+        to01_scale, to01_shift = np.full(3, 1 / 255), np.zeros(3)
+    elif pixel.get("normalize") is None:
+        to01_scale, to01_shift = np.ones(3), np.zeros(3)
+    else:
+        to01_scale = np.asarray(pixel["normalize"]["std"], np.float64)
+        to01_shift = np.asarray(pixel["normalize"]["mean"], np.float64)
+    return to01_scale / std, (to01_shift - mean) / std
