@@ -147,6 +147,10 @@ def test_sigterm_or_ctrl_c_stops_cleanly_and_a_plain_rerun_continues(setup, sig,
         proc.send_signal(sig)
     assert proc.wait(timeout=120) != 0
     proc.log.close()
+    said = (workdir.parent / f"{workdir.name}.log").read_text()
+    assert said.rstrip().splitlines()[-1].startswith("img2npz: the run was stopped (Ctrl-C or SIGTERM)")
+    assert "run the same command again to resume" in said
+    assert not any(noise in said for noise in ("Error in rule", "CalledProcessError", "Traceback")), said
     assert not (workdir / ".snakemake" / "locks").exists() or not any((workdir / ".snakemake" / "locks").iterdir())
     assert_no_partial_outputs(workdir / "results")
     result = run_snakemake(workdir, config)

@@ -1,7 +1,9 @@
 # Config validation and the input functions the rules share, so rule files read as plain steps.
 
+import atexit
 import glob
 import os
+import sys
 
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.logging import logger
@@ -47,7 +49,9 @@ INDEX_SUMMARY = "results/index/summary.json"
 # A manifest deleted by hand: take the index's summary away too, so that Snakemake, which sees the
 # manifests only as one directory, runs the index again and it writes the lost ones back.
 if workflow.is_main_process and lost_manifests("results/index/shards", INDEX_SUMMARY):
-    logger.warning("Manifests under results/index/shards were deleted: the index runs again")
+    logger.warning(
+        "Manifests under results/index/shards were deleted: the index runs again"
+    )
     os.remove(INDEX_SUMMARY)
 _FINGERPRINTS = {}
 
@@ -121,6 +125,33 @@ def all_shard_failures(wildcards):
 
 def all_shard_stats(wildcards):
     return expand("results/shards/{shard}.stats.json", shard=shard_ids())
+
+
+# Every rule is a `script:`, one command; POSIX, for whatever shell Snakemake finds.
+JOBS_IGNORE_CTRL_C = "trap '' INT; "
+STOPPED = (  # what Snakemake logs on a Ctrl-C, and on a SIGTERM
+    "Terminating processes on user request",
+    "Will exit after finishing currently running jobs",
+)
+INTERRUPTED = (
+    "img2npz: the run was stopped (Ctrl-C or SIGTERM); every job that finished is kept: "
+    "run the same command again to resume"
+)
+
+
+def explain_interruption(logfiles):
+    """After a Ctrl-C or SIGTERM, end the output with one line that says so and how to go on
+    (Snakemake's last line, "At least one job did not complete successfully", reads like a
+    failure)."""
+    for logfile in logfiles if isinstance(logfiles, list) else [logfiles]:
+        try:
+            with open(logfile, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except (OSError, TypeError):
+            continue
+        if any(said in text for said in STOPPED):
+            atexit.register(print, INTERRUPTED, file=sys.stderr)
+            return
 
 
 # Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
