@@ -2,13 +2,14 @@
 
 import json
 import re
+from dataclasses import fields
 
 import numpy as np
 import pytest
 from conftest import DEFAULT_PIXEL, REPO, build_dataset, make_tree, run_validation, save, thresholds
 from PIL import Image
 
-from img2npz.checks import CHECKS, GATES, SOFT_CHECKS, run_checks
+from img2npz.checks import CHECKS, GATES, SOFT_CHECKS, THRESHOLD_KEYS, Thresholds, run_checks
 from img2npz.config import load_schema
 from img2npz.evidence import Evidence
 from img2npz.npzformat import write_npz
@@ -160,3 +161,28 @@ def test_soft_checks_warn_unless_named_in_fail_on(tmp_path):
 def test_the_config_may_fail_on_exactly_the_soft_checks():
     fail_on = load_schema()["properties"]["validate"]["properties"]["fail_on"]["items"]["enum"]
     assert fail_on == list(SOFT_CHECKS)
+
+
+def schema_has(key: str) -> bool:
+    node = load_schema()
+    for part in key.split("."):
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            return False
+    return True
+
+
+def test_every_configurable_threshold_names_the_config_keys_that_set_it(tmp_path):
+    for i in range(30):
+        save(noise(i), tmp_path / "src" / ("a" if i % 2 else "b") / f"{i:02d}.png")
+    out, fail, _, _ = build_dataset(tmp_path, 6, "d", splits=FRACTIONS)
+    default = {c.name: c.threshold for c in checks_of(tmp_path, out, fail)[0]}
+    changed = {"max_failure_fraction": 0.5, "min_class_images": 5, "max_class_imbalance": 3, "near_duplicate_bits": 8}
+    assert set(changed) == {field.name for field in fields(Thresholds)} - {"fail_on"}  # every limit is tried
+    for key, value in changed.items():
+        moved = {c.name for c in checks_of(tmp_path, out, fail, **{key: value})[0] if c.threshold != default[c.name]}
+        assert moved and moved == {name for name, keys in THRESHOLD_KEYS.items() if f"validate.{key}" in keys}
+    assert default["split_fractions"]["fractions"] == FRACTIONS and THRESHOLD_KEYS["split_fractions"] == ("splits",)
+    assert set(THRESHOLD_KEYS) <= {check.__name__ for check in CHECKS}
+    assert all(schema_has(key) for keys in THRESHOLD_KEYS.values() for key in keys)
+    assert not schema_has("validate.no_such_key")

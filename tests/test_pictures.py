@@ -5,14 +5,19 @@ from PIL import Image
 
 from img2npz import pictures
 from img2npz.pictures import (
+    AXIS,
     BAR_HEIGHT,
     BAR_WIDTH,
     CAPTION,
+    COLUMNS,
     GAP,
     LABEL_WIDTH,
     MAX_BARS,
+    PAGE_WIDTH,
     PANEL,
+    TICK,
     TILE,
+    VALUE_TICKS,
     bars_to_draw,
     channel_histograms,
     class_bar_chart,
@@ -41,6 +46,32 @@ def test_the_grid_has_a_row_per_class_each_showing_its_own_images():
     assert grid.getpixel((LABEL_WIDTH + cell + TILE // 2, GAP + cell + TILE // 2)) == pictures.BACKGROUND
 
 
+def displayed_tile(picture_width: int) -> float:
+    """A tile's width on the page, where a picture wider than the page is shrunk to fit it."""
+    return TILE * min(1.0, PAGE_WIDTH / picture_width)
+
+
+def test_unlabelled_samples_wrap_into_lines_that_show_every_tile_at_64_px_or_more():
+    images = [np.full((8, 8, 3), (0, 10 * n, 0), np.uint8) for n in range(20)]  # each a shade of its own
+    grid = class_grid([("(all images)", images, 20)])
+    cell, lines = TILE + GAP, -(-20 // COLUMNS)
+    assert lines > 1 and grid.size == (LABEL_WIDTH + COLUMNS * cell + GAP, lines * cell + GAP)
+    assert grid.width <= PAGE_WIDTH and displayed_tile(grid.width) >= 64
+    for n in (0, COLUMNS - 1, COLUMNS, 19):  # line by line, left to right
+        centre = (LABEL_WIDTH + n % COLUMNS * cell + TILE // 2, GAP + n // COLUMNS * cell + TILE // 2)
+        assert grid.getpixel(centre) == (0, 10 * n, 0)
+
+
+def test_a_few_classes_of_many_samples_each_wrap_too():
+    labels = np.repeat([0, 1], 50)
+    picked = rows_per_class(labels, 2, 64)  # 32 of each class
+    blank = np.zeros((8, 8, 3), np.uint8)
+    grid = class_grid([(name, [blank] * len(picked[label]), 50) for label, name in enumerate(("a", "b"))])
+    lines = 2 * -(-32 // COLUMNS)
+    assert grid.size == (LABEL_WIDTH + COLUMNS * (TILE + GAP) + GAP, lines * (TILE + GAP) + GAP)
+    assert displayed_tile(grid.width) >= 64
+
+
 def test_small_images_are_enlarged_by_whole_pixels():
     checker = np.indices((4, 4)).sum(axis=0) % 2 * 255
     tile = pictures._tile(np.repeat(checker[..., None], 3, axis=2).astype(np.uint8))
@@ -53,18 +84,29 @@ def test_bar_chart_keeps_the_largest_and_smallest_classes_when_there_are_many():
     assert len(shown) == MAX_BARS and shown[0] == 149 and shown[-1] == 0
     chart = class_bar_chart([f"c{i}" for i in range(150)], counts)
     assert chart.size == (LABEL_WIDTH + BAR_WIDTH + 90, GAP + MAX_BARS * (BAR_HEIGHT + GAP))
+    assert chart.width <= PAGE_WIDTH  # shown at full size
     empty = class_bar_chart(["a", "b"], [3, 0])
     assert empty.getpixel((LABEL_WIDTH, GAP + BAR_HEIGHT + GAP + 2)) == (200, 60, 60)  # an empty class in red
 
 
-def test_histograms_draw_each_channel_in_its_colour():
+def test_histograms_draw_each_channel_in_its_colour_with_value_and_share_axes():
     histogram = np.zeros((3, 256), np.int64)
     histogram[:, 128] = 10
+    histogram[:, 0] = 30  # the peak: 75% of each channel's pixels
     chart = channel_histograms(histogram, [0.5] * 3, [0.1] * 3)
     width, height = PANEL
-    assert chart.size == (3 * (width + 2 * GAP) + GAP, height + CAPTION + 3 * GAP)
+    step = AXIS + width + 2 * GAP
+    assert chart.size == (3 * step + GAP, CAPTION + height + TICK + 2 * CAPTION + GAP) and chart.width <= PAGE_WIDTH
+    pixels = np.asarray(chart)
+    ink = pixels.max(axis=2) < 160  # axes, ticks and labels (the channel colours are brighter)
+    bottom = CAPTION + height
     for channel, colour in enumerate(pictures.CHANNEL_COLOURS):
-        assert chart.getpixel((GAP + channel * (width + 2 * GAP) + 128, GAP + height // 2)) == colour
+        left = GAP + channel * step + AXIS  # value 0 of this panel
+        assert chart.getpixel((left + 128, bottom - height // 3)) == colour  # a third of the peak's bar
+        assert all(ink[bottom + 1 : bottom + TICK, left + value].all() for value in VALUE_TICKS)  # value ticks
+        assert ink[bottom + TICK : bottom + TICK + CAPTION, left - 8 : left + width + 8].sum() > 40  # their labels
+        assert ink[bottom - height, left - 1 - TICK : left].all()  # the peak's share tick, on the axis
+        assert ink[bottom - height - 7 : bottom - height + 7, left - AXIS : left - TICK - 1].sum() > 20  # "75%"
 
 
 def test_float_pixels_are_shown_as_their_uint8_values():

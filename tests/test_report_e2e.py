@@ -1,8 +1,11 @@
 """End-to-end: the report a person opens. Real ``snakemake`` runs; the HTML page is opened in a real
-headless browser (Debian's ``chromium``, installed by ``.ci/run``) and its screenshot inspected."""
+headless browser (Debian's ``chromium``, installed by ``.ci/run``), its screenshot inspected and its
+layout measured in a window 1280 px wide."""
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -61,6 +64,35 @@ def screenshot(page, out, size=(1280, 2400)):
     return np.asarray(Image.open(out).convert("RGB"))
 
 
+# Injected into a copy of the page (the page itself has no scripts): once laid out, it writes what the
+# test reads into the page, which chromium prints (--dump-dom); "wide": what sticks out, should it fail.
+MEASURE = """<script>addEventListener("load", () => {
+  const root = document.documentElement, samples = document.querySelector("img#picture-samples");
+  const wide = [...document.body.querySelectorAll("*")].filter(e => e.getBoundingClientRect().right > root.clientWidth);
+  const found = {scroll: root.scrollWidth, client: root.clientWidth, shown: samples.width,
+    natural: samples.naturalWidth, wide: wide.slice(0, 5).map(e => e.tagName + " " + e.textContent.slice(0, 60))};
+  document.body.insertAdjacentHTML("beforeend", "<pre id=measured></pre>");
+  document.getElementById("measured").textContent = JSON.stringify(found);
+});</script>"""
+
+
+def measured_in_browser(page, copy, width=1280):
+    """How ``page`` lays out in a window ``width`` px wide: the page's width against the window's, and the
+    samples picture's shown width against its own."""
+    copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    command = [browser(), "--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},1000"]
+    dom = subprocess.run(
+        [*command, "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom)
+    assert found, dom[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
@@ -72,6 +104,18 @@ def built(tmp_path_factory):
         shards={"target_images": 8, "min_images": 2, "max_images": 20},
         validate={"max_failure_fraction": 0.1, "samples": 12},
     )
+    run_snakemake(base / "work", config)
+    return base, config, base / "work" / "results"
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    """The same images without labels: one class-less run of samples (64 asked, 28 there); and an
+    unreadable file whose long name has nowhere to break, for the page to wrap anyway."""
+    base = tmp_path_factory.mktemp("unlabelled")
+    make_tree(base / "src", broken=0)
+    (base / "src" / "apples" / f"{'x' * 200}.png").write_bytes(b"not an image")
+    config = write_config(base / "config.yaml", source=str(base / "src"), labels="none", image={"size": [32, 32]})
     run_snakemake(base / "work", config)
     return base, config, base / "work" / "results"
 
@@ -88,7 +132,7 @@ def test_report_pictures_have_their_expected_sizes(built):
     )
     histograms = Image.open(results / "report" / "histograms.png")
     histograms.load()
-    assert histograms.size[0] == 3 * (report.PANEL[0] + 2 * report.GAP) + report.GAP
+    assert histograms.size[0] == 3 * (report.AXIS + report.PANEL[0] + 2 * report.GAP) + report.GAP
     validation = json.loads((results / "validation.json").read_text())
     assert validation["passed"] is True
     assert {"class_counts", "duplicate_images", "constant_images"} <= {c["name"] for c in validation["checks"]}
@@ -108,6 +152,27 @@ def test_the_page_opens_in_a_browser_and_shows_the_sample_grid(built):
     grid = shot[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     dominant = grid.reshape(-1, 3).argmax(axis=1)[grid.reshape(-1, 3).max(axis=1) > 150]
     assert set(np.unique(dominant).tolist()) == {0, 1, 2}  # tiles of all three classes (red, green, blue)
+
+
+@pytest.mark.parametrize("build", ["built", "unlabelled"])
+def test_the_page_fits_a_1280_px_window_and_shows_sample_tiles_of_64_px_or_more(build, request):
+    base, _, results = request.getfixturevalue(build)
+    found = measured_in_browser(results / "report" / "index.html", base / "measured.html")
+    assert 1200 <= found["client"] <= 1280, found  # the window's width, less any scrollbar
+    assert found["scroll"] <= found["client"], found  # nothing to scroll sideways
+    assert found["wide"] == [], found  # nor in a table's own box (long names wrap)
+    assert found["natural"] == Image.open(results / "report" / "samples.png").width
+    assert report.TILE * found["shown"] / found["natural"] >= 64, found  # each tile as shown on the page
+
+
+def test_an_unlabelled_page_has_no_images_per_class_section(unlabelled):
+    page = (unlabelled[2] / "report" / "index.html").read_text()
+    assert "Every hard check passed" in page and 'id="samples"' in page
+    assert "Images per class" not in page and 'id="class_counts"' not in page
+    samples = Image.open(unlabelled[2] / "report" / "samples.png")  # 28 images, COLUMNS a line
+    cell = report.TILE + report.GAP
+    lines = -(-28 // report.COLUMNS)
+    assert samples.size == (report.LABEL_WIDTH + report.COLUMNS * cell + report.GAP, lines * cell + report.GAP)
 
 
 def test_snakemake_report_bundles_the_pictures(built):

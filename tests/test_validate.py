@@ -1,6 +1,7 @@
 """validate: validation.json, the report outputs and the run's verdict, end to end of the step."""
 
 import json
+import logging
 
 import pytest
 from conftest import build_dataset, make_tree, run_validation
@@ -67,3 +68,35 @@ def test_soft_checks_warn_in_the_document_and_fail_the_run_when_named_in_fail_on
         run_validation(tmp_path, out, fail, fail_on=["constant_images"])
     assert json.loads((tmp_path / "v.json").read_text())["warnings"] == ["duplicate_images", "near_duplicates"]
     assert "Validation failed: constant_images" in (tmp_path / "log.html").read_text()
+
+
+def test_a_failed_check_names_the_config_key_that_sets_its_threshold_in_the_error_and_the_log(tmp_path, caplog):
+    make_tree(tmp_path / "src")  # 22 files, one unreadable
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    with caplog.at_level(logging.INFO, logger="img2npz.validate"), pytest.raises(ValidationFailed) as caught:
+        run_validation(tmp_path, out, fail, max_failure_fraction=0.01, fail_on=["constant_images"])
+    message = str(caught.value)
+    failures = (
+        "failure_fraction (measured 1 of 22 files failed (4.55%), threshold at most 1%, "
+        "set by validate.max_failure_fraction)"
+    )
+    assert message.startswith("validation failed: constant_images (measured 21 images, e.g. blue/00.png, ")
+    assert "threshold none, fails the run by validate.fail_on); " + failures + "; report: " in message
+    assert not any(mark in message for mark in '{}[]"')  # words, not JSON
+    logged = [record.getMessage() for record in caplog.records]
+    blank = message.removeprefix("validation failed: ").split("; failure_fraction")[0]
+    assert f"FAIL {failures}" in logged and f"FAIL {blank}" in logged  # the log says what the error says
+    assert any(text.startswith("PASS images_sha256 (measured ") for text in logged)
+    assert any(text.startswith("WARN duplicate_images (measured ") for text in logged)
+
+
+def test_a_dataset_without_images_gets_no_empty_samples_or_histograms_on_its_page(tmp_path):
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "src" / "a" / f"{i}.png").write_bytes(b"not an image")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    run_validation(tmp_path, out, fail, max_failure_fraction=1.0)
+    page = (tmp_path / "r.html").read_text()
+    assert 'id="samples"' not in page and 'id="pixel-values"' not in page and "data:image/png" in page
+    assert 'id="images-per-class"' in page and "a/0.png" in page  # its class (none left) and the files left out
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "h.png").is_file()  # the rule's outputs, still written

@@ -3,9 +3,10 @@
 A check takes the :class:`~img2npz.evidence.Evidence` and the :class:`Thresholds` and returns a
 :class:`~img2npz.contract.Check` (or None where it does not apply, e.g. split checks without
 splits). To add one: write the function, add it to :data:`CHECKS` (if it should only warn, also to
-:data:`SOFT_CHECKS` and the schema's ``validate.fail_on`` values), and list it in README's check
-table; tests compare all three. The :data:`GATES` run first: when one of
-them fails, the file cannot be read as a dataset and nothing else is checked.
+:data:`SOFT_CHECKS` and the schema's ``validate.fail_on`` values; if a config key sets its
+threshold, to :data:`THRESHOLD_KEYS`), and list it in README's check table; tests compare them all.
+The :data:`GATES` run first: when one of them fails, the file cannot be read as a dataset and
+nothing else is checked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ FLOAT_TOLERANCE = 1e-2
 SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sigmas, if more)
 # These warn; validate.fail_on makes them fail. Every other check fails the run.
 SOFT_CHECKS = ("class_counts", "duplicate_images", "near_duplicates", "constant_images", "split_fractions")
+# The config keys that set a check's threshold, named wherever a check fails (the error line, the
+# log, the report); a check not listed has a fixed threshold.
+THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
+    "failure_fraction": ("validate.max_failure_fraction",),
+    "class_counts": ("validate.min_class_images", "validate.max_class_imbalance"),
+    "near_duplicates": ("validate.near_duplicate_bits",),
+    "split_near_duplicates": ("validate.near_duplicate_bits",),
+    "split_fractions": ("splits",),
+}
 
 
 @dataclass(frozen=True)

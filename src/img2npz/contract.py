@@ -114,8 +114,9 @@ Other files
 -----------
 ``results/validation.json``: ``{"passed": bool, "warnings": [names], "checks": [Check...]}``, each
 check a :class:`Check`. ``results/index/summary.json``: an :class:`IndexSummary` (the images
-indexed, the shard bounds used, the files skipped by extension and the labels CSV's warnings). ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and
-read by :mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
+indexed, the shard bounds used, the files skipped by extension and the labels CSV's warnings).
+``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and read by
+:mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
 workflow's own memory between runs; their members are listed in :data:`CATALOGUE_MEMBERS` and
 :data:`LISTING_MEMBERS`, and they may change with any version.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -13,44 +12,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from img2npz import checktext
 from img2npz.atomic import write_bytes_atomic
 from img2npz.contract import CHANGES_HEADER
+from img2npz.pictures import PAGE_WIDTH
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 3px 10px; text-align: left;
-vertical-align: top; border-bottom: 1px solid #eee; max-width: 480px; overflow-wrap: break-word; }
-th { background: #f4f4f4; }
-.pass { color: #14782d; font-weight: bold; } .fail { color: #b3261e; font-weight: bold; }
-.warn { color: #a15c00; font-weight: bold; } .verdict { font-size: 1.3em; margin: 0.4em 0 1em; }
-code, .mono { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; }
-img { max-width: 100%; border: 1px solid #ddd; }
+# The page fits its width (pictures.PAGE_WIDTH, wide enough for every picture at full size) in a
+# window of 1280 px: long words and paths wrap, a table too wide for it (a splits table of many
+# classes) scrolls in its own box.
+STYLE = f"""
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: {PAGE_WIDTH}px; color: #222; }}
+h1 {{ margin-bottom: 0.2em; }} h2 {{ margin-top: 1.6em; border-bottom: 1px solid #ddd; }}
+.wide {{ max-width: 100%; overflow-x: auto; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }} table.fixed {{ table-layout: fixed; width: 100%; }}
+td, th {{ padding: 3px 10px; text-align: left; vertical-align: top; border-bottom: 1px solid #eee;
+overflow-wrap: anywhere; }}
+th {{ background: #f4f4f4; }}
+.pass {{ color: #14782d; font-weight: bold; }} .fail {{ color: #b3261e; font-weight: bold; }}
+.warn {{ color: #a15c00; font-weight: bold; }} .verdict {{ font-size: 1.3em; margin: 0.4em 0 1em; }}
+code, .mono {{ font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; }}
+img {{ max-width: 100%; height: auto; border: 1px solid #ddd; }}
 """
+# The columns of the tables of long text, in % of the page (fixed: a long path wraps, a short word
+# does not): Checks (check, result, kind, measured, threshold), Left out (stage, reason, files,
+# examples, example message).
+CHECK_COLUMNS = (22, 7, 5, 35, 31)
+LEFT_OUT_COLUMNS = (8, 20, 7, 30, 35)
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], raw: Sequence[int] = ()) -> str:
-    """Rows of text (escaped), except the columns in ``raw``, which are already HTML."""
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], raw: Sequence[int] = (), widths: Sequence[int] = ()
+) -> str:
+    """Rows of text (escaped), except the columns in ``raw``, which are already HTML; ``widths``
+    (% of the page) fix the columns, so long cells wrap instead of widening the table."""
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{cell if i in raw else _e(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return f"<table>{head}{body}</table>"
+    if widths:
+        columns = "".join(f'<col style="width: {width}%">' for width in widths)
+        return f'<div class="wide"><table class="fixed"><colgroup>{columns}</colgroup>{head}{body}</table></div>'
+    return f'<div class="wide"><table>{head}{body}</table></div>'
 
 
 def _picture(path: str | os.PathLike, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img id="{_e(Path(path).stem)}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f'<img id="picture-{_e(Path(path).stem)}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _status(check: dict) -> str:
@@ -89,7 +101,8 @@ def _verdict(checks: Sequence[dict]) -> str:
 
 
 # Each section gives the body under its heading, or None where it has nothing to show (no
-# pictures of a file that is no dataset, no splits table without splits).
+# pictures of a file that is no dataset, no classes of an unlabelled one, no splits table without
+# splits): no empty box.
 Section = Callable[[Page], list[str] | None]
 
 
@@ -103,14 +116,12 @@ def _samples(page: Page) -> list[str] | None:
     return [_picture(page.pictures["samples"], "sample images per class")]
 
 
-def _classes(page: Page) -> list[str]:
-    parts = []
-    if "class_counts" in page.pictures:
-        parts.append(_picture(page.pictures["class_counts"], "images per class"))
-    if page.class_counts:
-        parts.append(_table(["class", "images"], [(name, f"{count:,}") for name, count in page.class_counts]))
-    else:
-        parts.append("<p>Unlabelled dataset (no classes).</p>")
+def _classes(page: Page) -> list[str] | None:
+    """Nothing for an unlabelled dataset (the summary says it has no classes)."""
+    if not page.class_counts:
+        return None
+    parts = [_picture(page.pictures["class_counts"], "images per class")] if "class_counts" in page.pictures else []
+    parts.append(_table(["class", "images"], [(name, f"{count:,}") for name, count in page.class_counts]))
     return parts
 
 
@@ -146,7 +157,9 @@ def _left_out(page: Page) -> list[str]:
         )
         for g in page.failure_groups
     ]
-    return [_table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,))]
+    return [
+        _table(["stage", "reason", "files", "examples", "example message"], rows, raw=(3,), widths=LEFT_OUT_COLUMNS)
+    ]
 
 
 def _listed(key: str) -> Section:
@@ -168,9 +181,16 @@ def _near_duplicates(page: Page) -> list[str]:
     return parts
 
 
+def _threshold(check: dict) -> str:
+    keys = checktext.set_by(check)
+    return checktext.threshold(check) + (f" ({keys})" if keys else "")
+
+
 def _checks(page: Page) -> list[str]:
-    rows = [(c["name"], _status(c), c["severity"], _short(c["value"]), _short(c["threshold"])) for c in page.checks]
-    return [_table(["check", "result", "kind", "measured", "threshold"], rows, raw=(1,))]
+    """A line of text per check (:mod:`img2npz.checktext`); the values in full are in validation.json."""
+    rows = [(c["name"], _status(c), c["severity"], checktext.measured(c), _threshold(c)) for c in page.checks]
+    header = ["check", "result", "kind", "measured", "threshold"]
+    return [_table(header, rows, raw=(1,), widths=CHECK_COLUMNS)]
 
 
 # The page's sections, in order, under these headings.

@@ -15,16 +15,22 @@ from PIL import Image, ImageDraw, ImageFont
 
 from img2npz.atomic import atomic_output
 
+PAGE_WIDTH = 1200  # the report page's width: every picture fits it, so it shows at full size
 TILE = 128
 CAPTION = 14
 GAP = 4
 LABEL_WIDTH = 150
+COLUMNS = (PAGE_WIDTH - LABEL_WIDTH - GAP) // (TILE + GAP)  # tiles a line of the samples grid
 BACKGROUND = (32, 32, 32)
 TEXT = (235, 235, 235)
 BAR_HEIGHT = 16
 BAR_WIDTH = 600
 MAX_BARS = 100
-PANEL = (256, 120)
+PANEL = (256, 120)  # a histogram's plot: a pixel column per value
+AXIS = 44  # room left of a plot for its share labels
+TICK = 4
+VALUE_TICKS = (0, 64, 128, 192, 255)
+AXIS_COLOUR = (90, 90, 90)
 CHANNEL_COLOURS = ((220, 60, 60), (60, 180, 60), (70, 110, 230))
 FONT_SIZE = 12
 
@@ -81,20 +87,29 @@ def _tile(pixels: np.ndarray) -> Image.Image:
     return tile
 
 
+def grid_lines(images: int) -> int:
+    """Lines of the samples grid a class takes: COLUMNS tiles each, at least one (for its name)."""
+    return max(1, -(-images // COLUMNS))
+
+
 def class_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], int]]) -> Image.Image:
-    """One row per class: its name and image count on the left, then its sample tiles."""
-    columns = max((len(images) for _, images, _ in rows), default=1) or 1
+    """A row per class: its name and image count on the left, then its sample tiles, wrapped every
+    COLUMNS tiles so that the picture fits the page at full size (unlabelled data, a few classes of
+    many samples each) instead of being shrunk to tiles of a few pixels."""
+    columns = min(COLUMNS, max((len(images) for _, images, _ in rows), default=1) or 1)
+    lines = [grid_lines(len(images)) for _, images, _ in rows]
     cell = TILE + GAP
-    grid = Image.new("RGB", (LABEL_WIDTH + columns * cell + GAP, max(1, len(rows)) * cell + GAP), BACKGROUND)
+    grid = Image.new("RGB", (LABEL_WIDTH + columns * cell + GAP, max(1, sum(lines)) * cell + GAP), BACKGROUND)
     draw = ImageDraw.Draw(grid)
-    for number, (name, images, count) in enumerate(rows):
-        y = GAP + number * cell
-        draw.text((GAP + 2, y + TILE // 2 - 14), name[:20], fill=TEXT, font=_font())
-        draw.text((GAP + 2, y + TILE // 2 + 2), f"{count:,} images", fill=(170, 170, 170), font=_font())
-        for column, pixels in enumerate(images):
+    top = GAP
+    for (name, images, count), taken in zip(rows, lines, strict=True):
+        draw.text((GAP + 2, top + TILE // 2 - 14), name[:20], fill=TEXT, font=_font())
+        draw.text((GAP + 2, top + TILE // 2 + 2), f"{count:,} images", fill=(170, 170, 170), font=_font())
+        for number, pixels in enumerate(images):
             tile = _tile(pixels)
-            x = LABEL_WIDTH + column * cell
+            x, y = LABEL_WIDTH + number % COLUMNS * cell, top + number // COLUMNS * cell
             grid.paste(tile, (x + (TILE - tile.width) // 2, y + (TILE - tile.height) // 2))
+        top += taken * cell
     return grid
 
 
@@ -138,23 +153,43 @@ def class_bar_chart(names: Sequence[str], counts: Sequence[int]) -> Image.Image:
     return chart
 
 
-def channel_histograms(histogram: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
-    """One panel per channel (value 0..255 across, share of pixels up), with its mean and std."""
+def _label(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, align: float) -> None:
+    """``text`` with its left edge (``align`` 0), middle (0.5) or right edge (1) at ``x``."""
+    draw.text((x - align * draw.textlength(text, font=_font()), y), text, fill="black", font=_font())
+
+
+def _axes(draw: ImageDraw.ImageDraw, left: int, bottom: int, peak_share: float) -> None:
+    """Value ticks under the plot (0..255, as decoded) and share-of-pixels ticks beside it (0, half the
+    peak, the peak), so a reader can tell a spike at 255 from one at 200, and 2% from 60%."""
     width, height = PANEL
-    chart = Image.new("RGB", (3 * (width + 2 * GAP) + GAP, height + CAPTION + 3 * GAP), "white")
+    draw.line((left - 1, bottom - height, left - 1, bottom, left + width - 1, bottom), fill=AXIS_COLOUR)
+    for value in VALUE_TICKS:
+        draw.line((left + value, bottom, left + value, bottom + TICK), fill=AXIS_COLOUR)
+        _label(draw, left + value, bottom + TICK, str(value), 0.5)
+    for part in (0, 1, 2) if peak_share else (0,):
+        y = bottom - height * part // 2
+        draw.line((left - 1 - TICK, y, left - 1, y), fill=AXIS_COLOUR)
+        _label(draw, left - TICK - 3, y - FONT_SIZE // 2 - 1, f"{peak_share * part / 2 * 100:.3g}%", 1)
+
+
+def channel_histograms(histogram: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
+    """One panel per channel (value 0..255 across, share of its pixels up, both with axes), captioned
+    with its mean and std on the 0..1 scale."""
+    width, height = PANEL
+    step = AXIS + width + 2 * GAP
+    chart = Image.new("RGB", (3 * step + GAP, CAPTION + height + TICK + 2 * CAPTION + GAP), "white")
     draw = ImageDraw.Draw(chart)
+    bottom = CAPTION + height
     for channel, counts in enumerate(np.asarray(histogram, np.float64)):
-        left = GAP + channel * (width + 2 * GAP)
+        left = GAP + channel * step + AXIS
         peak = counts.max() or 1.0
-        draw.rectangle((left - 1, GAP - 1, left + width, GAP + height), outline=(180, 180, 180))
         for value, count in enumerate(counts):
             bar = round(height * count / peak)
             if bar:
-                draw.line(
-                    (left + value, GAP + height - bar, left + value, GAP + height - 1), fill=CHANNEL_COLOURS[channel]
-                )
-        label = f"{'RGB'[channel]}: mean {mean[channel]:.3f}, std {std[channel]:.3f}"
-        draw.text((left, GAP + height + 2), label, fill="black", font=_font())
+                draw.line((left + value, bottom - bar, left + value, bottom - 1), fill=CHANNEL_COLOURS[channel])
+        _axes(draw, left, bottom, counts.max() / (counts.sum() or 1.0))
+        label = f"{'RGB'[channel]}: mean {mean[channel]:.3f}, std {std[channel]:.3f} (0..1)"
+        _label(draw, left, bottom + TICK + CAPTION, label, 0)
     return chart
 
 

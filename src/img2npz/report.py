@@ -3,7 +3,6 @@ HTML page, drawn from what the checks found (:class:`~img2npz.evidence.Evidence`
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from img2npz import htmlreport, pictures
+from img2npz import checktext, htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
 from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check, IndexSummary
 from img2npz.evidence import LISTED, Evidence
@@ -144,7 +143,7 @@ def _summary(evidence: Evidence, index: IndexSummary | None) -> list[tuple[str, 
         ("files left out by the filters", f"{evidence.accounting['filtered']:,}"),
         ("classes", f"{len(evidence.classes):,}" if evidence.classes else "none (unlabelled)"),
         ("image shape and type", f"{pixel['size'][0]} x {pixel['size'][1]} x 3, {pixel['dtype']}"),
-        ("pixel config", json.dumps(pixel, sort_keys=True)),
+        ("pixel config", checktext.pixel_config(pixel)),
         ("channel mean (0..1)", ", ".join(f"{v:.4f}" for v in meta.mean or [])),
         ("channel std (0..1)", ", ".join(f"{v:.4f}" for v in meta.std or [])),
         ("dataset.npz", f"{os.fspath(npz)}: {os.path.getsize(npz) / 2**20:,.1f} MiB"),
@@ -170,9 +169,8 @@ def page_of(
         checks=[asdict(check) for check in checks],
         summary=_summary(evidence, index),
         pictures={
-            "samples": files.samples,
+            **({"samples": files.samples, "histograms": files.histograms} if evidence.count else {}),  # no empty box
             "class_counts": files.class_counts,
-            "histograms": files.histograms,
             **({"near_duplicates": files.near_pairs} if files.near_pairs else {}),
         },
         class_counts=list(zip(evidence.classes, evidence.class_counts, strict=True)),

@@ -3,7 +3,8 @@
 Runs every check of :mod:`img2npz.checks` on the dataset's :class:`~img2npz.evidence.Evidence`,
 writes ``validation.json`` (each check's name, whether it passed, the measured value, the
 threshold and its severity), then the pictures and the page (:mod:`img2npz.report`); and fails,
-naming the checks, when a hard one failed. Soft checks only warn.
+naming the checks and the config keys that set their thresholds (:mod:`img2npz.checktext`), when a
+hard one failed. Soft checks only warn.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from img2npz import report
+from img2npz import checktext, report
 from img2npz.atomic import write_bytes_atomic
 from img2npz.changes import ShardRecord
 from img2npz.checks import Thresholds, run_checks
@@ -25,11 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class ValidationFailed(Exception):
-    """One or more checks failed; the message names them."""
-
-
-def _clip(text: str, limit: int = 240) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """One or more checks failed; the message names them and the config keys that set their thresholds."""
 
 
 def write_validation(path: str | os.PathLike, checks: list[Check]) -> None:
@@ -66,7 +63,7 @@ def validate_dataset(
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:
         status = "PASS" if check.passed else ("FAIL" if check.severity == "hard" else "WARN")
-        log.info("%s %s: %s (threshold %s)", status, check.name, json.dumps(check.value), json.dumps(check.threshold))
+        log.info("%s %s", status, checktext.line(asdict(check)))
     write_validation(out_json, checks)
     report.write_report(
         evidence if readable else None,
@@ -79,10 +76,7 @@ def validate_dataset(
         index=IndexSummary.load(index_summary) if index_summary is not None else None,
     )
     if hard:
-        details = "; ".join(
-            f"{c.name} (measured {_clip(json.dumps(c.value))}, threshold {_clip(json.dumps(c.threshold))})"
-            for c in hard
-        )
+        details = "; ".join(checktext.line(asdict(check)) for check in hard)
         where = f"; report: {os.fspath(files.failed_html)}" if files.failed_html is not None else ""
         raise ValidationFailed(f"validation failed: {details}{where}")
     return checks
