@@ -18,15 +18,6 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/validate.smk"
 
 
-# Ctrl-C reaches every process of the terminal's group: jobs ignore it, so the ones under way
-# finish (and are kept) while Snakemake starts no more, instead of dying with a traceback each.
-shell.prefix(JOBS_IGNORE_CTRL_C)
-
-
-onerror:
-    explain_interruption(log)
-
-
 # Every output of the chain, not only the last: a file deleted by hand is built again by a plain
 # rerun (Snakemake rebuilds only what a requested file needs, and skips a missing intermediate).
 rule all:

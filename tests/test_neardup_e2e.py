@@ -39,7 +39,7 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     assert scenes == [[f"scene{n:02d}"] for n in range(8)]  # a group per planted scene, nothing else
     assert all(len(group) == 4 for group in groups.values())
     page = (work / "results" / "logs" / "validate_report.html").read_text()
-    assert "split_near_duplicates" in page and 'id="near_duplicates"' in page  # the pairs, side by side
+    assert "split_near_duplicates" in page and 'id="picture-near_duplicates"' in page  # the pairs, side by side
 
     # the same tree with each scene's images kept together passes, and still reports the groups
     grouped = write_config(tmp_path / "grouped.yaml", **common, group_by=r"^[^/]+/(scene\d+)_")

@@ -80,16 +80,25 @@ def test_a_file_that_is_no_dataset_gets_a_page_of_its_checks(tmp_path):
     assert "Validation failed: members" in page and "data:image/png" not in page and not files.samples.exists()
 
 
-@pytest.mark.parametrize("labels", ["none", "folder"])
-def test_the_splits_table_counts_every_image_of_a_split_labelled_or_not(tmp_path, labels):
-    make_tree(tmp_path / "src")
-    (tmp_path / "src" / "top.png").write_bytes((tmp_path / "src" / "blue" / "00.png").read_bytes())  # unlabelled
+def splits_table(tmp_path, labels):
     splits = {"train": 0.5, "val": 0.5}
     out, fail, meta, _ = build_dataset(tmp_path, 4, "d", splits=splits, labels=labels)
     facts = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, labels)
     checks, _ = run_checks(facts, thresholds())
-    page = page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, 16)
-    header, rows = page.splits
+    return page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, 16).splits, meta, facts
+
+
+def test_a_labelled_splits_table_has_no_unlabelled_column(tmp_path):
+    make_tree(tmp_path / "src")
+    (header, rows), _, facts = splits_table(tmp_path, "folder")
+    assert header == ["split", "images", *facts.classes] and all(len(row) == len(header) for row in rows)
+
+
+@pytest.mark.parametrize("labels", ["none", "folder"])
+def test_the_splits_table_counts_every_image_of_a_split_labelled_or_not(tmp_path, labels):
+    make_tree(tmp_path / "src")
+    (tmp_path / "src" / "top.png").write_bytes((tmp_path / "src" / "blue" / "00.png").read_bytes())  # unlabelled
+    (header, rows), meta, facts = splits_table(tmp_path, labels)
     rows = [[row[0], *(int(str(cell).replace(",", "")) for cell in row[1:])] for row in rows]
     counts = meta.splits["counts"]
     assert {row[0]: row[1] for row in rows} == counts and sum(counts.values()) == 22

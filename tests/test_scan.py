@@ -61,13 +61,35 @@ def test_a_tree_of_other_files_says_what_it_holds(tmp_path):
         tree_fingerprint(tmp_path, EXTS)
 
 
-def test_a_new_skipped_file_changes_the_fingerprint_and_the_listing_keeps_the_counts(tmp_path):
+def test_a_skipped_image_changes_the_fingerprint_another_file_does_not(tmp_path):
     touch(tmp_path / "src" / "a" / "x.jpg")
     before = tree_fingerprint(tmp_path / "src", EXTS, save_to=tmp_path / "listings")
+    touch(tmp_path / "src" / "a" / "notes.txt")
+    assert tree_fingerprint(tmp_path / "src", EXTS, save_to=tmp_path / "listings") == before
     touch(tmp_path / "src" / "a" / "y.webp")
     after = tree_fingerprint(tmp_path / "src", EXTS, save_to=tmp_path / "listings")
     assert after != before
-    assert scan.saved_listing(tmp_path / "listings", after).skipped == {".webp": 1}
+    assert scan.saved_listing(tmp_path / "listings", after).skipped == {".txt": 1, ".webp": 1}
+
+
+def test_numbered_and_long_suffixes_are_no_extension():
+    assert [
+        scan.extension(name) for name in ("a.WebP", "frame.000123", "1.2.840.10008", "x.verylongsuffix", "README")
+    ] == [
+        ".webp",
+        "",
+        "",
+        "",
+        "",
+    ]
+
+
+def test_the_pillow_extensions_are_pillows():
+    from PIL import Image
+
+    Image.init()
+    opened = {ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN}
+    assert opened == scan.PILLOW_EXTENSIONS  # Pillow's version changed: copy its list into scan.py
 
 
 def test_walk_order_is_component_order(tmp_path):

@@ -77,7 +77,7 @@ def test_a_failed_check_names_the_config_key_that_sets_its_threshold_in_the_erro
         run_validation(tmp_path, out, fail, max_failure_fraction=0.01, fail_on=["constant_images"])
     message = str(caught.value)
     failures = (
-        "failure_fraction (measured 1 of 22 files failed (4.55%), threshold at most 1%, "
+        "failure_fraction (measured 1 of 22 files failed (4.546%), threshold at most 1%, "
         "set by validate.max_failure_fraction)"
     )
     assert message.startswith("validation failed: constant_images (measured 21 images, e.g. blue/00.png, ")

@@ -23,16 +23,18 @@ def _clip(text: str, limit: int = LIMIT) -> str:
 
 
 def number(value: float) -> str:
-    """``1,000``, ``0.5``, ``-2.118``: integers in full, other numbers to four digits."""
+    """``1,000``, ``0.5``, ``-2.11765``: integers in full, other numbers to six digits (enough that a
+    measure just past its threshold does not read as equal to it)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int) or value.is_integer():
         return f"{int(value):,}"
-    return f"{value:.4g}"
+    return f"{value:.6g}"
 
 
 def percent(fraction: float) -> str:
-    return f"{fraction * 100:.3g}%"
+    """``5.004%``: four digits, so 2,502 of 50,000 does not read as the 5% it exceeds."""
+    return f"{fraction * 100:.4g}%"
 
 
 def count(n: int, noun: str, nouns: str | None = None) -> str:
@@ -268,7 +270,7 @@ def _worded(check: Mapping, part: int, key: str) -> str:
 
 
 def measured(check: Mapping) -> str:
-    """What the check found, e.g. ``2 of 30 files failed (6.67%)``."""
+    """What the check found, e.g. ``2 of 30 files failed (6.667%)``."""
     return _worded(check, 0, "value")
 
 

@@ -58,7 +58,9 @@ def read_labels_csv(csv_path: str | os.PathLike, source: str | os.PathLike | Non
             path = (row["path"] or "").strip()
             while path.startswith("./"):
                 path = path[2:]
-            path = next((path[len(root) :] for root in roots if path.startswith(root)), path)
+            if os.path.isabs(path):
+                path = os.path.normpath(path)
+                path = next((path[len(root) :] for root in roots if path.startswith(root)), path)
             label = (row["label"] or "").strip()
             if not path or not label:
                 raise ValueError(f"{csv_path}:{number}: empty path or label")
@@ -69,7 +71,8 @@ def read_labels_csv(csv_path: str | os.PathLike, source: str | os.PathLike | Non
 
 
 def _absolute_roots(source: str | os.PathLike) -> tuple[str, ...]:
-    """``source`` as absolute path prefixes, as given and with links resolved, each ending in /."""
+    """``source`` as absolute path prefixes, each ending in /: as given, and with links resolved,
+    for a CSV written through the real path of a source reached through a link (or the reverse)."""
     given, resolved = os.path.abspath(source), os.path.realpath(source)
     return tuple(dict.fromkeys(root.rstrip("/") + "/" for root in (given, resolved)))
 
@@ -77,7 +80,8 @@ def _absolute_roots(source: str | os.PathLike) -> tuple[str, ...]:
 def labels_csv_warnings(
     index: Index, listed: Mapping[str, str], label_csv: str | os.PathLike, source: str | os.PathLike
 ) -> list[str]:
-    """What the CSV and the tree disagree on, a line each (the log and the report show them)."""
+    """What the CSV and the tree disagree on, a line each: a job log is where nobody looks, so the
+    report shows these too (from ``summary.json``)."""
     lines = []
     unknown = sorted(set(listed) - set(index.listing.paths), key=path_sort_key)
     if unknown:
@@ -226,6 +230,15 @@ def run_beside(background: Callable[[], None], foreground: Callable[[], T]) -> T
     return result
 
 
+def manifest_ids(manifest_dir: str | os.PathLike) -> list[str]:
+    """The shard ids whose manifests are in ``manifest_dir``, sorted."""
+    return sorted(
+        name.removesuffix(".tsv")
+        for name in os.listdir(manifest_dir)
+        if name.endswith(".tsv") and not name.startswith(".")
+    )
+
+
 def lost_manifests(manifest_dir: str | os.PathLike, summary: str | os.PathLike) -> int:
     """How many manifests of the shards the last index cut are gone (0 where it never ran).
 
@@ -233,11 +246,9 @@ def lost_manifests(manifest_dir: str | os.PathLike, summary: str | os.PathLike) 
     unnoticed, and the merge would leave that shard's images out.
     """
     try:
-        cut = IndexSummary.load(summary).shards
-        present = sum(1 for name in os.listdir(manifest_dir) if name.endswith(".tsv") and not name.startswith("."))
+        return max(0, IndexSummary.load(summary).shards - len(manifest_ids(manifest_dir)))
     except (OSError, ValueError):
         return 0
-    return max(0, cut - present)
 
 
 def run_index(

@@ -161,10 +161,13 @@ def page_of(
     near_bits: int,
     index: IndexSummary | None = None,
 ):
+    counts = evidence.split_class_counts
+    unlabelled = any(row[-1] for row in counts)  # the column only where some image has no class
     split_table = [
-        (name, f"{sum(row):,}", *(f"{count:,}" for count in row))
-        for name, row in zip(evidence.split_names, evidence.split_class_counts, strict=True)
+        (name, f"{sum(row):,}", *(f"{count:,}" for count in (row if unlabelled else row[:-1])))
+        for name, row in zip(evidence.split_names, counts, strict=True)
     ]
+    split_header = ["split", "images", *evidence.classes, *(["unlabelled"] if unlabelled else [])]
     return htmlreport.Page(
         checks=[asdict(check) for check in checks],
         summary=_summary(evidence, index),
@@ -182,7 +185,7 @@ def page_of(
             ],
             "constant_images": [[p] for p in evidence.constant_paths],
         },
-        splits=(["split", "images", *evidence.classes, "unlabelled"], split_table) if split_table else None,
+        splits=(split_header, split_table) if split_table else None,
         changes=changes,
     )
 

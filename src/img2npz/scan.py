@@ -52,8 +52,9 @@ class Listing:
         return len(self.paths)
 
     def fingerprint(self) -> str:
-        """Changes whenever an image is added, removed, renamed, resized or touched, and whenever
-        the count of files skipped by extension changes (the report says how many there are)."""
+        """Changes whenever an image is added, removed, renamed, resized or touched, and whenever the
+        count of skipped files of an image format changes (the report says how many there are, and
+        a .webp added where only .jpg are indexed must not go unseen); other files change nothing."""
         return _fingerprint(strings_blob(self.paths), self.sizes, self.mtimes, self.skipped)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -104,9 +105,26 @@ def _identity(path: str) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
+# The extensions of every format Pillow opens (``Image.registered_extensions()`` whose format is in
+# ``Image.OPEN``; tests/test_scan.py compares), written out so the main Snakemake process, which
+# walks the tree, need not import Pillow (0.17 s).
+PILLOW_EXTENSIONS = frozenset(
+    (  # noqa: SIM905 - a list of 67 words
+        ".apng .avif .avifs .blp .bmp .bufr .bw .cur .dcx .dds .dib .emf .eps .fit .fits .flc .fli .ftc .ftu .gbr "
+        ".gif .grib .h5 .hdf .icb .icns .ico .iim .im .j2c .j2k .jfif .jp2 .jpc .jpe .jpeg .jpf .jpg .jpx .mpeg "
+        ".mpg .msp .pbm .pcd .pcx .pfm .pgm .png .pnm .ppm .ps .psd .pxr .qoi .ras .rgb .rgba .sgi .tga .tif .tiff "
+        ".vda .vst .webp .wmf .xbm .xpm"
+    ).split()
+)
+LONGEST_EXTENSION = 10  # with its dot
+
+
 def extension(name: str) -> str:
-    """The extension a file is indexed or skipped by: lower case, with its dot; "" for none."""
-    return os.path.splitext(name)[1].lower()
+    """The extension a file is skipped by: lower case, with its dot; "" for none, and for a suffix
+    of digits or a long one (``frame.000123``, DICOM's ``1.2.840.10008``), which would otherwise
+    make a count per file."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext if 1 < len(ext) <= LONGEST_EXTENSION and not ext[1:].isdigit() else ""
 
 
 def _skip(entry: os.DirEntry, skipped: Counter) -> None:
@@ -312,7 +330,8 @@ def _fingerprint(blob, sizes: np.ndarray, mtimes: np.ndarray, skipped: dict[str,
     digest.update(blob)
     digest.update(sizes.astype("<i8").tobytes())
     digest.update(mtimes.astype("<i8").tobytes())
-    digest.update(_skipped_json(skipped).encode("utf-8", "surrogateescape"))
+    images = {ext: count for ext, count in skipped.items() if ext in PILLOW_EXTENSIONS}
+    digest.update(_skipped_json(images).encode())
     return digest.hexdigest()
 
 
@@ -338,12 +357,8 @@ def describe_skipped(skipped: dict[str, int]) -> list[str]:
     """What ``extensions`` left out, in a line or two: images Pillow could read first (the likely
     mistake), then other files, e.g. ``12 files skipped by extension: .webp 10, .tif 2; add them
     to extensions to index them``."""
-    from PIL import Image  # only here: the main Snakemake process imports this module
-
-    Image.init()
-    readable = {ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN}
-    images = {ext: n for ext, n in skipped.items() if ext in readable}
-    others = {ext: n for ext, n in skipped.items() if ext not in readable}
+    images = {ext: n for ext, n in skipped.items() if ext in PILLOW_EXTENSIONS}
+    others = {ext: n for ext, n in skipped.items() if ext not in PILLOW_EXTENSIONS}
     lines = []
     if images:
         lines.append(

@@ -20,7 +20,7 @@ from img2npz.config import (
     validate_config,
 )
 from img2npz.contract import IndexSummary
-from img2npz.index import lost_manifests
+from img2npz.index import lost_manifests, manifest_ids
 from img2npz.scan import EmptyTreeError, tree_fingerprint
 
 # Jobs are already a process per core: keep numpy's BLAS from starting a thread per core in each
@@ -30,9 +30,10 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 try:
     # the package's own schema; source=2024 as typed, not the number Snakemake made of it
+    _schema = load_schema()
     config = validate_config(
-        command_line_strings(config, workflow.config_settings.config_args),
-        load_schema(),
+        command_line_strings(config, workflow.config_settings.config_args, _schema),
+        _schema,
     )
     check_paths(config)
 except ConfigError as error:
@@ -44,11 +45,14 @@ SHARD_BOUNDS = shard_bounds(config)
 
 
 LISTINGS = "results/index/listing"
+MANIFESTS = "results/index/shards"
 INDEX_SUMMARY = "results/index/summary.json"
 
 # A manifest deleted by hand: take the index's summary away too, so that Snakemake, which sees the
-# manifests only as one directory, runs the index again and it writes the lost ones back.
-if workflow.is_main_process and lost_manifests("results/index/shards", INDEX_SUMMARY):
+# manifests only as one directory, runs the index again and it writes the lost ones back. Also in a
+# dry run (it cannot be told apart here; it then shows the index due), and harmless to an index job
+# under way: it writes its summary after its manifests.
+if workflow.is_main_process and lost_manifests(MANIFESTS, INDEX_SUMMARY):
     logger.warning(
         "Manifests under results/index/shards were deleted: the index runs again"
     )
@@ -107,12 +111,7 @@ def index_inputs(wildcards):
 
 def shard_ids():
     """Shard ids from the manifests the index_images checkpoint wrote."""
-    manifests = checkpoints.index_images.get().output.manifests
-    return sorted(
-        name.removesuffix(".tsv")
-        for name in os.listdir(manifests)
-        if name.endswith(".tsv") and not name.startswith(".")
-    )
+    return manifest_ids(checkpoints.index_images.get().output.manifests)
 
 
 def all_shard_npzs(wildcards):
@@ -127,8 +126,13 @@ def all_shard_stats(wildcards):
     return expand("results/shards/{shard}.stats.json", shard=shard_ids())
 
 
-# Every rule is a `script:`, one command; POSIX, for whatever shell Snakemake finds.
-JOBS_IGNORE_CTRL_C = "trap '' INT; "
+# Ctrl-C reaches every process of the terminal's group: jobs ignore it, so the ones under way
+# finish (and are kept) while Snakemake starts no more, instead of each dying with a traceback.
+# After Snakemake's own strict mode, which it sets only for bash.
+shell.prefix(
+    ("set -euo pipefail; " if (shell.get_executable() or "").endswith("bash") else "")
+    + "trap '' INT; "
+)
 STOPPED = (  # what Snakemake logs on a Ctrl-C, and on a SIGTERM
     "Terminating processes on user request",
     "Will exit after finishing currently running jobs",
@@ -152,6 +156,10 @@ def explain_interruption(logfiles):
         if any(said in text for said in STOPPED):
             atexit.register(print, INTERRUPTED, file=sys.stderr)
             return
+
+
+onerror:
+    explain_interruption(log)
 
 
 # Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
