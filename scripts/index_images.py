@@ -20,4 +20,5 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         classes_table=output.classes,
         listing=listing,
         summary=output.summary,
+        compaction=dict(params.compaction),
     )

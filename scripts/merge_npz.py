@@ -1,20 +1,21 @@
-"""Rule merge_npz: stream all shards into results/dataset.npz, then prune the shards folder."""
+"""Rule merge_npz: gather the shards' rows into the dataset (either layout), then prune the shards folder."""
 
 from img2npz.changes import write_shard_table
 from img2npz.contract import ShardStats, read_classes
 from img2npz.joblog import rule_logging
-from img2npz.kept import dataset_rows, prune
 from img2npz.merge import merge_shards
+from img2npz.shardfiles import prune
 
-with rule_logging(snakemake.log[0]):  # noqa: F821
+with rule_logging(snakemake.log[0]) as log:  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
     merge_shards(
-        shard_npzs=list(inputs.npzs),
-        shard_failures=list(inputs.failures),
+        images_table=inputs.images,
+        shards_dir=params.shards_dir,
         classes=read_classes(inputs.classes),
         pixel=dict(params.pixel),
-        out_npz=output.npz,
+        out=output.dataset,
         out_failures=output.failures,
+        layout=params.layout,
         compress=params.compress,
         splits=dict(params.splits) if params.splits else None,
         group_by=params.group_by,
@@ -25,4 +26,5 @@ with rule_logging(snakemake.log[0]):  # noqa: F821
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
     write_shard_table(list(inputs.npzs), stats, output.shards)
-    prune(params.shards_dir, dataset_rows(stats), None if params.compress else output.npz)
+    removed = prune(params.shards_dir, set(stats))
+    log.info("%d files of shards no longer indexed removed", removed)

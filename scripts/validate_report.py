@@ -1,4 +1,4 @@
-"""Rule validate_report: check results/dataset.npz, draw it and write the HTML report."""
+"""Rule validate_report: check the dataset (either layout), draw it and write the HTML report."""
 
 from img2npz.changes import read_shard_table
 from img2npz.checks import Thresholds
@@ -9,7 +9,7 @@ from img2npz.validate import validate_dataset
 with rule_logging(snakemake.log.main):  # noqa: F821
     inputs, params, output, log = snakemake.input, snakemake.params, snakemake.output, snakemake.log  # noqa: F821
     validate_dataset(
-        npz=inputs.npz,
+        npz=inputs.dataset,
         failures=inputs.failures,
         images_table=inputs.images,
         pixel=dict(params.pixel),
@@ -32,4 +32,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
         shards=read_shard_table(inputs.shards),
         threads=snakemake.threads,  # noqa: F821
         index_summary=inputs.summary,
+        layout=params.layout,
     )

@@ -162,24 +162,28 @@ def build_dataset(
     the label mode (folder or none), ``merge`` more options of :func:`merge_shards`."""
     src = tmp_path / "src"
     listing = scan_tree(src, [".png"])
-    index = build_index(listing, class_names(listing.paths, labels), target, 1, 4 * target)
-    manifests = tmp_path / tag / "manifests"
+    index = build_index(listing, class_names(listing.paths, labels), target, max(1, target // 2), 4 * target)
+    folder = tmp_path / tag
+    manifests = folder / "manifests"
     write_manifests(index, manifests)
-    npzs, failures = [], []
     for manifest in sorted(manifests.iterdir()):
-        npz = tmp_path / tag / f"{manifest.stem}.npz"
-        fail = tmp_path / tag / f"{manifest.stem}.failures.tsv"
+        npz = folder / f"{manifest.stem}.npz"
+        fail = folder / f"{manifest.stem}.failures.tsv"
         process_shard(manifest, src, pixel, npz, fail, filters=filters or NO_FILTERS)
-        npzs.append(str(npz))
-        failures.append(str(fail))
-    out = tmp_path / tag / "dataset.npz"
-    out_fail = tmp_path / tag / "failures.tsv"
-    meta = merge_shards(
-        npzs[::-1], failures, index.classes, pixel, out, out_fail, compress=compress, splits=splits, **merge
+    write_images_table(index, folder / "images.parquet")
+    write_classes(index, folder / "classes.tsv")
+    out = (
+        folder
+        / ("dataset" if merge.get("layout") == "shards" else ".")
+        / ("index.npz" if merge.get("layout") == "shards" else "dataset.npz")
     )
-    write_images_table(index, tmp_path / tag / "images.parquet")
-    write_classes(index, tmp_path / tag / "classes.tsv")
-    return out, out_fail, meta, len(index.shards)
+    out.parent.mkdir(exist_ok=True)
+    out_fail = folder / "failures.tsv"
+    meta = merge_shards(
+        folder / "images.parquet", folder, index.classes, pixel, out, out_fail, compress=compress, splits=splits,
+        **merge,
+    )  # fmt: skip
+    return out.resolve() if merge.get("layout") != "shards" else out, out_fail, meta, len(index.shards)
 
 
 @pytest.fixture

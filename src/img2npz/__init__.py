@@ -3,14 +3,15 @@
 :mod:`img2npz.contract` is the output contract: every file's format, and who writes and reads it;
 :mod:`img2npz.npzformat` the bytes of every ``.npz``. The package mirrors the workflow's rules:
 
-- index-images: :mod:`img2npz.scan` (walk the tree) and :mod:`img2npz.index` (label it, cut it into
-  shards with :mod:`img2npz.sharding`);
+- index-images: :mod:`img2npz.scan` (walk the tree) and :mod:`img2npz.index` (label it, and place
+  new images in new shards with :mod:`img2npz.allocation`, sized by :mod:`img2npz.sharding`);
 - preprocess-shard: :mod:`img2npz.preprocess`, with :mod:`img2npz.decode`, :mod:`img2npz.resize`
   and :mod:`img2npz.dtypes` for the pixels, :mod:`img2npz.fingerprint` for each row's perceptual
-  hash, :mod:`img2npz.filters` for what is left out, and :mod:`img2npz.reuse` and
-  :mod:`img2npz.kept` for the rows a rebuilt shard already had;
+  hash, :mod:`img2npz.filters` for what is left out, and :mod:`img2npz.rowsource` for the rows a
+  compaction copies;
 - merge-npz: :mod:`img2npz.merge`, with :mod:`img2npz.filecopy` (file-to-file copies),
-  :mod:`img2npz.splits` and :mod:`img2npz.copies` (the copies ``filters.drop_duplicates`` drops);
+  :mod:`img2npz.splits`, :mod:`img2npz.dedupe` (the copies ``filters.drop_duplicates`` drops) and
+  :mod:`img2npz.shardfiles` (the shard files pruned, and linked into the ``shards`` layout);
 - validate-report: :mod:`img2npz.validate` runs :mod:`img2npz.checks` on
   :mod:`img2npz.evidence` (with :mod:`img2npz.pixelpass`, the one pass over the pixels), and
   :mod:`img2npz.report` writes the pictures (:mod:`img2npz.pictures`), the page
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Lazy, so the workflow's jobs (which import this package) never import the loader or torch.
-    if name in ("NPZDataset", "ShardedNPZDataset", "normalizer"):
+    if name in ("NPZDataset", "normalizer"):
         from img2npz import dataset
 
         return getattr(dataset, name)

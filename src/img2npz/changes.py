@@ -1,5 +1,5 @@
-"""What a run changed in the dataset: images added, removed and changed, shards rebuilt, and the
-images their jobs decoded and reused.
+"""What a run changed in the dataset: images added, removed and changed, shards written, and the
+images their jobs decoded and the rows they copied (a compaction).
 
 Snakemake deletes a job's outputs before it runs, so the previous ``dataset.npz`` is gone when its
 successor is checked. validate-report therefore keeps a small catalogue of the dataset it last
@@ -59,6 +59,9 @@ class Catalogue:
     shards: dict[str, int]  # shard id -> npz mtime_ns
     rows: list[tuple[str, str, str, int]] = field(default_factory=list)  # the change report it carries
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # shard id -> npz mtime_ns of the shards whose rows a passed validation read (the shards layout
+    # reads only the others)
+    verified: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -111,6 +114,8 @@ class Catalogue:
             "shard_mtimes": np.array(list(self.shards.values()), np.int64),
             "rows": blob([_line(row) for row in self.rows]),
             "examples": blob([_line((what, path)) for what, paths in self.examples.items() for path in paths]),
+            "verified_ids": blob(list(self.verified)),
+            "verified_mtimes": np.array(list(self.verified.values()), np.int64),
         }
         with atomic_output(path, durable=False) as handle:
             write_npz(handle, arrays)
@@ -135,6 +140,7 @@ class Catalogue:
                 what, example = _fields(line)
                 examples.setdefault(what, []).append(example)
             ids = names["shard_ids"]
+            verified = blob_strings(data["verified_ids"], None)
             return cls(
                 str(data["images_sha256"]),
                 data["paths"],
@@ -147,15 +153,16 @@ class Catalogue:
                 dict(zip(ids, data["shard_mtimes"].tolist(), strict=True)) if ids else {},
                 [(a, b, c, int(d)) for a, b, c, d in rows],
                 examples,
+                dict(zip(verified, data["verified_mtimes"].tolist(), strict=True)) if verified else {},
             )
 
 
 @dataclass(frozen=True)
 class ShardRecord:
-    """One row of ``dataset.shards.tsv``: the npz's mtime, and the rows its job reused and decoded."""
+    """One row of ``dataset.shards.tsv``: the npz's mtime, and the rows its job copied and decoded."""
 
     mtime_ns: int
-    reused: int
+    copied: int
     decoded: int
 
 
@@ -166,7 +173,7 @@ def write_shard_table(shard_npzs: list[str], stats: Mapping[str, ShardStats], pa
     rows = []
     for npz in shard_npzs:
         shard = os.path.basename(npz).removesuffix(".npz")
-        rows.append((shard, os.stat(npz).st_mtime_ns, stats[shard].reused, stats[shard].decoded))
+        rows.append((shard, os.stat(npz).st_mtime_ns, stats[shard].copied, stats[shard].decoded))
     write_tsv(path, SHARD_TABLE_HEADER, sorted(rows))
 
 
@@ -177,7 +184,7 @@ def read_shard_table(path: str | os.PathLike) -> dict[str, ShardRecord]:
 def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, ShardRecord] | None = None) -> Catalogue:
     """``current`` carrying the change rows against ``previous`` (everything added on a first run;
     the previous rows again when the dataset is the same bytes). ``work``: the shard table, whose
-    rebuilt shards' rows reused and decoded are the run's totals."""
+    new shards' rows copied and decoded are the run's totals."""
     if previous is not None and previous.images_sha256 == current.images_sha256:
         current.rows, current.examples = previous.rows, previous.examples
         return current
@@ -216,10 +223,10 @@ def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, S
         for (what, name, split), n in sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1:]))
     ]
     current.rows += [
-        ("shards rebuilt", "", "", len(rebuilt)),
+        ("shards written", "", "", len(rebuilt)),
         ("shards in total", "", "", len(current.shards)),
         ("images decoded", "", "", sum(work[shard].decoded for shard in rebuilt if shard in work)),
-        ("images reused", "", "", sum(work[shard].reused for shard in rebuilt if shard in work)),
+        ("rows copied", "", "", sum(work[shard].copied for shard in rebuilt if shard in work)),
     ]
     current.examples = examples
     return current

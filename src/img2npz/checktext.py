@@ -95,6 +95,8 @@ def _members(check: Mapping) -> str:
 
 def _shapes(check: Mapping) -> str:
     shapes = check["value"]
+    if isinstance(shapes, str):
+        return shapes
     shown = shapes if not check["passed"] else {"images": shapes["images"]} if "images" in shapes else shapes
     return "; ".join(f"{name} {_shape(*shape)}" for name, shape in shown.items())
 
@@ -198,6 +200,8 @@ def _split_wanted(check: Mapping) -> str:
 
 def _range(check: Mapping) -> str:
     found = check["value"]
+    if found["min"] is None:
+        return "no new rows to read (the shards were verified by an earlier run)"
     return f"{number(found['min'])} to {number(found['max'])}" + ("" if found["finite"] else ", some not finite")
 
 

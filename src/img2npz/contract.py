@@ -131,6 +131,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+import numpy as np
+
 from img2npz.atomic import write_bytes_atomic, write_if_changed
 from img2npz.tsv import read_tsv
 
@@ -139,8 +141,10 @@ T = TypeVar("T")
 DATASET_FORMAT = "img2npz/2"
 # what the loader reads: img2npz/1 differs only in how meta.images_sha256 was computed
 READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
-SHARD_FORMAT = "img2npz-shard/5"
-CATALOGUE_FORMAT = "img2npz-catalogue/2"
+SHARD_FORMAT = "img2npz-shard/6"
+# results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
+SHARDED_DATASET_FORMAT = "img2npz-shards/1"
+CATALOGUE_FORMAT = "img2npz-catalogue/3"
 LISTING_FORMAT = "img2npz-listing/1"
 
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
@@ -183,15 +187,52 @@ def _members(*rows: tuple[str, str, str, str]) -> tuple[Member, ...]:
     return tuple(Member(*row) for row in rows)
 
 
+@dataclass(frozen=True)
+class RowMember:
+    """A per-row member that is not pixels: produced in the shard job when the row is written
+    (:mod:`img2npz.preprocess`), copied with the row by a compaction, gathered by the merge into
+    the dataset (``in_dataset``) or the sharded layout's ``index.npz`` (all of them), and read by
+    the loader and the validation. To add one: a row here, and its producer in the shard job."""
+
+    name: str
+    dtype: str  # numpy's spelling, little-endian where it matters
+    shape: tuple[int, ...]  # of one row's value
+    in_dataset: bool  # a member of dataset.npz (every one is in index.npz)
+    meaning: str
+
+    def empty(self, rows: int) -> np.ndarray:
+        return np.zeros((rows, *self.shape), self.dtype)
+
+
+# The one table of per-row members besides ``images`` and ``paths``. Order is member order.
+ROW_MEMBERS = (
+    RowMember("crc32s", "<u4", (), True, "CRC-32 of the row's bytes, taken when its image was decoded"),
+    RowMember("sha256s", "|u1", (32,), False, "sha256 of the row's bytes (img2npz.treedigest)"),
+    RowMember("phashes", "|u1", (32,), True, "256-bit perceptual hash of the row, bits packed (near-duplicates)"),
+    RowMember("mean_rgb", "|u1", (3,), True, "mean R, G, B of the row, rounded (near-duplicates share it)"),
+    RowMember("constant", "|b1", (), False, "the row is one colour throughout"),
+)
+DATASET_ROW_MEMBERS = tuple(member for member in ROW_MEMBERS if member.in_dataset)
+
+
+def row_member(name: str) -> RowMember:
+    return next(member for member in ROW_MEMBERS if member.name == name)
+
+
+def _row_rows(members: Sequence[RowMember], count: str) -> tuple[tuple[str, str, str, str], ...]:
+    def shape(member: RowMember) -> str:
+        return f"({count}, {', '.join(map(str, member.shape))})" if member.shape else f"({count},)"
+
+    return tuple((m.name, np.dtype(m.dtype).name, shape(m), m.meaning) for m in members)
+
+
 # name, dtype, shape, meaning
 DATASET_MEMBERS = _members(
     ("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
     ("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
     ("classes", "unicode", "(K,)", "class names, sorted"),
     ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
-    ("crc32s", "uint32", "(N,)", "CRC-32 of each row's bytes, taken when its image was decoded"),
-    ("phashes", "uint8", "(N, 32)", "256-bit perceptual hash of each row, bits packed (near-duplicates)"),
-    ("mean_rgb", "uint8", "(N, 3)", "mean R, G, B of each row, rounded (near-duplicates share it)"),
+    *_row_rows(DATASET_ROW_MEMBERS, "N"),
     ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 tree digest of `images`"),
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
@@ -202,18 +243,28 @@ SPLIT_MEMBERS = _members(
     ("splits", "unicode", "(S,)", "split names, in the configured order"),
 )
 SHARD_MEMBERS = _members(
-    ("images", "uint8 | float16 | float32", "(rows, H, W, 3)", "decoded rows, then a zero row per failure"),
-    ("paths", "unicode", "(n,)", "path of each decoded row"),
-    ("class_names", "unicode", "(n,)", "class name of each decoded row (empty when unlabelled)"),
-    ("sizes", "int64", "(n,)", "size in bytes of the file each row was decoded from"),
-    ("mtimes_ns", "int64", "(n,)", "its mtime in ns (with the size and path: the reuse key)"),
-    ("crc32s", "uint32", "(n,)", "CRC-32 of each decoded row's bytes"),
-    ("sha256s", "uint8", "(n, 32)", "sha256 of each decoded row's bytes (img2npz.treedigest)"),
-    ("phashes", "uint8", "(n, 32)", "256-bit perceptual hash of each decoded row (fingerprint)"),
-    ("mean_rgb", "uint8", "(n, 3)", "mean R, G, B of each decoded row, rounded"),
-    ("histogram", "int64", "(3, 256)", "counts of the decoded rows' uint8 values per channel"),
+    ("images", "uint8 | float16 | float32", "(rows, H, W, 3)", "a row per manifest line; zeros where it failed"),
+    ("paths", "unicode", "(rows,)", "path of each manifest line"),
+    ("sizes", "int64", "(rows,)", "size in bytes of the file each row was decoded from"),
+    ("mtimes_ns", "int64", "(rows,)", "its mtime in ns (with the size and path: the key a row is copied under)"),
+    ("ok", "bool", "(rows,)", "the row holds its image (False: the file failed, see the failures file)"),
+    *_row_rows(ROW_MEMBERS, "rows"),
+    ("histogram", "int64", "(3, 256)", "counts of the ok rows' uint8 values per channel"),
     ("meta", "json", "()", "ShardMeta"),
 )
+# ``results/dataset/index.npz``, the ``shards`` layout's row table: every member of dataset.npz but
+# ``images``, each row's shard and row there instead, and every row member.
+INDEX_MEMBERS = _members(
+    ("shard", "int32", "(N,)", "index into `shards` of the shard file holding the row"),
+    ("row", "int64", "(N,)", "the row's number in that shard's `images`"),
+    ("shards", "unicode", "(F,)", "shard files, relative to the dataset folder"),
+    ("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
+    ("classes", "unicode", "(K,)", "class names, sorted"),
+    ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
+    *_row_rows(ROW_MEMBERS, "N"),
+    ("meta", "json", "()", "as dataset.npz's, with format img2npz-shards/1"),
+)
+
 CATALOGUE_MEMBERS = _members(
     ("format", "unicode", "()", "CATALOGUE_FORMAT"),
     ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
@@ -223,11 +274,13 @@ CATALOGUE_MEMBERS = _members(
     ("labels", "int32", "(N,)", "each image's index into class_names"),
     ("split_names", "uint8", "(bytes,)", 'NUL-joined split names ("" without splits)'),
     ("splits", "int32", "(N,)", "each image's index into split_names"),
-    ("fingerprints", "uint64", "(N, 2)", "pixel fingerprint per image"),
+    ("fingerprints", "uint64", "(N, 2)", "first 16 bytes of each image's row sha256"),
     ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
     ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),
     ("rows", "uint8", "(bytes,)", "the last change report, tab-joined rows"),
     ("examples", "uint8", "(bytes,)", "its example paths, `what<TAB>path`"),
+    ("verified_ids", "uint8", "(bytes,)", "NUL-joined ids of the shards a passed validation read"),
+    ("verified_mtimes", "int64", "(verified,)", "each one's npz mtime_ns then"),
 )
 LISTING_MEMBERS = _members(
     ("format", "unicode", "()", "LISTING_FORMAT"),
@@ -288,14 +341,14 @@ class DatasetMeta:
 
 @dataclass(frozen=True)
 class ShardMeta:
-    """A shard's ``meta``: ``images`` rows are real; ``decoder`` is the key its rows are reused
-    under; ``first_path`` and ``last_path`` bound its manifest in the index order."""
+    """A shard's ``meta``: ``rows`` manifest lines, ``images`` of them hold their image and
+    ``failures`` failed; ``decoder`` is the key a compaction copies its rows under (everything
+    besides the file that shapes a row's bytes)."""
 
     format: str
     pixel: dict
     decoder: dict
-    first_path: str
-    last_path: str
+    rows: int
     images: int
     failures: int
 
@@ -307,23 +360,20 @@ class ShardMeta:
         """Raises ``ValueError`` when it is not an img2npz shard of this version."""
         meta = _from_document(cls, text, "meta")
         if meta.format != SHARD_FORMAT:
-            raise ValueError(f"not an img2npz shard (format {meta.format!r})")
+            raise ValueError(f"not an img2npz shard of this version (format {meta.format!r}, not {SHARD_FORMAT!r})")
         return meta
 
 
 @dataclass(frozen=True)
 class ShardStats:
-    """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows stored,
-    ``failures``, how many rows it ``reused`` from the previous build and how many files it
-    ``decoded`` (new, changed, or failed before; failures included), and the manifest's first and
-    last path (its range in the index order, for the next run's reuse)."""
+    """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows that hold their
+    image, ``failures``, how many rows it ``copied`` from other shards (a compaction) and how many
+    files it ``decoded`` (failures included)."""
 
     images: int
     failures: int
-    reused: int
+    copied: int
     decoded: int
-    first_path: str
-    last_path: str
 
     def save(self, path: str | os.PathLike) -> None:
         write_bytes_atomic(path, json.dumps(asdict(self), sort_keys=True).encode() + b"\n", durable=False)
@@ -351,6 +401,10 @@ class IndexSummary:
     max_images: int
     skipped: dict | None = None
     warnings: list | None = None
+    # this run's new shards, and the rows that went into them: {"shards", "decode", "copy"}
+    written: dict | None = None
+    # what a compaction rewrote and why (img2npz.allocation.Compaction), None when none ran
+    compaction: dict | None = None
 
     def save(self, path: str | os.PathLike) -> bool:
         """Write it unless the file already says exactly this (an unchanged file keeps its mtime)."""
@@ -374,13 +428,12 @@ class Check:
     severity: str = "hard"
 
 
-MANIFEST_HEADER = ("path", "size", "mtime_ns", "class")
+MANIFEST_HEADER = ("path", "size", "mtime_ns", "from")  # from: "" (decode) or "{shard}:{row}" (copy)
 NEAR_DUPLICATES_HEADER = ("group", "path", "split")
 CLASSES_HEADER = ("index", "class", "images")
 FAILURE_HEADER = ("path", "stage", "error")
-SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "reused", "decoded")
+SHARD_TABLE_HEADER = ("shard", "npz_mtime_ns", "copied", "decoded")
 CHANGES_HEADER = ("what", "class", "split", "count")
-LAYOUT_HEADER = ("file", "first_path", "last_path", "dataset_row")
 
 
 def read_classes(path: str | os.PathLike) -> list[str]:
@@ -401,28 +454,29 @@ class FileSpec:
 
 
 FILES = (
-    FileSpec("results/index/shards/{shard}.tsv", "index", ("preprocess",), header=MANIFEST_HEADER),
+    FileSpec("results/index/shards/{shard}.tsv", "index", ("index", "preprocess"), header=MANIFEST_HEADER),
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
-    FileSpec("results/index/images.parquet", "index", ("evidence",)),
+    FileSpec("results/index/images.parquet", "index", ("evidence", "merge")),
     # read by the workflow's resource functions, and by the report for its notes
     FileSpec("results/index/summary.json", "index", ("validate", "report")),
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
-    FileSpec(
-        "results/shards/{shard}.npz", "preprocess", ("merge", "copies", "reuse", "dataset"), members=SHARD_MEMBERS
-    ),
-    FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge",), header=FAILURE_HEADER),
-    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("kept", "changes")),
+    FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "rowsource", "dataset"), members=SHARD_MEMBERS),
+    FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge", "rowsource"), header=FAILURE_HEADER),
+    FileSpec("results/shards/{shard}.stats.json", "preprocess", ("changes",)),
     FileSpec(
         "results/dataset.npz",
         "merge",
-        ("evidence", "checks", "kept", "dataset"),
+        ("evidence", "checks", "dataset"),
         members=DATASET_MEMBERS + SPLIT_MEMBERS,
+    ),
+    FileSpec(
+        "results/dataset/index.npz",
+        "merge",
+        ("evidence", "checks", "dataset"),
+        members=INDEX_MEMBERS + SPLIT_MEMBERS,
     ),
     FileSpec("results/failures.tsv", "merge", ("evidence", "report"), header=FAILURE_HEADER),
     FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
-    FileSpec("results/shard_table.tsv", "changes", (), header=SHARD_TABLE_HEADER),  # `snakemake shards`
-    FileSpec("results/shards/.kept/layout.tsv", "kept", ("kept",), header=LAYOUT_HEADER),
-    FileSpec("results/shards/.kept/dataset.json", "kept", ("kept",)),
     FileSpec("results/validation.json", "validate", ()),
     FileSpec("results/report/changes.tsv", "changes", ("htmlreport",), header=CHANGES_HEADER),
     FileSpec("results/report/near_duplicates.tsv", "report", (), header=NEAR_DUPLICATES_HEADER),

@@ -8,7 +8,8 @@ holds a few dozen bytes per image (labels, fingerprints, CRCs), never the pixels
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,7 +19,7 @@ from img2npz import neardup
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
-from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images
+from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images, scan_shards
 from img2npz.tsv import iter_tsv
 
 
@@ -107,18 +108,51 @@ def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threa
 
 
 class Evidence:
-    """``dataset.npz`` (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks
-    see it. ``pixel`` and ``label_mode`` are this run's config; ``threads`` scan the pixels. Until
-    the ``members`` and ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` may be asked
-    for."""
+    """The dataset (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks see
+    it: ``npz`` is ``dataset.npz`` (``layout`` ``file``) or the ``shards`` layout's ``index.npz``,
+    whose members are the same but for ``images`` (rows of the shard files it names). ``pixel``
+    and ``label_mode`` are this run's config; ``threads`` scan the pixels. ``verified``: shard id
+    -> npz mtime of the shards an earlier run verified (the ``shards`` layout reads only the
+    others). Until the ``members`` and ``shapes_and_dtypes`` checks have passed, only
+    :attr:`layouts` and :attr:`image_layouts` may be asked for."""
 
-    def __init__(self, npz: str, failures: str, images_table: str, pixel: dict, label_mode: str, threads: int = 1):
+    def __init__(
+        self,
+        npz: str,
+        failures: str,
+        images_table: str,
+        pixel: dict,
+        label_mode: str,
+        threads: int = 1,
+        layout: str = "file",
+        verified: Mapping[str, int] | None = None,
+    ):
         self.npz, self.failures, self.images_table = npz, failures, images_table
         self.pixel, self.label_mode, self.threads = pixel, label_mode, threads
+        self.sharded = layout == "shards"
+        self.verified = dict(verified or {})
 
     @cached_property
     def layouts(self) -> dict[str, ArrayLayout]:
         return array_layout(self.npz)
+
+    @cached_property
+    def shard_files(self) -> list[str]:
+        """The ``shards`` layout's shard files, by their number in the row table."""
+        folder = os.path.dirname(self.npz)
+        return [os.path.join(folder, name) for name in self.member("shards").tolist()]
+
+    @cached_property
+    def placement(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ``shards`` layout's (shard number, row there) of every dataset row."""
+        return self.member("shard"), self.member("row")
+
+    @cached_property
+    def image_layouts(self) -> list[ArrayLayout]:
+        """Where the pixels are: ``dataset.npz``'s ``images``, or every shard file's."""
+        if not self.sharded:
+            return [self.layouts["images"]]
+        return [array_layout(path)["images"] for path in self.shard_files]
 
     def member(self, name: str) -> np.ndarray:
         """A small member, read whole."""
@@ -131,18 +165,38 @@ class Evidence:
 
     @property
     def count(self) -> int:
-        images = self.layouts["images"]
-        return images.shape[0] if images.shape else -1
+        rows = self.layouts["labels" if self.sharded else "images"]
+        return rows.shape[0] if rows.shape else -1
 
     @cached_property
     def pixels(self) -> PixelScan:
-        scan = scan_images(self.npz, self.layouts["images"], self.threads)
+        if self.sharded:
+            checked = {
+                number
+                for number, path in enumerate(self.shard_files)
+                if self.verified.get(os.path.basename(path).removesuffix(".npz")) == os.stat(path).st_mtime_ns
+            }
+            recorded = {name: self.member(name) for name in ("sha256s", "crc32s", "constant")}
+            scan = scan_shards(self.shard_files, *self.placement, recorded, checked, self.threads)
+            self.checked_shards = (len(self.shard_files) - len(checked), len(self.shard_files))
+        else:
+            scan = scan_images(self.npz, self.layouts["images"], self.threads)
         release_free_memory()
         return scan
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:
-        """Selected rows of ``images``."""
-        return read_rows(self.npz, "images", rows, self.layouts["images"])
+        """Selected rows of the pixels, in the order asked."""
+        if not self.sharded:
+            return read_rows(self.npz, "images", rows, self.layouts["images"])
+        rows = np.asarray(rows, np.int64)
+        shard, row = self.placement[0][rows], self.placement[1][rows]
+        height, width = self.pixel["size"]
+        out = np.empty((len(rows), height, width, 3), self.pixel["dtype"])
+        for number in np.unique(shard).tolist():
+            slots = np.flatnonzero(shard == number)
+            path = self.shard_files[number]
+            out[slots] = read_rows(path, "images", row[slots].tolist(), self.image_layouts[number])
+        return out
 
     @cached_property
     def classes(self) -> list[str]:
@@ -172,7 +226,7 @@ class Evidence:
     @cached_property
     def duplicates(self) -> list[list[int]]:
         """Groups of rows with the same pixels."""
-        return duplicate_groups(self.npz, self.layouts["images"], self.pixels.fingerprints)
+        return duplicate_groups(lambda rows: self.rows(rows), self.pixels.fingerprints)
 
     def near_duplicates(self, bits: int) -> NearDuplicates:
         """:class:`NearDuplicates` within ``bits`` (searched once per threshold)."""

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from img2npz.allocation import Allocation, Line, allocate
 from img2npz.atomic import write_if_changed
 from img2npz.contract import (
     CLASSES_HEADER,
@@ -32,7 +33,7 @@ from img2npz.contract import (
     table_path,
 )
 from img2npz.scan import Listing, describe_skipped, scan_tree
-from img2npz.sharding import Shard, assign_shards, resolve_bounds
+from img2npz.sharding import resolve_bounds
 from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
@@ -113,48 +114,85 @@ def class_names(paths: Sequence[str], mode: str, labels: Mapping[str, str] | Non
 
 @dataclass
 class Index:
-    """The sorted image list with class names and shard assignment."""
+    """The sorted image list with class names and each image's shard row (:mod:`img2npz.allocation`)."""
 
     listing: Listing
     class_names: list[str]
-    shards: list[Shard]
+    allocation: Allocation
 
     @property
     def classes(self) -> list[str]:
         return sorted(set(self.class_names) - {UNLABELLED_CLASS})
 
-
-def build_index(listing: Listing, names: list[str], target: int, min_images: int, max_images: int) -> Index:
-    """``listing`` must already be in component order (as :func:`img2npz.scan.scan_tree` returns it)."""
-    return Index(listing, names, assign_shards(listing.paths, target, min_images, max_images, listing.hashes))
-
-
-def manifest_bytes(index: Index, shard: Shard, escape: bool = True) -> bytes:
-    """``escape=False`` when no path or class name holds a tab, newline or backslash (checked once)."""
-    paths = index.listing.paths[shard.start : shard.stop]
-    names = index.class_names[shard.start : shard.stop]
-    sizes = index.listing.sizes[shard.start : shard.stop].tolist()
-    mtimes = index.listing.mtimes[shard.start : shard.stop].tolist()
-    return format_tsv(MANIFEST_HEADER, zip(paths, map(str, sizes), map(str, mtimes), names, strict=True), escape)
+    @property
+    def shards(self) -> list[str]:
+        return sorted(self.allocation.manifests)
 
 
-def read_manifest(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
-    return [(p, int(size), int(mtime), name) for p, size, mtime, name in read_tsv(path, MANIFEST_HEADER)]
+def build_index(
+    listing: Listing,
+    names: list[str],
+    target: int,
+    min_images: int,
+    max_images: int,
+    existing: Mapping[str, Sequence[Line]] | None = None,
+    compact_dropped: float = 0.2,
+    compact_small: int = 8,
+) -> Index:
+    """``listing`` must already be in component order (as :func:`img2npz.scan.scan_tree` returns it);
+    ``existing``: the manifests already written (:func:`read_manifests`)."""
+    allocation = allocate(
+        listing.paths,
+        listing.sizes,
+        listing.mtimes,
+        existing or {},
+        target,
+        min_images,
+        max_images,
+        compact_dropped,
+        compact_small,
+    )
+    return Index(listing, names, allocation)
+
+
+def manifest_bytes(lines: Sequence[Line], escape: bool = True) -> bytes:
+    """``escape=False`` when no path holds a tab, newline or backslash (checked once)."""
+    rows = ((line.path, str(line.size), str(line.mtime), line.source) for line in lines)
+    return format_tsv(MANIFEST_HEADER, rows, escape)
+
+
+def read_manifest(path: str | os.PathLike) -> list[Line]:
+    return [Line(p, int(size), int(mtime), source) for p, size, mtime, source in read_tsv(path, MANIFEST_HEADER)]
+
+
+def read_manifests(directory: str | os.PathLike) -> dict[str, list[Line]]:
+    """Every manifest in ``directory`` by shard id; one of another version (or unreadable) is left
+    out, so its images count as new."""
+    found = {}
+    if not os.path.isdir(directory):
+        return found
+    for shard in manifest_ids(directory):
+        try:
+            found[shard] = read_manifest(Path(directory) / f"{shard}.tsv")
+        except (OSError, ValueError) as error:
+            log.warning("manifest %s.tsv is not readable (%s): its images are decoded again", shard, error)
+    return found
 
 
 def write_manifests(index: Index, directory: str | os.PathLike) -> tuple[int, int]:
-    """Write changed manifests and delete stale ones; return (written, removed)."""
+    """Write the new manifests, then delete those of shards that are gone; return (written, removed).
+    A manifest is never rewritten: its shard is immutable."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    wanted = {f"{shard.id}.tsv": shard for shard in index.shards}
-    escape = needs_escape("\0".join(index.listing.paths)) or needs_escape("\0".join(set(index.class_names)))
+    manifests = index.allocation.manifests
+    escape = needs_escape("\0".join(index.listing.paths))
     written = sum(
-        write_if_changed(directory / name, manifest_bytes(index, shard, escape), durable=False)
-        for name, shard in wanted.items()
+        write_if_changed(directory / f"{shard}.tsv", manifest_bytes(manifests[shard], escape), durable=False)
+        for shard in index.allocation.new
     )
     removed = 0
     for stale in directory.glob("*.tsv"):
-        if stale.name not in wanted:
+        if stale.stem not in manifests:
             stale.unlink()
             removed += 1
     return written, removed
@@ -178,7 +216,9 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
     codes = pa.array([code_of[name] for name in index.class_names], pa.int32())
     label_of = {name: number for number, name in enumerate(index.classes)}
     label_of_code = [label_of.get(name, UNLABELLED_LABEL) for name in names]
-    shard_codes = np.repeat(np.arange(len(index.shards), dtype=np.int32), [len(shard) for shard in index.shards])
+    shard_names = index.shards
+    code_of_shard = {shard: code for code, shard in enumerate(shard_names)}
+    shard_codes = np.array([code_of_shard[shard] for shard in index.allocation.shard_of], np.int32)
     paths = index.listing.paths
     table = pa.table(
         {
@@ -188,8 +228,9 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
             "class": pa.DictionaryArray.from_arrays(codes, pa.array([table_path(n) for n in names], pa.string())),
             "label": pa.array(np.asarray(label_of_code, np.int64)[codes.to_numpy()], pa.int64()),
             "shard": pa.DictionaryArray.from_arrays(
-                pa.array(shard_codes, pa.int32()), pa.array([shard.id for shard in index.shards], pa.string())
+                pa.array(shard_codes, pa.int32()), pa.array(shard_names, pa.string())
             ),
+            "row": pa.array(index.allocation.row_of, pa.int64()),
         }
     )
     buffer = io.BytesIO()
@@ -262,12 +303,14 @@ def run_index(
     classes_table: str | os.PathLike,
     listing: Listing | None = None,
     summary: str | os.PathLike | None = None,
+    compaction: Mapping[str, float] | None = None,
 ) -> Index:
     """The whole index-images step; raises ``ValueError`` naming the problem on bad input.
 
     ``bounds``: the configured (target, min, max), None where derived from the tree's size
     (:func:`img2npz.sharding.resolve_bounds`). ``listing`` is the main process's walk of the tree;
     without it the tree is walked here. ``summary``: where to write the :class:`IndexSummary`.
+    ``compaction``: ``compact_dropped`` and ``compact_small`` (:mod:`img2npz.allocation`).
     """
     if listing is None:
         listing = scan_tree(source, extensions)
@@ -275,7 +318,9 @@ def run_index(
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
     listed = read_labels_csv(label_csv, source) if labels == "csv" else None
     resolved = resolve_bounds(bounds, len(listing))
-    index = build_index(listing, class_names(listing.paths, labels, listed), *resolved)
+    existing = read_manifests(manifest_dir)
+    names = class_names(listing.paths, labels, listed)
+    index = build_index(listing, names, *resolved, existing, **(compaction or {}))
     warnings = labels_csv_warnings(index, listed, label_csv, source) if labels == "csv" else []
     for line in [*warnings, *describe_skipped(listing.skipped)]:
         log.warning("%s", line)
@@ -285,15 +330,33 @@ def run_index(
         write_classes(index, classes_table)
 
     written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir))
+    compacted = index.allocation.compaction
     if summary is not None:
-        IndexSummary(len(listing), len(index.shards), *resolved, dict(listing.skipped), warnings).save(summary)
+        IndexSummary(
+            len(listing),
+            len(index.shards),
+            *resolved,
+            dict(listing.skipped),
+            warnings,
+            index.allocation.written,
+            compacted.to_dict() if compacted else None,
+        ).save(summary)
     log.info(
-        "indexed %d images in %d classes into %d shards of about %d (%d manifests written, %d removed)",
+        "indexed %d images in %d classes: %d shards, %d of them new (%d images to decode, %d rows to copy), %d removed",
         len(listing),
         len(index.classes),
         len(index.shards),
-        resolved[0],
         written,
+        index.allocation.written["decode"],
+        index.allocation.written["copy"],
         removed,
     )
+    if compacted:
+        log.info(
+            "compaction: %d shards rewritten into %d, copying %d rows, because %s",
+            compacted.shards,
+            compacted.into,
+            compacted.rows,
+            "; ".join(compacted.reasons),
+        )
     return index

@@ -1,17 +1,22 @@
-"""merge-npz: stream every shard into ``results/dataset.npz`` and every failure list into one.
+"""merge-npz: gather the rows the index placed in shards into the dataset, in the index order.
 
-Peak memory is bounded by a shard's small arrays plus one read chunk, never by the number of images:
-pass one reads only headers and path lists shard by shard, pass two copies the image bytes file to
-file in the kernel (``copy_file_range``, in as many parallel streams as the job has threads; each
-shard's page cache is released behind it, so the copy reuses those pages) and the rest in chunks.
-No pixel is read here: the digest in ``meta`` is the tree of the rows' sha256s that the shard jobs
-took (:mod:`img2npz.treedigest`), and the zip's CRC-32 is the rows' CRC-32s combined.
-Rows follow the index's path order: shards are contiguous runs of it, put in order by the first
-path of their manifest, so the result never depends on how the tree was sharded.
+The index says which shard row holds each image (``images.parquet``: ``shard``, ``row``;
+:mod:`img2npz.allocation`); shards hold rows of images since deleted or changed too, and the merge
+leaves those out. Two layouts (config ``layout``):
 
-What ``dataset.npz`` holds is specified in :mod:`img2npz.contract` (its members are written here in
-the order given there); its bytes in :mod:`img2npz.npzformat`. The mean and std in ``meta`` are
-exact, from the shards' integer histograms, so they never depend on the shard layout either.
+* ``file``: ``results/dataset.npz``, one memory-mappable file. The pixels are copied file to file
+  in the kernel (:mod:`img2npz.filecopy`), a range per run of consecutive rows of one shard, so a
+  dataset grown by many reruns costs one sequential copy, as a fresh build does, and has the same
+  bytes.
+* ``shards``: ``results/dataset/index.npz``, the row table (every member of dataset.npz but the
+  pixels, and each row's shard and row), beside hard links to the shard files it names under
+  ``results/dataset/shards/``. No pixel is copied.
+
+Peak memory is the per-row members (about 100 bytes an image) and a read chunk, never the pixels.
+No pixel is read to digest them: ``meta.images_sha256`` is the tree of the rows' sha256s taken by
+the shard jobs (:mod:`img2npz.treedigest`), and the zip's CRC-32 the rows' CRC-32s combined. The
+mean and std in ``meta`` are exact, from the shards' integer histograms less the counts of the rows
+left out (the only pixels read: those of dropped rows).
 """
 
 from __future__ import annotations
@@ -21,62 +26,101 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
-from img2npz import fingerprint, neardup
+from img2npz import neardup, shardfiles
 from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
 from img2npz.contract import (
     DATASET_FORMAT,
+    DATASET_ROW_MEMBERS,
     FAILURE_HEADER,
-    UNLABELLED_LABEL,
+    ROW_MEMBERS,
+    SHARDED_DATASET_FORMAT,
     DatasetMeta,
     ShardMeta,
-    in_index_order,
     path_sort_key,
+    table_path,
 )
-from img2npz.copies import Copies, dropped_counts, find_copies, kept_ranges
-from img2npz.filecopy import ByteRange, copy_ranges
-from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array
+from img2npz.dedupe import find_copies
+from img2npz.dtypes import uint8_of
+from img2npz.filecopy import ByteRange, copy_ranges, row_ranges
+from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array, read_rows
 from img2npz.treedigest import TreeDigest
-from img2npz.tsv import concatenate_tsv, read_tsv, write_tsv
+from img2npz.tsv import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
+LAYOUTS = ("file", "shards")
 
 
 @dataclass
-class ShardSummary:
+class _Shard:
     npz: str
     failures: str
-    first_path: str
     layouts: dict[str, ArrayLayout]
-    images: int
-    histogram: np.ndarray
+    meta: ShardMeta
+
+    def column(self, name: str) -> np.ndarray:
+        return read_array(self.npz, name, self.layouts[name])
+
+    @property
+    def row_bytes(self) -> int:
+        layout = self.layouts["images"]
+        return layout.nbytes // layout.shape[0] if layout.shape[0] else 0
 
 
-def _summarise(npz: str, failures: str, pixel: dict) -> ShardSummary:
+def _open_shard(npz: str, failures: str, pixel: dict) -> _Shard:
     layouts = array_layout(npz)
     try:
         meta = ShardMeta.from_json(str(read_array(npz, "meta", layouts["meta"])))
-    except ValueError as error:
-        raise ValueError(f"{npz}: {error}") from None
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{npz}: {error}; delete it and rerun") from None
     if meta.pixel != pixel:
         raise ValueError(f"{npz}: built with pixel config {meta.pixel}, expected {pixel}; rerun its shard")
     if layouts["images"].offset is None:
         raise ValueError(f"{npz}: images member is compressed; shards are stored uncompressed, rerun its shard")
-    if not 0 <= meta.images <= layouts["images"].shape[0]:
-        raise ValueError(f"{npz}: claims {meta.images} images in {layouts['images'].shape[0]} rows")
-    histogram = read_array(npz, "histogram", layouts["histogram"])
-    return ShardSummary(npz, failures, meta.first_path, layouts, meta.images, histogram)
+    if layouts["images"].shape[0] != meta.rows:
+        raise ValueError(f"{npz}: claims {meta.rows} rows, holds {layouts['images'].shape[0]}")
+    return _Shard(npz, failures, layouts, meta)
 
 
-def _image_bytes(shard: ShardSummary) -> ByteRange:
-    """A shard's decoded rows (its padding rows for failures follow them)."""
-    layout = shard.layouts["images"]
-    rows = layout.shape[0]
-    nbytes = layout.nbytes // rows * shard.images if rows else 0
-    return ByteRange(shard.npz, layout.offset, nbytes, layout.crc32 if shard.images == rows else None)
+@dataclass
+class Placement:
+    """Each indexed image's shard (an index into ``shards``) and row there, in the index order, and
+    its label (from the index: a label changes without touching a shard)."""
+
+    shards: list[str]
+    shard: np.ndarray  # int32
+    row: np.ndarray  # int64
+    labels: np.ndarray  # int64
+    paths: list[str]  # as images.parquet holds them (img2npz.contract.table_path)
+
+    @classmethod
+    def read(cls, images_table: str | os.PathLike) -> Placement:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(images_table, columns=["path", "label", "shard", "row"])
+        shard = table.column("shard").combine_chunks()
+        return cls(
+            shard.dictionary.to_pylist(),
+            shard.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+            table.column("row").to_numpy().astype(np.int64),
+            table.column("label").to_numpy().astype(np.int64),
+            table.column("path").to_pylist(),
+        )
+
+
+@dataclass
+class _Rows:
+    """The dataset's rows: for each, its shard and row there; and every per-row member gathered."""
+
+    shard: np.ndarray
+    row: np.ndarray
+    labels: np.ndarray
+    paths: np.ndarray
+    members: dict[str, np.ndarray]
 
 
 def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
@@ -96,89 +140,127 @@ def channel_stats(histogram: np.ndarray) -> tuple[list[float], list[float]]:
     return means, stds
 
 
-def _label_array(names: np.ndarray, class_index: dict[str, int], source: str) -> np.ndarray:
-    """Class names to indices into ``classes``; the empty name (unlabelled) becomes -1."""
-    unique, inverse = np.unique(names, return_inverse=True)
-    unknown = [name for name in unique.tolist() if name and name not in class_index]
-    if unknown:
-        raise ValueError(f"{source}: class {unknown[0]!r} is not in classes.tsv; rerun the index")
-    lookup = np.array([class_index.get(name, UNLABELLED_LABEL) for name in unique.tolist()], dtype=np.int64)
-    return lookup[inverse.reshape(-1)] if len(names) else np.empty(0, dtype=np.int64)
+def _gather(shards: Sequence[_Shard], placement: Placement) -> tuple[_Rows, list[tuple[str, str, str]]]:
+    """Every image's row and members, those that failed left out and their failure lines instead.
+    A shard row that does not hold the path the index placed there is an error (a manifest edited
+    or a shard replaced by hand)."""
+    count = len(placement.shard)
+    ok = np.zeros(count, bool)
+    paths = np.empty(count, object)
+    members = {member.name: member.empty(count) for member in ROW_MEMBERS}
+    failed_paths: dict[int, set[str]] = {}
+    for number, shard in enumerate(shards):
+        mine = np.flatnonzero(placement.shard == number)
+        if not len(mine):
+            continue
+        rows = placement.row[mine]
+        if rows.max() >= shard.meta.rows or rows.min() < 0:
+            raise ValueError(f"{shard.npz}: the index places rows past its {shard.meta.rows}; rerun the index")
+        shard_paths = shard.column("paths")[rows]
+        for slot, path in zip(mine.tolist(), shard_paths.tolist(), strict=True):
+            if table_path(path) != placement.paths[slot]:
+                raise ValueError(f"{shard.npz}: row of {path!r} where the index has {placement.paths[slot]!r}")
+            paths[slot] = path
+        shard_ok = shard.column("ok")[rows]
+        ok[mine] = shard_ok
+        for member in ROW_MEMBERS:
+            members[member.name][mine] = shard.column(member.name)[rows]
+        if not shard_ok.all():
+            failed_paths[number] = set(shard_paths[~shard_ok].tolist())
+    failures = []
+    for number, wanted in failed_paths.items():
+        failures.extend(line for line in read_tsv(shards[number].failures, FAILURE_HEADER) if line[0] in wanted)
+    chosen = np.flatnonzero(ok)
+    rows = _Rows(
+        placement.shard[chosen],
+        placement.row[chosen],
+        placement.labels[chosen],
+        paths[chosen],
+        {name: values[chosen] for name, values in members.items()},
+    )
+    return rows, failures
 
 
-def _write_splits(
-    writer: NpzWriter, split: np.ndarray, splits: Mapping[str, float], group_by: str, near_bits: int | None
-) -> dict:
-    writer.add("split", split)
-    writer.add("splits", np.array(list(splits), dtype=str))
+def _select(rows: _Rows, keep: np.ndarray) -> _Rows:
+    return _Rows(
+        rows.shard[keep],
+        rows.row[keep],
+        rows.labels[keep],
+        rows.paths[keep],
+        {name: values[keep] for name, values in rows.members.items()},
+    )
+
+
+def _histogram(shards: Sequence[_Shard], rows: _Rows, pixel: dict) -> np.ndarray:
+    """The (3, 256) counts of the dataset's rows: the shards' less those of their other ok rows
+    (dropped since, or copies left out), which are the only pixels read."""
+    total = np.zeros((3, 256), np.int64)
+    for number, shard in enumerate(shards):
+        used = rows.row[rows.shard == number]
+        if not len(used) and not shard.meta.images:
+            continue
+        total += shard.column("histogram")
+        others = np.setdiff1d(np.flatnonzero(shard.column("ok")), used)
+        for start in range(0, len(others), 64):
+            for stored in read_rows(shard.npz, "images", others[start : start + 64].tolist(), shard.layouts["images"]):
+                pixels = uint8_of(stored, pixel["dtype"], pixel["normalize"])
+                if pixels is None:
+                    raise ValueError(f"{shard.npz}: a row left out cannot be counted out of the histogram")
+                for channel in range(3):
+                    total[channel] -= np.bincount(pixels[..., channel].reshape(-1), minlength=256)
+    return total
+
+
+def _image_ranges(shards: Sequence[_Shard], rows: _Rows) -> list[ByteRange]:
+    """A byte range per run of consecutive rows of one shard, each with its rows' CRC-32s combined."""
+    if not len(rows.row):
+        return []
+    breaks = np.flatnonzero((np.diff(rows.shard) != 0) | (np.diff(rows.row) != 1)) + 1
+    starts = np.concatenate([[0], breaks]).tolist()
+    stops = np.concatenate([breaks, [len(rows.row)]]).tolist()
+    crcs = rows.members["crc32s"]
+    ranges = []
+    for start, stop in zip(starts, stops, strict=True):
+        shard = shards[int(rows.shard[start])]
+        offset = shard.layouts["images"].offset + int(rows.row[start]) * shard.row_bytes
+        ranges.extend(row_ranges(shard.npz, offset, shard.row_bytes, crcs[start:stop]))
+    return ranges
+
+
+def _strings(values) -> np.ndarray:
+    values = list(values)
+    return np.array(values, dtype=str) if values else np.empty(0, dtype="<U1")
+
+
+def _write_paths(writer: NpzWriter, paths: np.ndarray, batch: int = 65536) -> None:
+    """``paths`` as one ``<Uk`` member, converted a batch at a time (4 bytes a character)."""
+    chars = max((len(path) for path in paths.tolist()), default=1) or 1
+    with writer.stream("paths", f"<U{chars}", (len(paths),)) as member:
+        for start in range(0, len(paths), batch):
+            member.write(np.array(paths[start : start + batch].tolist(), dtype=f"<U{chars}"))
+
+
+def _splits(rows: _Rows, splits: Mapping[str, float], group_by: str, near_bits: int | None) -> tuple[np.ndarray, dict]:
+    values = splitting.key_values(rows.paths.tolist(), group_by)
+    if near_bits is not None:
+        pairs = neardup.near_duplicate_pairs(rows.members["phashes"], rows.members["mean_rgb"], near_bits)
+        values = splitting.joined(values, *pairs)
+    split = splitting.split_of(values, splits)
     counts = np.bincount(split, minlength=len(splits)).tolist()
     record = {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts, strict=True))}
     if near_bits is not None:
         record["near_duplicate_bits"] = near_bits
-    return record
-
-
-@dataclass
-class _Selection:
-    """The shards in merge order, and per shard the decoded rows that go in (None: all of them)."""
-
-    shards: Sequence[ShardSummary]
-    keep: Sequence[np.ndarray | None]
-
-    @property
-    def total(self) -> int:
-        return sum(s.images if k is None else int(k.sum()) for s, k in zip(self.shards, self.keep, strict=True))
-
-    def column(self, number: int, name: str) -> np.ndarray:
-        """Member ``name`` of shard ``number``, its rows that go in."""
-        shard, keep = self.shards[number], self.keep[number]
-        values = read_array(shard.npz, name, shard.layouts[name])
-        return values if keep is None else values[keep]
-
-    def concatenated(self, name: str) -> np.ndarray:
-        """A per-row member of every shard, the rows that go in, as one array."""
-        parts = [self.column(number, name) for number in range(len(self.shards))]
-        return np.concatenate(parts) if parts else np.zeros((0, *SHARD_ROW_SHAPES[name]), np.uint8)
-
-    def image_ranges(self) -> list[ByteRange]:
-        ranges = []
-        for shard, keep in zip(self.shards, self.keep, strict=True):
-            if keep is None:
-                ranges.append(_image_bytes(shard))
-            else:
-                ranges.extend(kept_ranges(shard, keep, read_array(shard.npz, "crc32s", shard.layouts["crc32s"])))
-        return ranges
-
-    def histogram(self, pixel: dict) -> np.ndarray:
-        """The (3, 256) counts of the rows that go in: the shards' less the dropped rows'."""
-        total = sum((s.histogram for s in self.shards), np.zeros((3, 256), dtype=np.int64))
-        for shard, keep in zip(self.shards, self.keep, strict=True):
-            if keep is not None:
-                total -= dropped_counts(shard, keep, pixel)
-        return total
-
-
-SHARD_ROW_SHAPES = {"phashes": (fingerprint.BYTES,), "mean_rgb": (3,)}
-
-
-def _write_failures(summaries: Sequence[ShardSummary], copies: Copies, out: str | os.PathLike) -> int:
-    """Each shard's failures with the copies dropped from it, in the index order; their count."""
-    lines = []
-    for shard, dropped in zip(summaries, copies.failures, strict=True):
-        lines.extend(
-            sorted([*read_tsv(shard.failures, FAILURE_HEADER), *dropped], key=lambda line: path_sort_key(line[0]))
-        )
-    write_tsv(out, FAILURE_HEADER, lines)
-    return len(lines)
+    return split, record
 
 
 def merge_shards(
-    shard_npzs: Sequence[str],
-    shard_failures: Sequence[str],
+    images_table: str | os.PathLike,
+    shards_dir: str | os.PathLike,
     classes: Sequence[str],
     pixel: dict,
-    out_npz: str | os.PathLike,
+    out: str | os.PathLike,
     out_failures: str | os.PathLike,
+    layout: str = "file",
     compress: bool = False,
     splits: Mapping[str, float] | None = None,
     group_by: str = "path",
@@ -187,91 +269,107 @@ def merge_shards(
     drop_duplicates: str = "none",
     streams: int = 1,
 ) -> DatasetMeta:
-    """Write the dataset and the failure list; return the ``meta`` document.
+    """Write the dataset (``out``: ``dataset.npz``, or the ``shards`` layout's ``index.npz``) and the
+    failure list; return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
     split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
     ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
-    ``near``): leave out every copy but the first (:mod:`img2npz.copies`). ``streams``: threads
+    ``near``): leave out every copy but the first (:mod:`img2npz.dedupe`). ``streams``: threads
     copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`).
     """
-    if len(shard_npzs) != len(shard_failures):
-        raise ValueError("every shard needs its failures file")
-    by_stem = {os.path.basename(f).removesuffix(".failures.tsv"): f for f in shard_failures}
-    summaries = []
-    for npz in shard_npzs:
-        stem = os.path.basename(npz).removesuffix(".npz")
-        if stem not in by_stem:
-            raise ValueError(f"{npz}: no matching failures file")
-        summaries.append(_summarise(npz, by_stem[stem], pixel))
-    summaries = in_index_order(summaries)
-
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: one of {', '.join(LAYOUTS)}")
     if near_duplicate_bits is None and (group_near_duplicates or drop_duplicates == "near"):
         raise ValueError("group_near_duplicates and drop_duplicates: near need near_duplicate_bits")
-    copies = find_copies(summaries, drop_duplicates, near_duplicate_bits) if drop_duplicates != "none" else None
-    rows = _Selection(summaries, copies.keep if copies else [None] * len(summaries))
-    total = rows.total
-    height, width = pixel["size"]
-    dtype = np.dtype(pixel["dtype"])
-    path_chars = max((s.layouts["paths"].dtype.itemsize // 4 for s in summaries if s.images), default=1)
-    class_index = {name: number for number, name in enumerate(classes)}
-    histogram = rows.histogram(pixel)
-    numbers = range(len(summaries))
-    digest = TreeDigest()
-    for number in numbers:
-        digest.update(rows.column(number, "sha256s"))
+    placement = Placement.read(images_table)
+    shards_dir = Path(shards_dir)
+    shards = [
+        _open_shard(os.fspath(shards_dir / f"{name}.npz"), os.fspath(shards_dir / f"{name}.failures.tsv"), pixel)
+        for name in placement.shards
+    ]
+    rows, failures = _gather(shards, placement)
+    if drop_duplicates != "none":
+        members = rows.members
 
-    with atomic_output(out_npz) as handle, NpzWriter(handle, compress=compress) as writer:
-        with writer.stream("images", dtype, (total, height, width, 3)) as member:
-            # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            copy_ranges(member, rows.image_ranges(), release=True, streams=streams)
-        with writer.stream("labels", np.int64, (total,)) as member:
-            for number in numbers:
-                member.write(_label_array(rows.column(number, "class_names"), class_index, summaries[number].npz))
-        writer.add("classes", np.array(list(classes), dtype=str) if classes else np.empty(0, dtype="<U1"))
-        values = np.empty(total if splits else 0)  # each row's point in [0, 1), found in the paths pass
-        start = 0
-        with writer.stream("paths", f"<U{path_chars}", (total,)) as member:
-            for number in numbers:
-                paths = rows.column(number, "paths")
-                member.write(paths.astype(f"<U{path_chars}"))
-                if splits:
-                    values[start : start + len(paths)] = splitting.key_values(paths.tolist(), group_by)
-                start += len(paths)
-        for name, member_dtype, row_shape in (
-            ("crc32s", np.uint32, ()),
-            ("phashes", np.uint8, (fingerprint.BYTES,)),
-            ("mean_rgb", np.uint8, (3,)),
-        ):
-            with writer.stream(name, member_dtype, (total, *row_shape)) as member:
-                for number in numbers:
-                    member.write(rows.column(number, name))
-        split_meta = None
-        if splits:
-            if group_near_duplicates:
-                hashes, colours = rows.concatenated("phashes"), rows.concatenated("mean_rgb")
-                values = splitting.joined(values, *neardup.near_duplicate_pairs(hashes, colours, near_duplicate_bits))
-            split = splitting.split_of(values, splits)
-            split_meta = _write_splits(
-                writer, split, splits, group_by, near_duplicate_bits if group_near_duplicates else None
-            )
-        if copies and copies.dropped:
-            failures = _write_failures(summaries, copies, out_failures)
-        else:
-            failures = concatenate_tsv([shard.failures for shard in summaries], FAILURE_HEADER, out_failures)
-        mean, std = channel_stats(histogram)
-        meta = DatasetMeta(
-            format=DATASET_FORMAT,
-            pixel=pixel,
-            images=total,
-            classes=len(classes),
-            failures=failures,
-            mean=mean,
-            std=std,
-            histogram=histogram.tolist(),
-            images_sha256=digest.hexdigest(),
-            splits=split_meta,
-        )
-        writer.add("meta", np.array(meta.to_json()))
-    log.info("merged %d shards: %d images, %d failures", len(summaries), total, failures)
+        def row_bytes(number: int) -> bytes:
+            shard = shards[int(rows.shard[number])]
+            return read_rows(shard.npz, "images", [int(rows.row[number])], shard.layouts["images"]).tobytes()
+
+        keep, dropped = find_copies(
+            members["phashes"], members["mean_rgb"], members["crc32s"], rows.paths, drop_duplicates,
+            near_duplicate_bits or 0, row_bytes,
+        )  # fmt: skip
+        rows = _select(rows, keep)
+        failures += dropped
+    failures.sort(key=lambda line: path_sort_key(line[0]))
+    histogram = _histogram(shards, rows, pixel)
+    digest = TreeDigest()
+    digest.update(rows.members["sha256s"])
+    split = record = None
+    if splits:
+        near_bits = near_duplicate_bits if group_near_duplicates else None
+        split, record = _splits(rows, splits, group_by, near_bits)
+    mean, std = channel_stats(histogram)
+    meta = DatasetMeta(
+        format=DATASET_FORMAT if layout == "file" else SHARDED_DATASET_FORMAT,
+        pixel=pixel,
+        images=len(rows.row),
+        classes=len(classes),
+        failures=len(failures),
+        mean=mean,
+        std=std,
+        histogram=histogram.tolist(),
+        images_sha256=digest.hexdigest(),
+        splits=record,
+    )
+    if layout == "file":
+        _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams)
+    else:
+        _write_index(out, shards, placement.shards, rows, classes, split, splits, meta)
+    write_tsv(out_failures, FAILURE_HEADER, failures)
+    log.info("merged %d shards: %d images, %d failures (%s layout)", len(shards), meta.images, meta.failures, layout)
     return meta
+
+
+def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int) -> None:
+    height, width = pixel["size"]
+    total = len(rows.row)
+    with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
+        with writer.stream("images", np.dtype(pixel["dtype"]), (total, height, width, 3)) as member:
+            # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
+            copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams)
+        writer.add("labels", rows.labels)
+        writer.add("classes", _strings(classes))
+        _write_paths(writer, rows.paths)
+        for member in DATASET_ROW_MEMBERS:
+            writer.add(member.name, rows.members[member.name])
+        if split is not None:
+            writer.add("split", split)
+            writer.add("splits", _strings(splits))
+        writer.add("meta", np.array(meta.to_json()))
+
+
+def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:
+    """The row table, after linking every shard it names into the dataset folder; then the links of
+    shards it no longer names go. A crash leaves the old table or the new one, each with its files."""
+    out = Path(out)
+    used = sorted(set(rows.shard.tolist()))
+    renumber = np.full(len(names), -1, np.int32)
+    renumber[used] = np.arange(len(used), dtype=np.int32)
+    files = [f"{shardfiles.LINKED}/{names[number]}.npz" for number in used]
+    shardfiles.link_shards([shards[number].npz for number in used], out.parent)
+    with atomic_output(out) as handle, NpzWriter(handle) as writer:
+        writer.add("shard", renumber[rows.shard] if len(rows.shard) else np.zeros(0, np.int32))
+        writer.add("row", rows.row)
+        writer.add("shards", _strings(files))
+        writer.add("labels", rows.labels)
+        writer.add("classes", _strings(classes))
+        _write_paths(writer, rows.paths)
+        for member in ROW_MEMBERS:
+            writer.add(member.name, rows.members[member.name])
+        if split is not None:
+            writer.add("split", split)
+            writer.add("splits", _strings(splits))
+        writer.add("meta", np.array(meta.to_json()))
+    shardfiles.unlink_others(out.parent, {Path(name).name for name in files})

@@ -1,10 +1,11 @@
-"""The validation's one streaming pass over an array of image rows (``dataset.npz``'s pixels), and
-what needs the rows again.
+"""The validation's one streaming pass over an array of image rows, and what needs the rows again.
 
 The pass reads ``images`` once, in chunks scanned by parallel threads: per row its sha256 (for the
-tree digest, :mod:`img2npz.treedigest`), CRC-32, a 16-byte fingerprint and a one-colour test, and
-for float dtypes finiteness and range (uint8 is 0..255 by type). Memory holds 20 bytes per image
-and a few chunks, never the pixels. Rows with equal fingerprints are then read again, few of them,
+tree digest, :mod:`img2npz.treedigest`; its first 16 bytes are the row's fingerprint), CRC-32 and a
+one-colour test, and for float dtypes finiteness and range (uint8 is 0..255 by type). Memory holds
+about 40 bytes per image and a few chunks, never the pixels. In the ``file`` layout it reads
+``dataset.npz`` (the copy the merge made); in the ``shards`` layout only the shard files no earlier
+run verified (:func:`scan_shards`). Rows with equal fingerprints are then read again, few of them,
 to confirm duplicates byte for byte.
 """
 
@@ -14,13 +15,14 @@ import hashlib
 import os
 import zlib
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from img2npz.npzformat import ArrayLayout, iter_chunks, read_rows
-from img2npz.treedigest import TreeDigest, row_digests
+from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array
+from img2npz.treedigest import DIGEST_BYTES, TreeDigest, row_digests
 
 
 @dataclass
@@ -29,9 +31,20 @@ class PixelScan:
     low: float | None
     high: float | None
     finite: bool
-    fingerprints: np.ndarray  # (N, 2) uint64 per row: wrapping sum and xor of its 8-byte words
+    digests: np.ndarray  # (N, 32) uint8 sha256 of each row's bytes
     constant: list[int]  # rows whose pixels are all one colour
     crcs: np.ndarray  # uint32 CRC-32 of each row's bytes
+
+    @property
+    def fingerprints(self) -> np.ndarray:
+        """(N, 2) uint64 per row: the first 16 bytes of its sha256 (what duplicates and the change
+        report compare)."""
+        return fingerprints_of(self.digests)
+
+
+def fingerprints_of(digests: np.ndarray) -> np.ndarray:
+    """Rows' (N, 2) uint64 fingerprints from their (N, 32) sha256 digests."""
+    return np.ascontiguousarray(np.asarray(digests, np.uint8)[:, :16]).view("<u8").reshape(-1, 2)
 
 
 def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +86,6 @@ class _ChunkScan:
 
     digests: np.ndarray
     crcs: list[int]
-    prints: np.ndarray
     constant: np.ndarray
     finite: bool
     low: float | None
@@ -84,14 +96,14 @@ def _scan_chunk(rows: np.ndarray) -> _ChunkScan:
     """Every per-row fact of the pass for one chunk (hashlib and zlib release the GIL, numpy mostly
     does: chunks scan in parallel threads)."""
     flat = rows.reshape(len(rows), -1)
-    prints, one_colour = row_fingerprints(rows)
+    _, one_colour = row_fingerprints(rows)
     finite, low, high = True, None, None
     if rows.dtype.kind == "f":
         finite = bool(np.isfinite(rows).all())
         values = np.nan_to_num(rows)
         low, high = float(values.min()), float(values.max())
     return _ChunkScan(
-        row_digests(flat), [zlib.crc32(row) for row in flat], prints, np.flatnonzero(one_colour), finite, low, high
+        row_digests(flat), [zlib.crc32(row) for row in flat], np.flatnonzero(one_colour), finite, low, high
     )
 
 
@@ -107,7 +119,7 @@ def scan_images(npz: str, layout: ArrayLayout, threads: int = 1) -> PixelScan:
     row_bytes = layout.nbytes // count if count else 0
     chunk_rows = max(1, CHUNK_ROWS_BYTES // max(row_bytes, 1))
     digest = TreeDigest()
-    fingerprints = np.zeros((count, 2), np.uint64)
+    digests = np.zeros((count, DIGEST_BYTES), np.uint8)
     crcs = np.zeros(count, np.uint32)
     constant: list[int] = []
     low, high, finite = None, None, True
@@ -127,7 +139,7 @@ def scan_images(npz: str, layout: ArrayLayout, threads: int = 1) -> PixelScan:
             stop = start + len(chunk.crcs)
             digest.update(chunk.digests)
             crcs[start:stop] = chunk.crcs
-            fingerprints[start:stop] = chunk.prints
+            digests[start:stop] = chunk.digests
             constant.extend((chunk.constant + start).tolist())
             finite = finite and chunk.finite
             if chunk.low is not None:
@@ -136,7 +148,7 @@ def scan_images(npz: str, layout: ArrayLayout, threads: int = 1) -> PixelScan:
             start = stop
     if layout.dtype == np.uint8:
         low, high = 0.0, 255.0
-    return PixelScan(digest.hexdigest(), low, high, finite, fingerprints, constant, crcs)
+    return PixelScan(digest.hexdigest(), low, high, finite, digests, constant, crcs)
 
 
 def _ordered(pool: ThreadPoolExecutor, work, items, ahead: int):
@@ -164,8 +176,9 @@ def _read_rows(npz: str, layout: ArrayLayout, start: int, rows: int) -> np.ndarr
     return buffer.view(layout.dtype)
 
 
-def duplicate_groups(npz: str, layout: ArrayLayout, fingerprints: np.ndarray) -> list[list[int]]:
-    """Groups of rows with the same pixels: equal fingerprints, confirmed byte for byte."""
+def duplicate_groups(read: Callable[[list[int]], np.ndarray], fingerprints: np.ndarray) -> list[list[int]]:
+    """Groups of rows with the same pixels: equal fingerprints, confirmed byte for byte (``read``
+    gives the rows of a list of row numbers)."""
     if not len(fingerprints):
         return []
     _, inverse, counts = np.unique(fingerprints, axis=0, return_inverse=True, return_counts=True)
@@ -175,9 +188,52 @@ def duplicate_groups(npz: str, layout: ArrayLayout, fingerprints: np.ndarray) ->
     groups = []
     for key in np.flatnonzero(counts > 1):
         rows = sorted(order[starts[key] : starts[key + 1]].tolist())
-        pixels = read_rows(npz, layout.name, rows, layout)
+        pixels = read(rows)
         by_bytes: dict[bytes, list[int]] = {}
         for row, image in zip(rows, pixels, strict=True):
             by_bytes.setdefault(image.tobytes(), []).append(row)
         groups.extend(group for group in by_bytes.values() if len(group) > 1)
     return sorted(groups)
+
+
+def scan_shards(
+    files: Sequence[str],
+    shard: np.ndarray,
+    row: np.ndarray,
+    recorded: dict[str, np.ndarray],
+    checked: set[int],
+    threads: int = 1,
+) -> PixelScan:
+    """The pass for the ``shards`` layout, in proportion to the change: the shard ``files`` not in
+    ``checked`` (numbers of those verified by an earlier run) are read whole; every other row is
+    taken as its row table records it (``recorded``: ``sha256s``, ``crc32s``, ``constant`` per
+    dataset row), after checking that the table says what its shard file says (a few bytes a row).
+    Each dataset row is shard ``shard[i]``, row ``row[i]``. A row whose bytes differ from what was
+    recorded then fails the digest and CRC checks; ``low``, ``high`` and ``finite`` cover the rows
+    read."""
+    digests = np.array(recorded["sha256s"], np.uint8, copy=True).reshape(-1, DIGEST_BYTES)
+    crcs = np.array(recorded["crc32s"], np.uint32, copy=True)
+    constant = np.array(recorded["constant"], bool, copy=True)
+    low = high = None
+    finite = True
+    for number, path in enumerate(files):
+        mine = np.flatnonzero(shard == number)
+        layouts = array_layout(path)
+        if number in checked:
+            on_file = read_array(path, "sha256s", layouts["sha256s"])[row[mine]]
+            differs = mine[(on_file != digests[mine]).any(axis=1)]
+            digests[differs] = on_file[(on_file != digests[mine]).any(axis=1)]
+            continue
+        scan = scan_images(path, layouts["images"], threads)
+        digests[mine] = scan.digests[row[mine]]
+        crcs[mine] = scan.crcs[row[mine]]
+        flat = np.zeros(len(scan.crcs), bool)
+        flat[scan.constant] = True
+        constant[mine] = flat[row[mine]]
+        finite = finite and scan.finite
+        if len(mine) and scan.low is not None:
+            low = scan.low if low is None else min(low, scan.low)
+            high = scan.high if high is None else max(high, scan.high)
+    digest = TreeDigest()
+    digest.update(digests)
+    return PixelScan(digest.hexdigest(), low, high, finite, digests, np.flatnonzero(constant).tolist(), crcs)

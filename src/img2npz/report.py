@@ -102,8 +102,11 @@ def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> 
     pictures.save_png(pictures.pair_grid(captions), files.near_pairs)
 
 
-def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord]) -> Catalogue:
-    """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``)."""
+def change_report(
+    evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord], failed: bool = False
+) -> Catalogue:
+    """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``),
+    and the shards verified: all of them when no hard check ``failed``, else those verified before."""
     classes = [*evidence.classes, UNLABELLED_CLASS]  # the last: unlabelled (and any bad label)
     labels = evidence.labels
     codes = np.where((labels >= 0) & (labels < len(evidence.classes)), labels, len(evidence.classes))
@@ -119,7 +122,12 @@ def change_report(evidence: Evidence, files: ReportFiles, shards: Mapping[str, S
         evidence.pixels.fingerprints,
         {shard: record.mtime_ns for shard, record in shards.items()},
     )
-    catalogue = compare(Catalogue.load(files.catalogue), current, shards)
+    previous = Catalogue.load(files.catalogue)
+    if not failed:
+        current.verified = dict(current.shards)
+    elif previous is not None:
+        current.verified = {k: v for k, v in previous.verified.items() if current.shards.get(k) == v}
+    catalogue = compare(previous, current, shards)
     write_changes(files.changes, catalogue)
     catalogue.save(files.catalogue)
     return catalogue
@@ -207,7 +215,7 @@ def write_report(
     if evidence is not None:
         draw_pictures(evidence, samples, files)
         near_duplicate_report(evidence, near_duplicate_bits, files)
-        changes = change_report(evidence, files, shards) if files.changes is not None else None
+        changes = change_report(evidence, files, shards, failed) if files.changes is not None else None
         page = htmlreport.render(page_of(evidence, checks, files, changes, near_duplicate_bits, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from img2npz import checktext, report
 from img2npz.atomic import write_bytes_atomic
-from img2npz.changes import ShardRecord
+from img2npz.changes import Catalogue, ShardRecord
 from img2npz.checks import Thresholds, run_checks
 from img2npz.contract import Check, IndexSummary
 from img2npz.evidence import Evidence
@@ -53,12 +53,17 @@ def validate_dataset(
     shards: Mapping[str, ShardRecord] | None = None,
     threads: int = 1,
     index_summary: str | os.PathLike | None = None,
+    layout: str = "file",
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
     end when a hard check failed. ``threads`` read and hash the pixels at once. ``index_summary``:
     the index's ``summary.json``, whose notes (files skipped by extension, the labels CSV's
-    warnings) the page shows."""
-    evidence = Evidence(npz, failures, images_table, pixel, label_mode, threads)
+    warnings) the page shows. ``layout``: ``file`` (``npz`` is ``dataset.npz``) or ``shards``
+    (``npz`` is ``results/dataset/index.npz``; only the shards the last catalogued run did not
+    verify are read)."""
+    previous = Catalogue.load(files.catalogue) if files.catalogue is not None else None
+    verified = previous.verified if previous is not None else {}
+    evidence = Evidence(npz, failures, images_table, pixel, label_mode, threads, layout, verified)
     checks, readable = run_checks(evidence, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:

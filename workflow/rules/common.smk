@@ -44,6 +44,10 @@ LABEL_MODE = label_mode(config)
 SHARD_BOUNDS = shard_bounds(config)
 
 
+# the dataset, by the config's layout (img2npz.merge): one file, or a folder's row table
+DATASET = (
+    "results/dataset.npz" if config["layout"] == "file" else "results/dataset/index.npz"
+)
 LISTINGS = "results/index/listing"
 MANIFESTS = "results/index/shards"
 INDEX_SUMMARY = "results/index/summary.json"

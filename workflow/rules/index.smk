@@ -24,6 +24,9 @@ checkpoint index_images:
         labels=LABEL_MODE,
         labels_csv=config["labels"] if LABEL_MODE == "csv" else None,
         shards=SHARD_BOUNDS,
+        compaction={
+            k: config["shards"][k] for k in ("compact_dropped", "compact_small")
+        },
         fingerprint=lambda wildcards: source_fingerprint(),
         listings=LISTINGS,
     script:

@@ -1,4 +1,5 @@
-# Stream every shard into one memory-mappable dataset.npz, and every failure list into one; then
+# Gather the rows the index placed in shards into the dataset (config layout: one dataset.npz, or
+# results/dataset/ of a row table and links to the shards), and every failure list into one; then
 # remove the files of shards that no longer exist.
 
 
@@ -8,10 +9,12 @@ rule merge_npz:
         failures=all_shard_failures,
         stats=all_shard_stats,
         classes="results/index/classes.tsv",
+        # each image's shard and row there, and its label
+        images="results/index/images.parquet",
     output:
-        npz="results/dataset.npz",
+        dataset=DATASET,
         failures="results/failures.tsv",
-        # per shard: npz mtime, rows reused and decoded, for validate-report's change section
+        # per shard: npz mtime, rows copied and decoded, for validate-report's change section
         shards="results/dataset.shards.tsv",
     log:
         "results/logs/merge_npz.log",
@@ -23,6 +26,7 @@ rule merge_npz:
         runtime=dataset_runtime,
     params:
         pixel=PIXEL,
+        layout=config["layout"],
         compress=config["merge"]["compress"],
         splits=config["splits"],
         group_by=config["group_by"],
@@ -35,26 +39,7 @@ rule merge_npz:
             or config["filters"]["drop_duplicates"] == "near"
             else None
         ),
-        # files of shards that no longer exist are removed from here (img2npz.reuse.prune)
+        # files of shards that no longer exist are removed from here (img2npz.shardfiles.prune)
         shards_dir="results/shards",
     script:
         "../../scripts/merge_npz.py"
-
-
-# The shards only, for ShardedNPZDataset without a merge (`snakemake shards`): the shard table,
-# and the files of shards that no longer exist removed, as the merge does.
-rule shards:
-    input:
-        npzs=all_shard_npzs,
-        failures=all_shard_failures,
-        stats=all_shard_stats,
-    output:
-        shards="results/shard_table.tsv",
-    log:
-        "results/logs/shards.log",
-    conda:
-        "../../envs/img2npz.yaml"
-    params:
-        shards_dir="results/shards",
-    script:
-        "../../scripts/shards.py"

@@ -1,5 +1,5 @@
 # One job per shard: manifest -> decoded, resized pixels. Pillow and numpy only (no torch).
-# A rebuilt shard copies the rows it already had (kept in results/shards/.kept) and decodes the rest.
+# A shard is written once (img2npz.allocation); a compaction's copies rows from older shards.
 
 
 rule preprocess_shard:
@@ -8,7 +8,7 @@ rule preprocess_shard:
     output:
         npz="results/shards/{shard}.npz",
         failures="results/shards/{shard}.failures.tsv",
-        # rows reused and decoded, and the shard's path range (img2npz.preprocess.ShardStats)
+        # rows copied and decoded (img2npz.contract.ShardStats)
         stats="results/shards/{shard}.stats.json",
     log:
         "results/logs/preprocess_shard/{shard}.log",

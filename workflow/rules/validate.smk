@@ -5,7 +5,7 @@
 
 rule validate_report:
     input:
-        npz="results/dataset.npz",
+        dataset=DATASET,
         failures="results/failures.tsv",
         images="results/index/images.parquet",
         shards="results/dataset.shards.tsv",
@@ -64,6 +64,7 @@ rule validate_report:
     params:
         pixel=PIXEL,
         labels=LABEL_MODE,
+        layout=config["layout"],
         # its threads are not a limit: a change of them does not redo the validation
         limits={k: v for k, v in config["validate"].items() if k != "threads"},
     script:
