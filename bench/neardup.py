@@ -2,7 +2,7 @@
 
 Three figures, each measured in this one run:
 
-* ``quality``: scenes (:mod:`img2npz.variants`) and each of their variants, saved as JPEG q90 and
+* ``quality``: scenes (``bench/scenes.py``) and each of their variants, saved as JPEG q90 and
   decoded by the workflow's own decoder at ``--size`` and ``--resize``; per variant the largest
   Hamming distance to its original, and the distances between distinct scenes (every pair), so
   that the threshold's two sides are visible;
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scenes import CAUGHT, VARIANTS, scene
 
 from img2npz import fingerprint, neardup
 from img2npz.contract import MANIFEST_HEADER
@@ -32,7 +33,6 @@ from img2npz.decode import load_image
 from img2npz.demo import make_demo_tree
 from img2npz.preprocess import process_shard
 from img2npz.tsv import write_tsv
-from img2npz.variants import CAUGHT, VARIANTS, scene
 
 DEFAULT_THRESHOLD = 24
 

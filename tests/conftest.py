@@ -17,14 +17,23 @@ from PIL import Image
 from img2npz.checks import Thresholds
 from img2npz.config import validate_config
 from img2npz.filters import NO_FILTERS
-from img2npz.index import build_index, class_names, write_classes, write_images_table, write_manifests
+from img2npz.index import (
+    build_index,
+    class_names,
+    read_manifests,
+    write_classes,
+    write_images_table,
+    write_manifests,
+)
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
 from img2npz.report import ReportFiles
 from img2npz.scan import scan_tree
+from img2npz.shardfiles import prune
 from img2npz.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))  # the benches' image makers (scenes) serve the tests too
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -156,20 +165,40 @@ def make_tree(root, per_class=7):
 
 
 def build_dataset(
-    tmp_path, target, tag, pixel=DEFAULT_PIXEL, compress=False, splits=None, filters=None, labels="folder", **merge
+    tmp_path,
+    target,
+    tag,
+    pixel=DEFAULT_PIXEL,
+    compress=False,
+    splits=None,
+    filters=None,
+    labels="folder",
+    compaction=None,
+    **merge,
 ):
-    """A dataset through the workflow's own functions; ``filters`` for the shard jobs, ``labels``
-    the label mode (folder or none), ``merge`` more options of :func:`merge_shards`."""
+    """A dataset of the tree ``tmp_path/src`` through the workflow's own functions, in the folder
+    ``tmp_path/tag``; called again on the same folder, a rerun (new shards for new images, as the
+    workflow does). ``filters`` for the shard jobs, ``labels`` the label mode (folder or none),
+    ``compaction`` the index's keys, ``merge`` more options of :func:`merge_shards`."""
     src = tmp_path / "src"
     listing = scan_tree(src, [".png"])
-    index = build_index(listing, class_names(listing.paths, labels), target, max(1, target // 2), 4 * target)
     folder = tmp_path / tag
     manifests = folder / "manifests"
+    index = build_index(
+        listing,
+        class_names(listing.paths, labels),
+        target,
+        max(1, target // 2),
+        4 * target,
+        read_manifests(manifests),
+        **(compaction or {}),
+    )
     write_manifests(index, manifests)
     for manifest in sorted(manifests.iterdir()):
         npz = folder / f"{manifest.stem}.npz"
         fail = folder / f"{manifest.stem}.failures.tsv"
-        process_shard(manifest, src, pixel, npz, fail, filters=filters or NO_FILTERS)
+        if not npz.exists():
+            process_shard(manifest, src, pixel, npz, fail, filters=filters or NO_FILTERS)
     write_images_table(index, folder / "images.parquet")
     write_classes(index, folder / "classes.tsv")
     out = (
@@ -183,6 +212,7 @@ def build_dataset(
         folder / "images.parquet", folder, index.classes, pixel, out, out_fail, compress=compress, splits=splits,
         **merge,
     )  # fmt: skip
+    prune(folder, set(index.shards))
     return out.resolve() if merge.get("layout") != "shards" else out, out_fail, meta, len(index.shards)
 
 

@@ -8,27 +8,27 @@ from img2npz.changes import Catalogue, ShardRecord, compare, read_shard_table, w
 from img2npz.contract import ShardStats
 
 
-def test_change_rows_count_added_removed_changed_and_rebuilt_shards():
+def test_change_rows_count_added_removed_changed_and_written_shards():
     prints = np.arange(8, dtype=np.uint64).reshape(4, 2)
     first = Catalogue.of("a", ["c/1", "c/2", "d/3", "d/4"], ["c", "c", "d", "d"], ["t"] * 4, prints, {"s1": 1, "s2": 2})
     first = compare(None, first)
-    assert ("added", "c", "t", 2) in first.rows and ("shards rebuilt", "", "", 2) in first.rows
+    assert ("added", "c", "t", 2) in first.rows and ("shards written", "", "", 2) in first.rows
     changed = prints.copy()
     changed[2] += np.uint64(1)  # d/3's pixels
     second = Catalogue.of(
         "b", ["c/1", "d/3", "d/4", "e/5"], ["c", "d", "d", "e"], ["t"] * 4, changed[[0, 2, 3, 1]], {"s1": 1, "s2": 3}
     )
     second.fingerprints[3] = [99, 99]
-    work = {"s1": ShardRecord(1, 0, 7), "s2": ShardRecord(3, 5, 2)}  # s1 was not rebuilt: not counted
+    work = {"s1": ShardRecord(1, 0, 7), "s2": ShardRecord(3, 5, 2)}  # s1 was not written: not counted
     second = compare(first, second, work)
     assert second.rows == [
         ("added", "e", "t", 1),
         ("removed", "c", "t", 1),
         ("changed", "d", "t", 1),
-        ("shards rebuilt", "", "", 1),
+        ("shards written", "", "", 1),
         ("shards in total", "", "", 2),
         ("images decoded", "", "", 2),
-        ("images reused", "", "", 5),
+        ("rows copied", "", "", 5),
     ]
     same = compare(second, Catalogue.of("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
     assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
@@ -38,7 +38,7 @@ def test_the_merge_notes_each_shard_npz_mtime_and_work_for_the_change_report(tmp
     for name, mtime in (("b", 2_000_000_123), ("a", 1_000_000_456)):
         (tmp_path / f"{name}.npz").write_bytes(b"x")
         os.utime(tmp_path / f"{name}.npz", ns=(mtime, mtime))
-    stats = {"a": ShardStats(3, 1, 2, 2, "a/1", "a/4"), "b": ShardStats(5, 0, 0, 5, "b/1", "b/5")}
+    stats = {"a": ShardStats(3, 1, 2, 2), "b": ShardStats(5, 0, 0, 5)}
     write_shard_table([str(tmp_path / "b.npz"), str(tmp_path / "a.npz")], stats, tmp_path / "t.tsv")
     assert read_shard_table(tmp_path / "t.tsv") == {
         "a": ShardRecord(1_000_000_456, 2, 2),
@@ -57,16 +57,18 @@ def test_catalogue_round_trips(tmp_path):
         [("added", "", "", 2)],
         {"added": ["x"]},
     )
+    catalogue.verified = {"s": 5, "t": 7}
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
     per_image = [entry[:3] for entry in loaded.entries()]
     assert per_image == [("x", "", ""), ("y\udcff", "k", "")] and loaded.shards == {"s": 5}
+    assert loaded.verified == {"s": 5, "t": 7}
     assert loaded.rows == [("added", "", "", 2)] and loaded.examples == {"added": ["x"]}
     assert Catalogue.load(tmp_path / "missing.npz") is None
 
 
 def test_a_class_with_a_tab_in_its_name_survives_the_catalogue(tmp_path):
-    rows = [("added", "a\tb", "", 1), ("shards rebuilt", "", "", 1)]
+    rows = [("added", "a\tb", "", 1), ("shards written", "", "", 1)]
     catalogue = Catalogue.of(
         "s", ["a\tb/1.png"], ["a\tb"], [""], np.ones((1, 2), np.uint64), {}, rows, {"added": ["a\tb/1.png"]}
     )

@@ -11,7 +11,7 @@ from PIL import Image
 
 from img2npz.checks import CHECKS, GATES, SOFT_CHECKS, THRESHOLD_KEYS, Thresholds, run_checks
 from img2npz.config import load_schema
-from img2npz.evidence import Evidence
+from img2npz.facts import Facts
 from img2npz.npzformat import write_npz
 from img2npz.splits import assign
 from img2npz.validate import ValidationFailed
@@ -98,8 +98,8 @@ def test_tampered_images_fail_the_checksum(tmp_path):
 
 
 def checks_of(tmp_path, out, fail, **limits):
-    evidence = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
-    return run_checks(evidence, thresholds(**limits))
+    facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
+    return run_checks(facts, thresholds(**limits))
 
 
 def test_each_check_is_named_after_its_function_and_listed_in_the_readme(tmp_path):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from img2npz.checks import CHECKS, GATES, run_checks
 from img2npz.checktext import LIMIT, WORDING, line, measured, plain, set_by, threshold
-from img2npz.evidence import Evidence
+from img2npz.facts import Facts
 from img2npz.splits import assign
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -31,8 +31,8 @@ def checks_of_a_flawed_dataset(tmp_path) -> list[dict]:
     save(Image.new("RGB", (12, 10), (40, 90, 160)), tmp_path / "src" / "b" / "blank.png")
     (tmp_path / "src" / "b" / "broken.png").write_bytes(b"not an image")
     out, fail, _, _ = build_dataset(tmp_path, 6, "d", splits=FRACTIONS)
-    evidence = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
-    checks = [asdict(check) for check in run_checks(evidence, thresholds(fail_on=["constant_images"]))[0]]
+    facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
+    checks = [asdict(check) for check in run_checks(facts, thresholds(fail_on=["constant_images"]))[0]]
     return checks, train, copy
 
 

@@ -84,6 +84,7 @@ def test_normalize_with_float_dtype_is_accepted():
 
 # A value for every key of the schema, none of them the default: what a user may set.
 EVERY_KEY = {
+    "layout": "shards",
     "source": "data/pets",
     "extensions": [".jpg", ".webp"],
     "labels": "none",
@@ -98,7 +99,7 @@ EVERY_KEY = {
         "normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]},
     },
     "preprocess": {"image_timeout_s": 2.5, "max_image_pixels": 1000000},
-    "shards": {"target_images": 500, "min_images": 10, "max_images": 2000},
+    "shards": {"target_images": 500, "min_images": 10, "max_images": 2000, "compact_dropped": 0.3, "compact_small": 4},
     "filters": {"min_width": 16, "min_height": 12, "max_aspect": 3.5, "drop_constant": True, "drop_duplicates": "near"},
     "merge": {"compress": True, "streams": 3},
     "validate": {

@@ -32,7 +32,7 @@ from img2npz.npzformat import array_layout
 PACKAGE = REPO / "src" / "img2npz"
 MODULES = {path.stem: path for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
 # npz access: read_array(path, NAME, ...), iter_chunks(path, NAME, ...), read_rows(path, NAME, ...),
-# writer.add(NAME, ...), writer.stream(NAME, ...), evidence.member(NAME), layouts[NAME], data[NAME]
+# writer.add(NAME, ...), writer.stream(NAME, ...), facts.member(NAME), layouts[NAME], data[NAME]
 ACCESS_CALLS = {"read_array": 1, "iter_chunks": 1, "read_rows": 1, "add": 0, "stream": 0, "member": 0}
 PIXEL = {"size": [8, 8], "resize": "pad", "dtype": "uint8", "background": [1, 2, 3], "normalize": None}
 
@@ -65,11 +65,11 @@ def test_a_meta_of_another_format_or_without_a_key_is_refused_unless_lenient():
 
 
 def test_shard_meta_and_stats_round_trip(tmp_path):
-    meta = ShardMeta(SHARD_FORMAT, PIXEL, {"pillow": "x"}, "a/1.png", "b/9.png", 5, 2)
+    meta = ShardMeta(SHARD_FORMAT, PIXEL, {"pillow": "x"}, 7, 5, 2)
     assert ShardMeta.from_json(meta.to_json()) == meta
     with pytest.raises(ValueError, match="not an img2npz shard"):
         ShardMeta.from_json(meta.to_json().replace(SHARD_FORMAT, "img2npz-shard/2"))
-    stats = ShardStats(5, 2, 4, 3, "a/1.png", "b/9.png")
+    stats = ShardStats(5, 2, 4, 3)
     stats.save(tmp_path / "s.json")
     assert (tmp_path / "s.json").read_bytes() == json.dumps(vars(stats), sort_keys=True).encode() + b"\n"
     assert ShardStats.load(tmp_path / "s.json") == stats
@@ -192,11 +192,14 @@ def test_the_docstring_tables_are_the_member_tables_and_the_files_written(tmp_pa
     shard = _specified("Shards ``results/shards/{shard}.npz``")
     assert [name for name, _ in dataset] == [*member_names(DATASET_MEMBERS[:-1] + SPLIT_MEMBERS), "meta"]
     assert [name for name, _ in shard] == list(member_names(contract.SHARD_MEMBERS))
+    index = _specified("The ``shards`` layout: ``results/dataset/``")
+    assert [name for name, _ in index] == [*member_names(contract.INDEX_MEMBERS[:-1] + SPLIT_MEMBERS), "meta"]
     for i in range(20):
         save(solid((i, 2 * i, 3 * i), (12, 10)), tmp_path / "src" / ("a" if i % 2 else "b") / f"{i:02d}.png")
     out, _, _, _ = build_dataset(tmp_path, 6, "d", splits={"train": 0.5, "val": 0.5})
+    table, _, _, _ = build_dataset(tmp_path, 6, "e", splits={"train": 0.5, "val": 0.5}, layout="shards")
     a_shard = next(p for p in (tmp_path / "d").glob("*.npz") if re.fullmatch(r"[0-9a-f]{16}", p.stem))
-    for path, spec in ((out, dataset), (a_shard, shard)):
+    for path, spec in ((out, dataset), (a_shard, shard), (table, index)):
         layouts = array_layout(path)
         assert list(layouts) == [name for name, _ in spec]  # the members, in the file's order
         for name, dtype in spec:

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from conftest import DEFAULT_PIXEL, REPO, build_dataset, make_tree, save, solid
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
-from img2npz import NPZDataset, ShardedNPZDataset, normalizer  # noqa: E402
+from img2npz import NPZDataset, normalizer  # noqa: E402
 from img2npz.dataset import DatasetFormatError  # noqa: E402
 from img2npz.npzformat import NpzWriter, write_npz  # noqa: E402
 from img2npz.tsv import write_tsv  # noqa: E402
@@ -93,19 +94,26 @@ def test_pickles_small_and_works_with_dataloader_workers(built):
     assert sorted(seen) == sorted(expected)
 
 
-def test_sharded_reader_matches_the_merged_file(built, tmp_path):
+def test_the_shards_layout_reads_as_the_file_and_travels_whole(built, tmp_path):
+    """NPZDataset on the shards layout's folder: the same rows, labels, paths and meta digest as the
+    file; pickled small for workers; a copy of the folder elsewhere reads the same; a missing shard
+    file is named."""
     out, _arrays, _ = built
-    shards = ShardedNPZDataset(
-        tmp_path / "d",
-        classes=tmp_path / "d" / "classes.tsv",
-        files=sorted(p for p in (tmp_path / "d").glob("*.npz") if p.name != "dataset.npz"),
-    )
+    table, *_ = build_dataset(tmp_path, 2, "layout", layout="shards")
+    moved = tmp_path / "moved"
+    shutil.copytree(table.parent, moved)
     merged = NPZDataset(out)
-    assert len(shards) == len(merged) and shards.classes == merged.classes
-    assert [p for p, _ in shards.samples] == [p for p, _ in merged.samples]
-    for i in range(len(merged)):
-        assert torch.equal(shards[i][0], merged[i][0]) and shards[i][1] == merged[i][1]
-    assert len(list(DataLoader(shards, batch_size=5, num_workers=2))) == 3
+    for shards in (NPZDataset(table.parent), NPZDataset(moved)):
+        assert shards.sharded and len(shards) == len(merged) and shards.classes == merged.classes
+        assert shards.samples == merged.samples and shards.meta["images_sha256"] == merged.meta["images_sha256"]
+        for i in range(len(merged)):
+            assert torch.equal(shards[i][0], merged[i][0]) and shards[i][1] == merged[i][1]
+        assert torch.equal(shards[-1][0], merged[-1][0])
+        assert len(pickle.dumps(shards)) < 5000
+        assert len(list(DataLoader(shards, batch_size=5, num_workers=2))) == 3
+    next((moved / "shards").glob("*.npz")).unlink()
+    with pytest.raises(DatasetFormatError, match="missing"):
+        NPZDataset(moved)
 
 
 def test_normalizer_uses_the_dataset_statistics(built):

@@ -2,9 +2,9 @@
 
 import numpy as np
 from PIL import Image
+from scenes import CAUGHT, VARIANTS, scene
 
 from img2npz import fingerprint, neardup
-from img2npz.variants import CAUGHT, VARIANTS, scene
 
 NEAR = 24  # edits land within this many bits (the default threshold, 16, takes most of them)
 

@@ -12,11 +12,12 @@ from img2npz.index import (
     class_names,
     folder_label,
     read_manifest,
+    read_manifests,
     run_index,
     write_manifests,
 )
 from img2npz.scan import Listing
-from img2npz.sharding import assign_shards, sort_paths
+from img2npz.sharding import sort_paths
 
 EXTS = [".jpg", ".png"]
 
@@ -44,27 +45,26 @@ def listing_of(paths):
     return Listing(paths, np.ones(len(paths), np.int64), np.ones(len(paths), np.int64))
 
 
-def index_of(paths, target, low, high):
+def index_of(paths, target, low, high, existing=None):
     listing = listing_of(paths)
-    return build_index(listing, class_names(listing.paths, "folder"), target, low, high)
+    return build_index(listing, class_names(listing.paths, "folder"), target, low, high, existing)
 
 
-def test_manifests_are_rewritten_only_when_changed(tmp_path):
+def test_manifests_are_written_once_and_an_addition_gets_its_own(tmp_path):
     paths = [f"c{i % 3}/img{i:04d}.jpg" for i in range(300)]
     index = index_of(paths, 20, 5, 80)
     out = tmp_path / "shards"
     written, removed = write_manifests(index, out)
-    assert written == len(index.shards) > 3 and removed == 0
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert written == len(index.shards) == 15 and removed == 0
     for path in out.iterdir():
         os.utime(path, ns=(1, 1))
-    grown = index_of([*paths, "c1/img0150x.jpg"], 20, 5, 80)
+    grown = index_of([*paths, "c1/img0150x.jpg"], 20, 5, 80, read_manifests(out))
     written, removed = write_manifests(grown, out)
-    assert 1 <= written <= 2 and removed <= 1
+    assert (written, removed) == (1, 0) and grown.allocation.written == {"shards": 1, "decode": 1, "copy": 0}
     untouched = [p for p in out.iterdir() if p.stat().st_mtime_ns == 1]
-    assert len(untouched) >= len(mtimes) - 2
-    rows = [row for p in sorted(out.iterdir()) for row in read_manifest(p)]
-    assert len(rows) == 301 and {row[3] for row in rows} == {"c0", "c1", "c2"}
+    assert len(untouched) == 15  # every earlier manifest as it was: its shard is not run again
+    rows = [line.path for p in sorted(out.iterdir()) for line in read_manifest(p)]
+    assert sorted(rows) == sorted([*paths, "c1/img0150x.jpg"])
 
 
 def test_labels_csv(tmp_path, caplog):
@@ -141,7 +141,7 @@ def test_names_that_are_not_utf8_survive(tmp_path):
     assert read_indexed_paths(out / "images.parquet") == ["cl\\xe9/caf\\xe9.jpg"]
     assert read_classes(out / "classes.tsv") == ["cl\udce9"]
     [manifest] = (out / "m").iterdir()
-    assert read_manifest(manifest)[0][0] == "cl\udce9/caf\udce9.jpg"
+    assert read_manifest(manifest)[0].path == "cl\udce9/caf\udce9.jpg"
 
 
 def test_run_beside_returns_the_foreground_and_reports_a_failing_background(tmp_path):
@@ -182,8 +182,11 @@ def test_run_index_derives_the_shard_size_from_the_tree_and_says_so(tmp_path, mo
         )
 
     index = index_it()
-    assert IndexSummary.load(out / "s.json") == IndexSummary(60, len(index.shards), 8, 1, 16, {}, [])
-    assert index.shards == assign_shards(sort_paths(index.listing.paths), 8, 1, 16)
+    written = {"shards": 8, "decode": 60, "copy": 0}
+    assert IndexSummary.load(out / "s.json") == IndexSummary(60, 8, 8, 4, 16, {}, [], written)
+    assert sorted(len(lines) for lines in index.allocation.manifests.values()) == [7, 7, 7, 7, 8, 8, 8, 8]
+    index_it()  # nothing new: no shard written
+    assert IndexSummary.load(out / "s.json").written == {"shards": 0, "decode": 0, "copy": 0}
     before = (out / "s.json").stat().st_mtime_ns
     index_it()
     assert (out / "s.json").stat().st_mtime_ns == before  # unchanged: not rewritten

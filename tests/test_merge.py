@@ -9,6 +9,7 @@ from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, m
 from PIL import Image
 
 from img2npz.contract import FAILURE_HEADER
+from img2npz.index import read_manifests
 from img2npz.merge import channel_stats
 from img2npz.splits import assign
 from img2npz.treedigest import tree_digest
@@ -97,7 +98,7 @@ def test_channel_histogram_and_stats():
 
 def test_merged_split_key_and_dataset_selection(tmp_path):
     torch = pytest.importorskip("torch")
-    from img2npz import NPZDataset, ShardedNPZDataset
+    from img2npz import NPZDataset
 
     for i in range(40):
         save(noise(i), tmp_path / "src" / ("a" if i % 2 else "b") / f"{i:02d}.png")
@@ -110,7 +111,7 @@ def test_merged_split_key_and_dataset_selection(tmp_path):
     assert json.loads(meta.to_json())["splits"]["counts"] == {
         name: int((expected == number).sum()) for number, name in enumerate(FRACTIONS)
     }
-    shards = sorted(p for p in (tmp_path / "d").glob("*.npz") if p.name != "dataset.npz")
+    table, *_ = build_dataset(tmp_path, 6, "s", splits=FRACTIONS, layout="shards")
     for number, name in enumerate(FRACTIONS):
         chosen = NPZDataset(out, split=name)
         rows = np.flatnonzero(expected == number)
@@ -119,10 +120,9 @@ def test_merged_split_key_and_dataset_selection(tmp_path):
             torch.equal(chosen[i][0], torch.from_numpy(images[row]).permute(2, 0, 1)) for i, row in enumerate(rows)
         )
         assert isinstance(chosen._array("images"), np.memmap)  # rows index the mapped file, no copy
-        sharded = ShardedNPZDataset(
-            tmp_path / "d", classes=tmp_path / "d" / "classes.tsv", files=shards, split=name, splits=FRACTIONS
-        )
-        assert sharded.samples == chosen.samples
+        sharded = NPZDataset(table.parent, split=name)
+        assert sharded.samples == chosen.samples and len(sharded) == len(chosen)
+        assert all(torch.equal(sharded[i][0], chosen[i][0]) for i in range(len(chosen)))
     with pytest.raises(ValueError, match="no split 'holdout'"):
         NPZDataset(out, split="holdout")
     plain, _, _, _ = build_dataset(tmp_path, 6, "plain")
@@ -130,3 +130,43 @@ def test_merged_split_key_and_dataset_selection(tmp_path):
         assert "split" not in data  # no splits configured: the file keeps its five keys
     with pytest.raises(ValueError, match="built without splits"):
         NPZDataset(plain, split="train")
+
+
+def grow(root, step: int) -> None:
+    """Step ``step`` of a tree's history: a few images added in every class folder, one replaced,
+    one deleted."""
+    for name in COLOURS:
+        for i in range(2):
+            save(noise(100 * step + 10 * len(name) + i), root / name / f"{i:02d}_{step}.png")
+    victims = sorted((root / "blue").glob("*.png"))
+    victims[step % len(victims)].unlink()
+    save(noise(1000 + step), victims[(step + 1) % len(victims)])
+
+
+@pytest.mark.parametrize("compaction", [{"compact_small": 100, "compact_dropped": 1.0}, {"compact_small": 1}])
+def test_a_dataset_grown_run_by_run_is_the_bytes_of_one_built_at_once(tmp_path, compaction):
+    """Rerun by rerun, shards added and never rewritten (or compacted), rows of deleted and replaced
+    images dropped: the file is byte for byte a fresh build's, and the shards layout the same rows."""
+    torch = pytest.importorskip("torch")
+    from img2npz import NPZDataset
+
+    make_tree(tmp_path / "src", per_class=6)
+    build_dataset(tmp_path, 4, "grown", compaction=compaction, splits=FRACTIONS)
+    build_dataset(tmp_path, 4, "table", compaction=compaction, splits=FRACTIONS, layout="shards")
+    for step in range(4):
+        grow(tmp_path / "src", step)
+        grown, grown_fail, meta, _ = build_dataset(tmp_path, 4, "grown", compaction=compaction, splits=FRACTIONS)
+        table, *_ = build_dataset(tmp_path, 4, "table", compaction=compaction, splits=FRACTIONS, layout="shards")
+    fresh, fresh_fail, fresh_meta, _ = build_dataset(tmp_path, 4, f"fresh{step}", splits=FRACTIONS)
+    assert grown.read_bytes() == fresh.read_bytes() and grown_fail.read_bytes() == fresh_fail.read_bytes()
+    assert meta == fresh_meta
+    files = NPZDataset(fresh)
+    shards = NPZDataset(table.parent)
+    assert shards.samples == files.samples and shards.meta["images_sha256"] == files.meta["images_sha256"]
+    assert all(torch.equal(shards[i][0], files[i][0]) for i in range(len(files)))
+    copied = [
+        line for lines in read_manifests(tmp_path / "grown" / "manifests").values() for line in lines if line.source
+    ]
+    assert bool(copied) == (compaction.get("compact_small") == 1)  # the second history compacted
+    on_disk = {p.stem for p in (tmp_path / "grown").glob("*.npz")} - {"dataset"}
+    assert on_disk == {p.stem for p in (tmp_path / "grown" / "manifests").glob("*.tsv")}  # the rest pruned

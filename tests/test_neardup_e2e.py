@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from conftest import run_snakemake, write_config
+from scenes import VARIANTS, scene
 
-from img2npz.dataset import NPZDataset, ShardedNPZDataset
+from img2npz.dataset import NPZDataset
 from img2npz.tsv import read_tsv
-from img2npz.variants import VARIANTS, scene
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +60,11 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     for group, _, split in lines:
         in_splits.setdefault(group, set()).add(split)
     assert len(in_splits) == 8 and all(len(where) == 1 for where in in_splits.values())
-    merged = NPZDataset(work / "results" / "dataset.npz", split="val")
-    shards = ShardedNPZDataset(work / "results" / "shards", split="val", splits=splits, near_duplicate_bits=24)
-    assert shards.samples == merged.samples and len(merged)
+    merged = NPZDataset(work / "results" / "dataset.npz", split="val").samples
+    run_snakemake(
+        work, write_config(tmp_path / "joined-shards.yaml", **common, group_near_duplicates=True, layout="shards")
+    )
+    assert NPZDataset(work / "results" / "dataset", split="val").samples == merged and merged  # the other layout
 
     # the filters: copies after the first dropped, a small image too, each listed; the run passes
     small = source / "park" / "tiny.jpg"
@@ -77,8 +79,6 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     assert sorted(kept) == [f"scene{n:02d}" for n in range(24)]  # one image of each scene: its first
     validation = json.loads((work / "results" / "validation.json").read_text())
     assert validation["passed"] and validation["warnings"] == []
-    merged = NPZDataset(work / "results" / "dataset.npz", split="train")
-    shards = ShardedNPZDataset(
-        work / "results" / "shards", split="train", splits=splits, drop_duplicates="near", near_duplicate_bits=24
-    )
-    assert shards.samples == merged.samples and len(merged)
+    merged = NPZDataset(work / "results" / "dataset.npz", split="train").samples
+    run_snakemake(work, write_config(tmp_path / "filtered-shards.yaml", **common, filters=filters, layout="shards"))
+    assert NPZDataset(work / "results" / "dataset", split="train").samples == merged and merged

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from img2npz import pixelpass
-from img2npz.npzformat import array_layout, write_npz
-from img2npz.pixelpass import duplicate_groups, row_fingerprints, scan_images
-from img2npz.treedigest import tree_digest
+from img2npz.npzformat import array_layout, read_array, read_rows, write_npz
+from img2npz.pixelpass import duplicate_groups, fingerprints_of, row_fingerprints, scan_images, scan_shards
+from img2npz.treedigest import row_digests, tree_digest
 
 
 def test_row_fingerprints_find_one_colour_rows_in_every_layout():
@@ -26,7 +26,7 @@ def test_equal_fingerprints_are_no_duplicates_until_the_bytes_agree(tmp_path):
     rng = np.random.default_rng(5)
     rows = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     words = rows[1].reshape(-1).view(np.uint64).copy()
-    words[[0, 1]] = words[[1, 0]]  # the same words in another order: the same sum and xor
+    words[[0, 1]] = words[[1, 0]]  # the same words in another order
     rows[2] = words.view(np.uint8).reshape(8, 8, 3)
     rows[3] = rows[0]
     path = tmp_path / "d.npz"
@@ -34,8 +34,16 @@ def test_equal_fingerprints_are_no_duplicates_until_the_bytes_agree(tmp_path):
         write_npz(handle, {"images": rows})
     layout = array_layout(path)["images"]
     scan = scan_images(str(path), layout)
-    assert (scan.fingerprints[1] == scan.fingerprints[2]).all() and not np.array_equal(rows[1], rows[2])
-    assert duplicate_groups(str(path), layout, scan.fingerprints) == [[0, 3]]
+    assert np.array_equal(scan.fingerprints, fingerprints_of(row_digests(rows.reshape(4, -1))))  # the sha256s
+    assert not (scan.fingerprints[1] == scan.fingerprints[2]).all()
+
+    def read(numbers):
+        return read_rows(path, "images", numbers, layout)
+
+    assert duplicate_groups(read, scan.fingerprints) == [[0, 3]]
+    colliding = scan.fingerprints.copy()
+    colliding[2] = colliding[1]  # a fingerprint collision proposes rows 1 and 2: their bytes differ
+    assert duplicate_groups(read, colliding) == [[0, 3]]
     assert scan.crcs.tolist() == [zlib.crc32(row.tobytes()) for row in rows]
     assert scan.sha256 == tree_digest(rows) and (scan.low, scan.high) == (0.0, 255.0)
 
@@ -74,3 +82,33 @@ def test_any_number_of_threads_finds_the_same_in_the_same_order(tmp_path, monkey
     with open(path, "wb") as handle:
         write_npz(handle, {"images": rows}, compress=compress)
     assert scan_images(str(path), array_layout(path)["images"], 3).sha256 != scans[0].sha256
+
+
+def test_the_shards_layout_reads_only_shards_not_checked_before(tmp_path):
+    """A shard an earlier run verified is taken as recorded (a damaged row there goes unseen unless
+    its row table disagrees with its file); any other is read, and its damage shows."""
+    from conftest import build_dataset, make_tree
+
+    make_tree(tmp_path / "src", per_class=4)
+    table, _, meta, _ = build_dataset(tmp_path, 4, "s", layout="shards")
+    files = [str(table.parent / name) for name in read_array(table, "shards").tolist()]
+    layouts = [array_layout(path)["images"] for path in files]
+    shard, row = read_array(table, "shard"), read_array(table, "row")
+    recorded = {name: read_array(table, name) for name in ("sha256s", "crc32s", "constant")}
+    on_file = {n: read_array(path, "sha256s") for n, path in enumerate(files)}
+
+    def scan(checked):
+        return scan_shards(files, layouts, shard, row, recorded, {n: on_file[n] for n in checked})
+
+    assert scan(set()).sha256 == scan(set(on_file)).sha256 == meta.images_sha256
+    victim = int(shard[0])
+    with open(files[victim], "r+b") as handle:  # one byte of the dataset's first row
+        handle.seek(layouts[victim].offset + int(row[0]) * layouts[victim].nbytes // layouts[victim].shape[0])
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    damaged = scan(set())
+    assert damaged.sha256 != meta.images_sha256 and damaged.crcs[0] != recorded["crc32s"][0]
+    assert scan(set(on_file)).sha256 == meta.images_sha256  # verified before: not read again
+    recorded["sha256s"][0, 0] ^= 1  # the row table disagrees with the shard file
+    assert scan(set(on_file)).sha256 != meta.images_sha256

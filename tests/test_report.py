@@ -9,7 +9,7 @@ from img2npz import pictures
 from img2npz.changes import Catalogue
 from img2npz.checks import run_checks
 from img2npz.contract import CHANGES_HEADER, FAILURE_HEADER, Check
-from img2npz.evidence import Evidence
+from img2npz.facts import Facts
 from img2npz.report import ReportFiles, failure_groups, page_of, write_report
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -34,7 +34,7 @@ def test_failures_are_grouped_by_stage_and_reason(tmp_path):
 def written_report(tmp_path, failed=False):
     make_tree(tmp_path / "src")
     out, fail, _, _ = build_dataset(tmp_path, 4, "d")
-    facts = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
+    facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
     checks, _ = run_checks(facts, thresholds())
     files = ReportFiles(
         **{name: tmp_path / f"{name}.png" for name in ("samples", "class_counts", "histograms")},
@@ -83,7 +83,7 @@ def test_a_file_that_is_no_dataset_gets_a_page_of_its_checks(tmp_path):
 def splits_table(tmp_path, labels):
     splits = {"train": 0.5, "val": 0.5}
     out, fail, meta, _ = build_dataset(tmp_path, 4, "d", splits=splits, labels=labels)
-    facts = Evidence(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, labels)
+    facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, labels)
     checks, _ = run_checks(facts, thresholds())
     return page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, 16).splits, meta, facts
 

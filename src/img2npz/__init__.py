@@ -13,12 +13,11 @@
   :mod:`img2npz.splits`, :mod:`img2npz.dedupe` (the copies ``filters.drop_duplicates`` drops) and
   :mod:`img2npz.shardfiles` (the shard files pruned, and linked into the ``shards`` layout);
 - validate-report: :mod:`img2npz.validate` runs :mod:`img2npz.checks` on
-  :mod:`img2npz.evidence` (with :mod:`img2npz.pixelpass`, the one pass over the pixels), and
+  :mod:`img2npz.facts` (with :mod:`img2npz.pixelpass`, the one pass over the pixels), and
   :mod:`img2npz.report` writes the pictures (:mod:`img2npz.pictures`), the page
   (:mod:`img2npz.htmlreport`) and the change report (:mod:`img2npz.changes`).
 
 Shared: :mod:`img2npz.neardup` (near-duplicates among the hashes, without comparing all pairs),
-:mod:`img2npz.variants` (generated photos and their edits, for tests and benchmarks),
 :mod:`img2npz.tsv`, :mod:`img2npz.atomic`, :mod:`img2npz.crc32`, :mod:`img2npz.treedigest`,
 :mod:`img2npz.joblog`, :mod:`img2npz.config`. :mod:`img2npz.dataset` is the PyTorch loader
 (``from img2npz import NPZDataset``); it imports none of the workflow's steps.

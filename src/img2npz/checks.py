@@ -1,6 +1,6 @@
 """The validation's checks: one small function each, run in the order of :data:`CHECKS`.
 
-A check takes the :class:`~img2npz.evidence.Evidence` and the :class:`Thresholds` and returns a
+A check takes the :class:`~img2npz.facts.Facts` and the :class:`Thresholds` and returns a
 :class:`~img2npz.contract.Check` (or None where it does not apply, e.g. split checks without
 splits). To add one: write the function, add it to :data:`CHECKS` (if it should only warn, also to
 :data:`SOFT_CHECKS` and the schema's ``validate.fail_on`` values; if a config key sets its
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from img2npz.contract import DATASET_MEMBERS, INDEX_MEMBERS, UNLABELLED_LABEL, Check, member_names
-from img2npz.evidence import LISTED, Evidence
+from img2npz.facts import LISTED, Facts
 from img2npz.splits import group_function
 
 FLOAT_TOLERANCE = 1e-2
@@ -57,26 +57,26 @@ class Thresholds:
         )
 
 
-CheckFunction = Callable[[Evidence, Thresholds], Check | None]
+CheckFunction = Callable[[Facts, Thresholds], Check | None]
 
 
-def members(evidence: Evidence, limits: Thresholds) -> Check:
-    required = member_names(INDEX_MEMBERS if evidence.sharded else DATASET_MEMBERS)
-    missing = [key for key in required if key not in evidence.layouts]
-    return Check("members", not missing, missing or list(evidence.layouts), list(required))
+def members(facts: Facts, limits: Thresholds) -> Check:
+    required = member_names(INDEX_MEMBERS if facts.sharded else DATASET_MEMBERS)
+    missing = [key for key in required if key not in facts.layouts]
+    return Check("members", not missing, missing or list(facts.layouts), list(required))
 
 
-def shapes_and_dtypes(evidence: Evidence, limits: Thresholds) -> Check:
-    layouts, pixel = evidence.layouts, evidence.pixel
+def shapes_and_dtypes(facts: Facts, limits: Thresholds) -> Check:
+    layouts, pixel = facts.layouts, facts.pixel
     labels, paths, classes = (layouts[k] for k in ("labels", "paths", "classes"))
-    count = evidence.count
+    count = facts.count
     height, width = pixel["size"]
     try:
-        images = evidence.image_layouts
+        images = facts.image_layouts
     except (OSError, ValueError, KeyError) as error:  # a shard file of the shards layout
         return Check("shapes_and_dtypes", False, f"shard files: {error}", {"images": [["N", height, width, 3]]})
-    rows = (count,) if not evidence.sharded else None
-    placed = not evidence.sharded or all(layouts[k].shape == (count,) for k in ("shard", "row"))
+    rows = (count,) if not facts.sharded else None
+    placed = not facts.sharded or all(layouts[k].shape == (count,) for k in ("shard", "row"))
     passed = (
         all(image.shape[1:] == (height, width, 3) and (rows is None or image.shape[:1] == rows) for image in images)
         and all(image.dtype == np.dtype(pixel["dtype"]) for image in images)
@@ -89,7 +89,7 @@ def shapes_and_dtypes(evidence: Evidence, limits: Thresholds) -> Check:
         and classes.dtype.kind == "U"
     )
     shapes = {k: [list(v.shape), str(v.dtype)] for k, v in layouts.items()}
-    if evidence.sharded:
+    if facts.sharded:
         shapes["images"] = [["N", height, width, 3], str(images[0].dtype) if images else pixel["dtype"]]
     return Check("shapes_and_dtypes", passed, shapes, {"images": [["N", height, width, 3], pixel["dtype"]]})
 
@@ -105,34 +105,34 @@ def expected_range(pixel: dict) -> tuple[float, float]:
     return min(lows), max(highs)
 
 
-def value_range(evidence: Evidence, limits: Thresholds) -> Check:
-    scan, pixel = evidence.pixels, evidence.pixel
+def value_range(facts: Facts, limits: Thresholds) -> Check:
+    scan, pixel = facts.pixels, facts.pixel
     low, high = expected_range(pixel)
     tolerance = FLOAT_TOLERANCE * (high - low) if pixel["dtype"] != "uint8" else 0
     # None: no row was read (the shards layout reads only shards no earlier run verified)
-    measured = scan.low is not None and evidence.count > 0
+    measured = scan.low is not None and facts.count > 0
     passed = scan.finite and (not measured or (scan.low >= low - tolerance and scan.high <= high + tolerance))
     return Check("value_range", passed, {"min": scan.low, "max": scan.high, "finite": scan.finite}, [low, high])
 
 
-def labels_in_classes(evidence: Evidence, limits: Thresholds) -> Check:
-    classes = len(evidence.classes)
+def labels_in_classes(facts: Facts, limits: Thresholds) -> Check:
+    classes = len(facts.classes)
     value = {
-        "out_of_range": evidence.bad_labels,
-        "unlabelled": int((evidence.labels == UNLABELLED_LABEL).sum()),
+        "out_of_range": facts.bad_labels,
+        "unlabelled": int((facts.labels == UNLABELLED_LABEL).sum()),
         "classes": classes,
     }
-    return Check("labels_in_classes", evidence.bad_labels == 0, value, [UNLABELLED_LABEL, classes - 1])
+    return Check("labels_in_classes", facts.bad_labels == 0, value, [UNLABELLED_LABEL, classes - 1])
 
 
-def classes_sorted_unique(evidence: Evidence, limits: Thresholds) -> Check:
-    names = evidence.classes
+def classes_sorted_unique(facts: Facts, limits: Thresholds) -> Check:
+    names = facts.classes
     return Check("classes_sorted_unique", names == sorted(set(names)), len(names))
 
 
-def class_counts(evidence: Evidence, limits: Thresholds) -> Check:
-    names, counts = evidence.classes, evidence.class_counts
-    if evidence.label_mode == "none" or not names:
+def class_counts(facts: Facts, limits: Thresholds) -> Check:
+    names, counts = facts.classes, facts.class_counts
+    if facts.label_mode == "none" or not names:
         return Check("class_counts", True, "unlabelled")
     below = [name for name, n in zip(names, counts, strict=True) if n < limits.min_class_images]
     smallest, largest = min(counts), max(counts)
@@ -151,93 +151,93 @@ def class_counts(evidence: Evidence, limits: Thresholds) -> Check:
     return Check("class_counts", passed, value, threshold)
 
 
-def duplicate_images(evidence: Evidence, limits: Thresholds) -> Check:
-    groups = evidence.duplicates
-    value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": evidence.duplicate_paths}
+def duplicate_images(facts: Facts, limits: Thresholds) -> Check:
+    groups = facts.duplicates
+    value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": facts.duplicate_paths}
     return Check("duplicate_images", not groups, value, 0)
 
 
-def near_duplicates(evidence: Evidence, limits: Thresholds) -> Check:
+def near_duplicates(facts: Facts, limits: Thresholds) -> Check:
     """Images whose perceptual hashes are within ``near_duplicate_bits`` (exact duplicates too)."""
-    groups = evidence.near_duplicates(limits.near_duplicate_bits).groups
-    examples = [evidence.paths_of(group[:LISTED]) for group in groups[:LISTED]]
+    groups = facts.near_duplicates(limits.near_duplicate_bits).groups
+    examples = [facts.paths_of(group[:LISTED]) for group in groups[:LISTED]]
     value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": examples}
     return Check("near_duplicates", not groups, value, limits.near_duplicate_bits)
 
 
-def constant_images(evidence: Evidence, limits: Thresholds) -> Check:
-    constant = evidence.pixels.constant
-    return Check("constant_images", not constant, {"images": len(constant), "examples": evidence.constant_paths}, 0)
+def constant_images(facts: Facts, limits: Thresholds) -> Check:
+    constant = facts.pixels.constant
+    return Check("constant_images", not constant, {"images": len(constant), "examples": facts.constant_paths}, 0)
 
 
-def paths_unique_sorted(evidence: Evidence, limits: Thresholds) -> Check:
-    disorder, example = evidence.path_order
+def paths_unique_sorted(facts: Facts, limits: Thresholds) -> Check:
+    disorder, example = facts.path_order
     return Check("paths_unique_sorted", disorder == 0, {"out_of_order_or_duplicate": disorder, "example": example}, 0)
 
 
-def rows_plus_failures_equal_index(evidence: Evidence, limits: Thresholds) -> Check:
-    value = {key: found for key, found in evidence.accounting.items() if key not in ("failures", "filtered")}
+def rows_plus_failures_equal_index(facts: Facts, limits: Thresholds) -> Check:
+    value = {key: found for key, found in facts.accounting.items() if key not in ("failures", "filtered")}
     return Check("rows_plus_failures_equal_index", value["problems"] == 0, value, 0)
 
 
-def failure_fraction(evidence: Evidence, limits: Thresholds) -> Check:
-    failed, indexed = evidence.accounting["failures"], evidence.accounting["indexed"]
+def failure_fraction(facts: Facts, limits: Thresholds) -> Check:
+    failed, indexed = facts.accounting["failures"], facts.accounting["indexed"]
     fraction = failed / indexed if indexed else 0.0  # what the filters left out is no failure
     value = {"failures": failed, "indexed": indexed, "fraction": round(fraction, 6)}
-    if evidence.accounting["filtered"]:
-        value["filtered"] = evidence.accounting["filtered"]
+    if facts.accounting["filtered"]:
+        value["filtered"] = facts.accounting["filtered"]
     return Check("failure_fraction", fraction <= limits.max_failure_fraction, value, limits.max_failure_fraction)
 
 
-def images_sha256(evidence: Evidence, limits: Thresholds) -> Check:
-    found, recorded = evidence.pixels.sha256, evidence.meta.images_sha256
+def images_sha256(facts: Facts, limits: Thresholds) -> Check:
+    found, recorded = facts.pixels.sha256, facts.meta.images_sha256
     return Check("images_sha256", found == recorded, found, recorded)
 
 
-def images_crc32(evidence: Evidence, limits: Thresholds) -> Check:
-    found, recorded = evidence.pixels.crcs, evidence.member("crc32s")
-    damaged = np.flatnonzero(found != recorded).tolist() if recorded.shape == found.shape else range(evidence.count)
-    value = {"rows": len(damaged), "examples": evidence.paths_of(damaged[:LISTED])}
+def images_crc32(facts: Facts, limits: Thresholds) -> Check:
+    found, recorded = facts.pixels.crcs, facts.member("crc32s")
+    damaged = np.flatnonzero(found != recorded).tolist() if recorded.shape == found.shape else range(facts.count)
+    value = {"rows": len(damaged), "examples": facts.paths_of(damaged[:LISTED])}
     return Check("images_crc32", not damaged, value, "every row's bytes have the CRC-32 they had when decoded")
 
 
-def meta_matches_config(evidence: Evidence, limits: Thresholds) -> Check:
-    meta = evidence.meta
-    passed = meta.pixel == evidence.pixel and meta.images == evidence.count
-    return Check("meta_matches_config", passed, {"pixel": meta.pixel, "images": meta.images}, {"pixel": evidence.pixel})
+def meta_matches_config(facts: Facts, limits: Thresholds) -> Check:
+    meta = facts.meta
+    passed = meta.pixel == facts.pixel and meta.images == facts.count
+    return Check("meta_matches_config", passed, {"pixel": meta.pixel, "images": meta.images}, {"pixel": facts.pixel})
 
 
-def split_values(evidence: Evidence, limits: Thresholds) -> Check | None:
-    split, names = evidence.split, evidence.split_names
+def split_values(facts: Facts, limits: Thresholds) -> Check | None:
+    split, names = facts.split, facts.split_names
     if split is None:
         return None
     bad = int(((split < 0) | (split >= len(names))).sum())
-    passed = bad == 0 and len(split) == len(evidence.labels)
+    passed = bad == 0 and len(split) == len(facts.labels)
     return Check("split_values", passed, {"out_of_range": bad}, [0, len(names) - 1])
 
 
-def split_duplicates(evidence: Evidence, limits: Thresholds) -> Check | None:
+def split_duplicates(facts: Facts, limits: Thresholds) -> Check | None:
     """The same pixels in two splits: a model is validated on what it trained on."""
-    split, names = evidence.split, evidence.split_names
+    split, names = facts.split, facts.split_names
     if split is None:
         return None
-    leaks = [group for group in evidence.duplicates if len(set(split[group].tolist())) > 1]
+    leaks = [group for group in facts.duplicates if len(set(split[group].tolist())) > 1]
     examples = [
-        [f"{path} ({names[split[row]]})" for path, row in zip(evidence.paths_of(group[:LISTED]), group, strict=False)]
+        [f"{path} ({names[split[row]]})" for path, row in zip(facts.paths_of(group[:LISTED]), group, strict=False)]
         for group in leaks[:LISTED]
     ]
     return Check("split_duplicates", not leaks, {"groups": len(leaks), "examples": examples}, 0)
 
 
-def split_near_duplicates(evidence: Evidence, limits: Thresholds) -> Check | None:
+def split_near_duplicates(facts: Facts, limits: Thresholds) -> Check | None:
     """A near-duplicate pair in two splits: a model is validated on a copy of what it trained on."""
-    split, names = evidence.split, evidence.split_names
+    split, names = facts.split, facts.split_names
     if split is None:
         return None
-    found = evidence.near_duplicates(limits.near_duplicate_bits)
+    found = facts.near_duplicates(limits.near_duplicate_bits)
     across = np.flatnonzero(split[found.first] != split[found.second])
     shown = across[:LISTED]
-    first, second = evidence.paths_of(found.first[shown]), evidence.paths_of(found.second[shown])
+    first, second = facts.paths_of(found.first[shown]), facts.paths_of(found.second[shown])
     examples = [
         [a, names[split[found.first[n]]], b, names[split[found.second[n]]], int(found.distance[n])]
         for n, a, b in zip(shown, first, second, strict=True)
@@ -246,15 +246,15 @@ def split_near_duplicates(evidence: Evidence, limits: Thresholds) -> Check | Non
     return Check("split_near_duplicates", not len(across), value, limits.near_duplicate_bits)
 
 
-def split_groups(evidence: Evidence, limits: Thresholds) -> Check | None:
+def split_groups(facts: Facts, limits: Thresholds) -> Check | None:
     """One group (``group_by``) in two splits."""
-    split, names = evidence.split, evidence.split_names
+    split, names = facts.split, facts.split_names
     if split is None:
         return None
-    key = group_function((evidence.meta.splits or {}).get("group_by", "path"))
+    key = group_function((facts.meta.splits or {}).get("group_by", "path"))
     first_split: dict[str, int] = {}
     straddling: dict[str, set[int]] = {}
-    for row, path in enumerate(evidence.iter_paths()):
+    for row, path in enumerate(facts.iter_paths()):
         group, where = key(path), int(split[row])
         if first_split.setdefault(group, where) != where:
             straddling.setdefault(group, {first_split[group]}).add(where)
@@ -263,14 +263,14 @@ def split_groups(evidence: Evidence, limits: Thresholds) -> Check | None:
     return Check("split_groups", not straddling, value, 0)
 
 
-def split_fractions(evidence: Evidence, limits: Thresholds) -> Check | None:
+def split_fractions(facts: Facts, limits: Thresholds) -> Check | None:
     """How close each split came to its fraction (within 1%, or 3 binomial sigmas if more)."""
-    split, names = evidence.split, evidence.split_names
+    split, names = facts.split, facts.split_names
     if split is None:
         return None
     per_split = np.bincount(split[split >= 0], minlength=len(names))
     total = max(int(per_split.sum()), 1)
-    wanted = (evidence.meta.splits or {}).get("fractions", {})
+    wanted = (facts.meta.splits or {}).get("fractions", {})
     drift = {name: round(per_split[i] / total - wanted.get(name, 0.0), 4) for i, name in enumerate(names)}
     tolerance = max(SPLIT_TOLERANCE, 3 * max((f * (1 - f) / total) ** 0.5 for f in wanted.values()) if wanted else 0)
     return Check(
@@ -304,18 +304,18 @@ CHECKS: tuple[CheckFunction, ...] = (
 )
 
 
-def run_checks(evidence: Evidence, limits: Thresholds) -> tuple[list[Check], bool]:
+def run_checks(facts: Facts, limits: Thresholds) -> tuple[list[Check], bool]:
     """Every check that applies, with its severity; and whether the gates passed (the dataset
     could be read at all)."""
     checks: list[Check] = []
     readable = True
     for check in GATES:
-        checks.append(check(evidence, limits))
+        checks.append(check(facts, limits))
         if not checks[-1].passed:
             readable = False
             break
     if readable:
-        checks.extend(found for check in CHECKS if (found := check(evidence, limits)) is not None)
+        checks.extend(found for check in CHECKS if (found := check(facts, limits)) is not None)
     for check in checks:
         check.severity = "soft" if check.name in SOFT_CHECKS and check.name not in limits.fail_on else "hard"
     return checks, readable

@@ -8,10 +8,11 @@ by Python's ``json.dumps(..., sort_keys=True)``, ASCII-only, so equal content is
 
 Row order
 ---------
-Every per-image list (``dataset.npz``, shards, manifests, ``failures.tsv``) is in the *index
-order*: relative POSIX paths sorted by their components (:func:`path_sort_key`), so ``cat/x``
-precedes ``cat-big/x`` as in torchvision's ``ImageFolder``. A shard holds a contiguous run of it,
-so shards sorted by their first path (:func:`in_index_order`) give the dataset's order.
+Every per-image list of the dataset (``dataset.npz``, ``index.npz``, ``failures.tsv``,
+``images.parquet``) is in the *index order*: relative POSIX paths sorted by their components
+(:func:`path_sort_key`), so ``cat/x`` precedes ``cat-big/x`` as in torchvision's ``ImageFolder``.
+Shards are not runs of it: a shard is written once and holds the images that were new when it was
+written (:mod:`img2npz.allocation`), and ``images.parquet`` says which shard row holds each image.
 
 ``results/dataset.npz`` (format tag :data:`DATASET_FORMAT`)
 -------------------------------------------------------------
@@ -61,32 +62,65 @@ mean R, G and B, rounded. Both are computed when the row is decoded and travel w
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
-Written by :mod:`img2npz.preprocess`, always stored. Its members, in this order:
+Written by :mod:`img2npz.preprocess` once, never rewritten; always stored. Row ``i`` of every
+per-row member is line ``i`` of the shard's manifest. Its members, in this order:
 
 =================  ==============  ===============  ==============================================
 member             dtype           shape            holds
 =================  ==============  ===============  ==============================================
-``images``         as the dataset  (rows, H, W, 3)  the n decoded images in manifest order, then a
-                                                    zero row per failure (rows = manifest lines)
-``paths``          ``<Uk``         (n,)             path of each decoded row
-``class_names``    ``<Uk``         (n,)             its class name (empty when unlabelled)
-``sizes``          ``<i8``         (n,)             size of the file it was decoded from
-``mtimes_ns``      ``<i8``         (n,)             that file's mtime in ns (with the path and
-                                                    size: the key under which the row is reused)
-``crc32s``         ``<u4``         (n,)             CRC-32 of each decoded row's bytes
-``sha256s``        ``|u1``         (n, 32)          sha256 of each decoded row's bytes
-``phashes``        ``|u1``         (n, 32)          each decoded row's perceptual hash
-``mean_rgb``       ``|u1``         (n, 3)           each decoded row's mean R, G, B, rounded
-``histogram``      ``<i8``         (3, 256)         the decoded rows' uint8 value counts per channel
+``images``         as the dataset  (rows, H, W, 3)  a row per manifest line; zeros where it failed
+``paths``          ``<Uk``         (rows,)          path of each manifest line
+``sizes``          ``<i8``         (rows,)          size of the file each row was decoded from
+``mtimes_ns``      ``<i8``         (rows,)          that file's mtime in ns (with the path and
+                                                    size: the key a row is copied under)
+``ok``             ``|b1``         (rows,)          the row holds its image (else it failed)
+``crc32s``         ``<u4``         (rows,)          CRC-32 of each row's bytes
+``sha256s``        ``|u1``         (rows, 32)       sha256 of each row's bytes
+``phashes``        ``|u1``         (rows, 32)       each row's perceptual hash
+``mean_rgb``       ``|u1``         (rows, 3)        each row's mean R, G, B, rounded
+``constant``       ``|b1``         (rows,)          the row is one colour throughout
+``histogram``      ``<i8``         (3, 256)         the ok rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
 =================  ==============  ===============  ==============================================
 
-``meta`` has ``format``, ``pixel``, ``decoder`` (everything else that shapes a row's bytes: the
-pixel config, ``max_image_pixels``, Pillow's version and the decoder's; a later build reuses a row
-only under the same key, :mod:`img2npz.reuse`), ``first_path`` and ``last_path`` (the manifest's
-range in the index order), ``images`` (n) and ``failures``. Shards add up to the dataset: their
-histograms to its histogram, their real rows, in :func:`in_index_order`, to its rows. Beside each
-shard: ``{shard}.failures.tsv`` and ``{shard}.stats.json`` (:class:`ShardStats`).
+The members from ``crc32s`` to ``constant`` are the per-row members of :data:`ROW_MEMBERS`, the
+one table the shard writer, the compaction's copy, the merge and the loader follow (zeros where a
+row failed). ``meta`` has ``format``, ``pixel``, ``decoder`` (everything else that shapes a row's
+bytes: the pixel config, ``max_image_pixels``, the filters, Pillow's version and the decoder's; a
+compaction copies a row only under the same key, :mod:`img2npz.rowsource`), ``rows``, ``images``
+(rows that hold their image) and ``failures``. Beside each shard: ``{shard}.failures.tsv`` (its
+failed lines) and ``{shard}.stats.json`` (:class:`ShardStats`). Rows of images deleted or changed
+since the shard was written stay in it; the dataset leaves them out.
+
+The ``shards`` layout: ``results/dataset/`` (format tag :data:`SHARDED_DATASET_FORMAT`)
+---------------------------------------------------------------------------------------
+``results/dataset/index.npz``, written by :mod:`img2npz.merge`, is the row table; beside it,
+``shards/{shard}.npz`` are the shard files it names (hard links to ``results/shards/``, or copies),
+so the folder is whole on its own. Row ``i`` of the dataset is row ``row[i]`` of
+``images`` in file ``shards[shard[i]]``; its other members are those of ``dataset.npz`` but
+``images`` (the same values, in the same order), and all of :data:`ROW_MEMBERS`:
+
+===============  ==========  ==========  ====================================================
+member           dtype       shape       holds
+===============  ==========  ==========  ====================================================
+``shard``        ``<i4``     (N,)        index into ``shards`` of the file holding row i
+``row``          ``<i8``     (N,)        row i's number in that file's ``images``
+``shards``       ``<Uk``     (F,)        shard files, relative to the folder
+``labels``       ``<i8``     (N,)        as in dataset.npz
+``classes``      ``<Uk``     (K,)        as in dataset.npz
+``paths``        ``<Uk``     (N,)        as in dataset.npz
+``crc32s``       ``<u4``     (N,)        as in dataset.npz
+``sha256s``      ``|u1``     (N, 32)     sha256 of row i's bytes (the tree digest's leaves)
+``phashes``      ``|u1``     (N, 32)     as in dataset.npz
+``mean_rgb``     ``|u1``     (N, 3)      as in dataset.npz
+``constant``     ``|b1``     (N,)        row i is one colour throughout
+``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
+``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
+``meta``         ``<Uk``     ()          as dataset.npz's, with this layout's format tag
+===============  ==========  ==========  ====================================================
+
+``meta.images_sha256`` is defined on the rows in the index order, so it is the same in both
+layouts and equal to a fresh build's. ``img2npz.NPZDataset("results/dataset")`` reads it.
 
 Tables (tab-separated, a header line, then a line per row)
 ----------------------------------------------------------
@@ -96,19 +130,19 @@ A tab, newline, carriage return or backslash inside a field is written ``\\t``, 
 ============================================  ========================  =====================
 file                                          header                    written by
 ============================================  ========================  =====================
-``results/index/shards/{shard}.tsv``          :data:`MANIFEST_HEADER`   index
+``results/index/shards/{shard}.tsv``          :data:`MANIFEST_HEADER`   index (never rewritten)
 ``results/index/classes.tsv``                 :data:`CLASSES_HEADER`    index
 ``results/failures.tsv``, shards' failures    :data:`FAILURE_HEADER`    preprocess, merge
 ``results/dataset.shards.tsv``                :data:`SHARD_TABLE_HEADER` merge (changes)
-``results/shard_table.tsv``                   :data:`SHARD_TABLE_HEADER` shards (changes)
 ``results/report/changes.tsv``                :data:`CHANGES_HEADER`    validate (changes)
 ``results/report/near_duplicates.tsv``        :data:`NEAR_DUPLICATES_HEADER` validate (report)
-``results/shards/.kept/layout.tsv``           :data:`LAYOUT_HEADER`     merge (kept)
 ============================================  ========================  =====================
 
 A failure's ``stage`` is one of :data:`FAILURE_STAGES`. Every indexed file is in exactly one of
 ``dataset.npz:paths`` and ``failures.tsv``. ``results/index/images.parquet`` has one row per
-indexed image: ``path``, ``size``, ``mtime_ns``, ``class``, ``label``, ``shard``.
+indexed image: ``path``, ``size``, ``mtime_ns``, ``class``, ``label``, ``shard`` and ``row`` (the
+shard row that holds it: its manifest line). A manifest line's ``from`` is empty, or, in a
+compaction's new shard, ``{shard}:{row}``: the row to copy instead of decoding the file.
 
 Other files
 -----------
@@ -456,26 +490,31 @@ class FileSpec:
 FILES = (
     FileSpec("results/index/shards/{shard}.tsv", "index", ("index", "preprocess"), header=MANIFEST_HEADER),
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
-    FileSpec("results/index/images.parquet", "index", ("evidence", "merge")),
+    FileSpec("results/index/images.parquet", "index", ("facts", "merge")),
     # read by the workflow's resource functions, and by the report for its notes
     FileSpec("results/index/summary.json", "index", ("validate", "report")),
     FileSpec("results/index/listing/{fingerprint}.npz", "scan", ("scan",), members=LISTING_MEMBERS),
-    FileSpec("results/shards/{shard}.npz", "preprocess", ("merge", "rowsource", "dataset"), members=SHARD_MEMBERS),
+    FileSpec(
+        "results/shards/{shard}.npz",
+        "preprocess",
+        ("merge", "rowsource", "dataset", "facts"),
+        members=SHARD_MEMBERS,
+    ),
     FileSpec("results/shards/{shard}.failures.tsv", "preprocess", ("merge", "rowsource"), header=FAILURE_HEADER),
     FileSpec("results/shards/{shard}.stats.json", "preprocess", ("changes",)),
     FileSpec(
         "results/dataset.npz",
         "merge",
-        ("evidence", "checks", "dataset"),
+        ("facts", "checks", "dataset"),
         members=DATASET_MEMBERS + SPLIT_MEMBERS,
     ),
     FileSpec(
         "results/dataset/index.npz",
         "merge",
-        ("evidence", "checks", "dataset"),
+        ("facts", "checks", "dataset"),
         members=INDEX_MEMBERS + SPLIT_MEMBERS,
     ),
-    FileSpec("results/failures.tsv", "merge", ("evidence", "report"), header=FAILURE_HEADER),
+    FileSpec("results/failures.tsv", "merge", ("facts", "report"), header=FAILURE_HEADER),
     FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
     FileSpec("results/validation.json", "validate", ()),
     FileSpec("results/report/changes.tsv", "changes", ("htmlreport",), header=CHANGES_HEADER),

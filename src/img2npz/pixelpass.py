@@ -15,13 +15,13 @@ import hashlib
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array
+from img2npz.npzformat import ArrayLayout, iter_chunks
 from img2npz.treedigest import DIGEST_BYTES, TreeDigest, row_digests
 
 
@@ -198,16 +198,19 @@ def duplicate_groups(read: Callable[[list[int]], np.ndarray], fingerprints: np.n
 
 def scan_shards(
     files: Sequence[str],
+    layouts: Sequence[ArrayLayout],
     shard: np.ndarray,
     row: np.ndarray,
     recorded: dict[str, np.ndarray],
-    checked: set[int],
+    checked: Mapping[int, np.ndarray],
     threads: int = 1,
 ) -> PixelScan:
-    """The pass for the ``shards`` layout, in proportion to the change: the shard ``files`` not in
-    ``checked`` (numbers of those verified by an earlier run) are read whole; every other row is
-    taken as its row table records it (``recorded``: ``sha256s``, ``crc32s``, ``constant`` per
-    dataset row), after checking that the table says what its shard file says (a few bytes a row).
+    """The pass for the ``shards`` layout, in proportion to the change: the shard ``files`` (their
+    pixels at ``layouts``) not in ``checked`` are read whole; ``checked`` maps the number of each
+    shard an earlier run verified to the row digests its file records, and every row of those is
+    taken as the row table records it (``recorded``: ``sha256s``, ``crc32s``, ``constant`` per
+    dataset row), after checking that the table says what its shard file says (32 bytes a row; a
+    row where they disagree counts as damaged).
     Each dataset row is shard ``shard[i]``, row ``row[i]``. A row whose bytes differ from what was
     recorded then fails the digest and CRC checks; ``low``, ``high`` and ``finite`` cover the rows
     read."""
@@ -218,13 +221,12 @@ def scan_shards(
     finite = True
     for number, path in enumerate(files):
         mine = np.flatnonzero(shard == number)
-        layouts = array_layout(path)
         if number in checked:
-            on_file = read_array(path, "sha256s", layouts["sha256s"])[row[mine]]
-            differs = mine[(on_file != digests[mine]).any(axis=1)]
-            digests[differs] = on_file[(on_file != digests[mine]).any(axis=1)]
+            differs = mine[(checked[number][row[mine]] != digests[mine]).any(axis=1)]
+            digests[differs] = 0  # table and file disagree: the row fails the digest and its CRC
+            crcs[differs] = ~crcs[differs]
             continue
-        scan = scan_images(path, layouts["images"], threads)
+        scan = scan_images(path, layouts[number], threads)
         digests[mine] = scan.digests[row[mine]]
         crcs[mine] = scan.crcs[row[mine]]
         flat = np.zeros(len(scan.crcs), bool)

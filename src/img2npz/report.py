@@ -1,5 +1,5 @@
 """validate-report's outputs besides ``validation.json``: the pictures, the change report and the
-HTML page, drawn from what the checks found (:class:`~img2npz.evidence.Evidence`)."""
+HTML page, drawn from what the checks found (:class:`~img2npz.facts.Facts`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from img2npz import checktext, htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
 from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check, IndexSummary
-from img2npz.evidence import LISTED, Evidence
+from img2npz.facts import LISTED, Facts
 from img2npz.npzformat import streamed_blob
 from img2npz.scan import describe_skipped
 from img2npz.tsv import iter_tsv, write_tsv
@@ -50,11 +50,11 @@ def failure_groups(failures: str, examples: int = 3) -> list[dict]:
     return sorted(groups.values(), key=lambda g: (-g["count"], g["stage"], g["reason"]))
 
 
-def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
-    classes, counts, labels = evidence.classes, evidence.class_counts, evidence.labels
+def draw_pictures(facts: Facts, samples: int, files: ReportFiles) -> None:
+    classes, counts, labels = facts.classes, facts.class_counts, facts.labels
     picked = pictures.rows_per_class(labels, len(classes), samples)
     wanted = sorted({row for rows in picked.values() for row in rows})
-    shown = dict(zip(wanted, pictures.to_display(evidence.rows(wanted), evidence.pixel["normalize"]), strict=True))
+    shown = dict(zip(wanted, pictures.to_display(facts.rows(wanted), facts.pixel["normalize"]), strict=True))
     rows = [
         (
             classes[label] if label >= 0 else "(all images)",
@@ -65,7 +65,7 @@ def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
     ]
     pictures.save_png(pictures.class_grid(rows), files.samples)
     pictures.save_png(pictures.class_bar_chart(classes, counts), files.class_counts)
-    meta = evidence.meta
+    meta = facts.meta
     histograms = pictures.channel_histograms(np.asarray(meta.histogram), meta.mean, meta.std)
     pictures.save_png(histograms, files.histograms)
 
@@ -73,13 +73,13 @@ def draw_pictures(evidence: Evidence, samples: int, files: ReportFiles) -> None:
 PAIRS_SHOWN = 20
 
 
-def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> None:
+def near_duplicate_report(facts: Facts, bits: int, files: ReportFiles) -> None:
     """``near_duplicates.tsv`` (every group, a line per image) and the picture of the first pairs,
     pairs that straddle two splits first."""
-    found = evidence.near_duplicates(bits)
-    split, names = evidence.split, evidence.split_names
+    found = facts.near_duplicates(bits)
+    split, names = facts.split, facts.split_names
     members = [row for group in found.groups for row in group]
-    paths = iter(evidence.paths_of(members))
+    paths = iter(facts.paths_of(members))
     lines = [
         (number, next(paths), names[split[row]] if split is not None else "")
         for number, group in enumerate(found.groups, 1)
@@ -93,7 +93,7 @@ def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> 
     across = split[found.first] != split[found.second] if split is not None else np.zeros(len(found.first), bool)
     shown = np.argsort(~across, kind="stable")[:PAIRS_SHOWN]
     rows = sorted({int(r) for r in found.first[shown]} | {int(r) for r in found.second[shown]})
-    pixels = dict(zip(rows, pictures.to_display(evidence.rows(rows), evidence.pixel["normalize"]), strict=True))
+    pixels = dict(zip(rows, pictures.to_display(facts.rows(rows), facts.pixel["normalize"]), strict=True))
     captions = []
     for n in shown:
         a, b = int(found.first[n]), int(found.second[n])
@@ -103,23 +103,23 @@ def near_duplicate_report(evidence: Evidence, bits: int, files: ReportFiles) -> 
 
 
 def change_report(
-    evidence: Evidence, files: ReportFiles, shards: Mapping[str, ShardRecord], failed: bool = False
+    facts: Facts, files: ReportFiles, shards: Mapping[str, ShardRecord], failed: bool = False
 ) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``),
     and the shards verified: all of them when no hard check ``failed``, else those verified before."""
-    classes = [*evidence.classes, UNLABELLED_CLASS]  # the last: unlabelled (and any bad label)
-    labels = evidence.labels
-    codes = np.where((labels >= 0) & (labels < len(evidence.classes)), labels, len(evidence.classes))
-    split_names = evidence.split_names or [""]
-    splits = evidence.split if evidence.split is not None else np.zeros(len(labels), np.int8)
+    classes = [*facts.classes, UNLABELLED_CLASS]  # the last: unlabelled (and any bad label)
+    labels = facts.labels
+    codes = np.where((labels >= 0) & (labels < len(facts.classes)), labels, len(facts.classes))
+    split_names = facts.split_names or [""]
+    splits = facts.split if facts.split is not None else np.zeros(len(labels), np.int8)
     current = Catalogue(
-        evidence.meta.images_sha256 or "",
-        *streamed_blob(evidence.iter_paths()),
+        facts.meta.images_sha256 or "",
+        *streamed_blob(facts.iter_paths()),
         classes,
         codes.astype(np.int32),
         split_names,
         splits.astype(np.int32),
-        evidence.pixels.fingerprints,
+        facts.pixels.fingerprints,
         {shard: record.mtime_ns for shard, record in shards.items()},
     )
     previous = Catalogue.load(files.catalogue)
@@ -142,14 +142,14 @@ def index_notes(index: IndexSummary | None) -> list[tuple[str, str]]:
     return rows + [("labels CSV", warning) for warning in index.warnings or []]
 
 
-def _summary(evidence: Evidence, index: IndexSummary | None) -> list[tuple[str, Any]]:
-    pixel, meta, npz, failures = evidence.pixel, evidence.meta, evidence.npz, evidence.failures
+def _summary(facts: Facts, index: IndexSummary | None) -> list[tuple[str, Any]]:
+    pixel, meta, npz, failures = facts.pixel, facts.meta, facts.npz, facts.failures
     return [
-        ("images in the dataset", f"{len(evidence.labels):,}"),
-        ("files indexed", f"{evidence.accounting['indexed']:,}"),
-        ("files left out (unreadable)", f"{evidence.accounting['failures']:,}"),
-        ("files left out by the filters", f"{evidence.accounting['filtered']:,}"),
-        ("classes", f"{len(evidence.classes):,}" if evidence.classes else "none (unlabelled)"),
+        ("images in the dataset", f"{len(facts.labels):,}"),
+        ("files indexed", f"{facts.accounting['indexed']:,}"),
+        ("files left out (unreadable)", f"{facts.accounting['failures']:,}"),
+        ("files left out by the filters", f"{facts.accounting['filtered']:,}"),
+        ("classes", f"{len(facts.classes):,}" if facts.classes else "none (unlabelled)"),
         ("image shape and type", f"{pixel['size'][0]} x {pixel['size'][1]} x 3, {pixel['dtype']}"),
         ("pixel config", checktext.pixel_config(pixel)),
         ("channel mean (0..1)", ", ".join(f"{v:.4f}" for v in meta.mean or [])),
@@ -162,36 +162,34 @@ def _summary(evidence: Evidence, index: IndexSummary | None) -> list[tuple[str, 
 
 
 def page_of(
-    evidence: Evidence,
+    facts: Facts,
     checks: Sequence[Check],
     files: ReportFiles,
     changes: Catalogue | None,
     near_bits: int,
     index: IndexSummary | None = None,
 ):
-    counts = evidence.split_class_counts
+    counts = facts.split_class_counts
     unlabelled = any(row[-1] for row in counts)  # the column only where some image has no class
     split_table = [
         (name, f"{sum(row):,}", *(f"{count:,}" for count in (row if unlabelled else row[:-1])))
-        for name, row in zip(evidence.split_names, counts, strict=True)
+        for name, row in zip(facts.split_names, counts, strict=True)
     ]
-    split_header = ["split", "images", *evidence.classes, *(["unlabelled"] if unlabelled else [])]
+    split_header = ["split", "images", *facts.classes, *(["unlabelled"] if unlabelled else [])]
     return htmlreport.Page(
         checks=[asdict(check) for check in checks],
-        summary=_summary(evidence, index),
+        summary=_summary(facts, index),
         pictures={
-            **({"samples": files.samples, "histograms": files.histograms} if evidence.count else {}),  # no empty box
+            **({"samples": files.samples, "histograms": files.histograms} if facts.count else {}),  # no empty box
             "class_counts": files.class_counts,
             **({"near_duplicates": files.near_pairs} if files.near_pairs else {}),
         },
-        class_counts=list(zip(evidence.classes, evidence.class_counts, strict=True)),
-        failure_groups=failure_groups(evidence.failures),
+        class_counts=list(zip(facts.classes, facts.class_counts, strict=True)),
+        failure_groups=failure_groups(facts.failures),
         listed={
-            "duplicate_images": evidence.duplicate_paths,
-            "near_duplicates": [
-                evidence.paths_of(g[:LISTED]) for g in evidence.near_duplicates(near_bits).groups[:LISTED]
-            ],
-            "constant_images": [[p] for p in evidence.constant_paths],
+            "duplicate_images": facts.duplicate_paths,
+            "near_duplicates": [facts.paths_of(g[:LISTED]) for g in facts.near_duplicates(near_bits).groups[:LISTED]],
+            "constant_images": [[p] for p in facts.constant_paths],
         },
         splits=(split_header, split_table) if split_table else None,
         changes=changes,
@@ -199,7 +197,7 @@ def page_of(
 
 
 def write_report(
-    evidence: Evidence | None,
+    facts: Facts | None,
     checks: Sequence[Check],
     files: ReportFiles,
     samples: int,
@@ -208,15 +206,15 @@ def write_report(
     near_duplicate_bits: int,
     index: IndexSummary | None = None,
 ) -> None:
-    """Pictures, change report and page; ``evidence`` None: the file could not be read as a dataset
+    """Pictures, change report and page; ``facts`` None: the file could not be read as a dataset
     (the page shows the checks only). ``failed``: a hard check failed, so the page is also kept at
     ``files.failed_html`` (Snakemake deletes a failed job's outputs). ``index``: the index's summary,
     whose notes the page's summary shows."""
-    if evidence is not None:
-        draw_pictures(evidence, samples, files)
-        near_duplicate_report(evidence, near_duplicate_bits, files)
-        changes = change_report(evidence, files, shards, failed) if files.changes is not None else None
-        page = htmlreport.render(page_of(evidence, checks, files, changes, near_duplicate_bits, index))
+    if facts is not None:
+        draw_pictures(facts, samples, files)
+        near_duplicate_report(facts, near_duplicate_bits, files)
+        changes = change_report(facts, files, shards, failed) if files.changes is not None else None
+        page = htmlreport.render(page_of(facts, checks, files, changes, near_duplicate_bits, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
     htmlreport.write_html(files.html, page)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,7 @@ class RowSources:
             failures = {}
             if not ok.all():
                 failures = {path: (stage, error) for path, stage, error in read_tsv(failed, FAILURE_HEADER)}
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             log.info("shard %s cannot be copied from (%s): its rows are decoded again", shard, error)
             return None
         return _Source(os.fspath(npz), layouts, keys, ok, values, failures)

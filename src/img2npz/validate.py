@@ -1,6 +1,6 @@
 """validate-report: prove that ``dataset.npz`` keeps the contract, and show what is in it.
 
-Runs every check of :mod:`img2npz.checks` on the dataset's :class:`~img2npz.evidence.Evidence`,
+Runs every check of :mod:`img2npz.checks` on the dataset's :class:`~img2npz.facts.Facts`,
 writes ``validation.json`` (each check's name, whether it passed, the measured value, the
 threshold and its severity), then the pictures and the page (:mod:`img2npz.report`); and fails,
 naming the checks and the config keys that set their thresholds (:mod:`img2npz.checktext`), when a
@@ -20,7 +20,7 @@ from img2npz.atomic import write_bytes_atomic
 from img2npz.changes import Catalogue, ShardRecord
 from img2npz.checks import Thresholds, run_checks
 from img2npz.contract import Check, IndexSummary
-from img2npz.evidence import Evidence
+from img2npz.facts import Facts
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,15 @@ def validate_dataset(
     verify are read)."""
     previous = Catalogue.load(files.catalogue) if files.catalogue is not None else None
     verified = previous.verified if previous is not None else {}
-    evidence = Evidence(npz, failures, images_table, pixel, label_mode, threads, layout, verified)
-    checks, readable = run_checks(evidence, limits)
+    facts = Facts(npz, failures, images_table, pixel, label_mode, threads, layout, verified)
+    checks, readable = run_checks(facts, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:
         status = "PASS" if check.passed else ("FAIL" if check.severity == "hard" else "WARN")
         log.info("%s %s", status, checktext.line(asdict(check)))
     write_validation(out_json, checks)
     report.write_report(
-        evidence if readable else None,
+        facts if readable else None,
         checks,
         files,
         samples,

@@ -1,10 +1,10 @@
-"""copies: the merge drops every copy but the first, lists each, and the rest is the same bytes."""
+"""dedupe: the merge drops every copy but the first, lists each, and the rest is the same bytes."""
 
 import numpy as np
 from conftest import build_dataset, channel_histogram, run_validation, save
+from scenes import VARIANTS, scene
 
 from img2npz.tsv import read_tsv
-from img2npz.variants import VARIANTS, scene
 
 
 def _tree(src):

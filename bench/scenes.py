@@ -1,4 +1,4 @@
-"""Generated photos and the near-duplicates users make of them, for tests and benchmarks.
+"""Generated photos and the near-duplicates users make of them, for the tests and benchmarks only.
 
 A *scene* is a few blurred shapes over a two-colour gradient, with sensor noise: distinct scenes
 are alike in kind (as photos of one subject are) and differ in layout. :data:`VARIANTS` are the

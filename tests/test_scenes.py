@@ -1,8 +1,7 @@
-"""variants: generated scenes are deterministic and every variant is the edit its name says."""
+"""scenes (bench): generated scenes are deterministic and every variant is the edit its name says."""
 
 import numpy as np
-
-from img2npz.variants import VARIANTS, crop, jpeg, scene
+from scenes import VARIANTS, crop, jpeg, scene
 
 
 def test_scenes_are_deterministic_and_distinct():

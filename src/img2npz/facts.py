@@ -107,7 +107,7 @@ def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threa
     return NearDuplicates(bits, first, second, distance, groups)
 
 
-class Evidence:
+class Facts:
     """The dataset (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks see
     it: ``npz`` is ``dataset.npz`` (``layout`` ``file``) or the ``shards`` layout's ``index.npz``,
     whose members are the same but for ``images`` (rows of the shard files it names). ``pixel``
@@ -172,12 +172,12 @@ class Evidence:
     def pixels(self) -> PixelScan:
         if self.sharded:
             checked = {
-                number
+                number: read_array(path, "sha256s")
                 for number, path in enumerate(self.shard_files)
                 if self.verified.get(os.path.basename(path).removesuffix(".npz")) == os.stat(path).st_mtime_ns
             }
             recorded = {name: self.member(name) for name in ("sha256s", "crc32s", "constant")}
-            scan = scan_shards(self.shard_files, *self.placement, recorded, checked, self.threads)
+            scan = scan_shards(self.shard_files, self.image_layouts, *self.placement, recorded, checked, self.threads)
             self.checked_shards = (len(self.shard_files) - len(checked), len(self.shard_files))
         else:
             scan = scan_images(self.npz, self.layouts["images"], self.threads)

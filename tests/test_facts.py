@@ -1,0 +1,74 @@
+"""facts: the path lists walked together in index order."""
+
+from conftest import DEFAULT_PIXEL, build_dataset, make_tree
+
+from img2npz import facts as facts_module
+from img2npz.facts import Facts, account_for_index
+
+
+def test_accounting_finds_missing_extra_and_doubled_paths():
+    ok = account_for_index(iter(["a", "c"]), iter(["b"]), iter(["a", "b", "c"]))
+    assert ok["problems"] == 0 and ok["indexed"] == 3
+    bad = account_for_index(iter(["a", "b", "z"]), iter(["b"]), iter(["a", "b", "c"]))
+    assert bad["in_both"] == ["b"] and bad["missing"] == ["c"] and bad["extra"] == ["z"]
+
+
+def facts_of(tmp_path, out, fail, label_mode="folder"):
+    return Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, label_mode)
+
+
+def test_the_pixels_are_read_once_whatever_asks_for_them(tmp_path, monkeypatch):
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    calls = []
+    real = facts_module.scan_images
+    monkeypatch.setattr(facts_module, "scan_images", lambda *args: calls.append(args) or real(*args))
+    facts = facts_of(tmp_path, out, fail)
+    assert not calls  # nothing read before it is asked for
+    assert facts.pixels.sha256 and len(facts.duplicates) == 3 and len(facts.constant_paths) == 21  # solid colours
+    assert len(calls) == 1
+
+
+def test_labels_classes_paths_and_the_accounting(tmp_path):
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    facts = facts_of(tmp_path, out, fail)
+    assert facts.classes == ["blue", "red", "red-ish"] and facts.class_counts == [7, 7, 7] and facts.bad_labels == 0
+    assert facts.path_order == (0, None) and facts.split is None and facts.split_names == []
+    assert facts.accounting["failures"] == 1 and facts.accounting["indexed"] == 22
+    assert facts.paths_of([0, 20]) == ["blue/00.png", "red-ish/06.png"]
+    unlabelled = facts_of(tmp_path, out, fail, label_mode="none")
+    assert unlabelled.bad_labels == 21  # labelled rows in a dataset that should have none
+    assert unlabelled.class_counts == [0, 0, 0]  # counts that cannot be trusted are not given
+
+
+def test_the_shards_layout_reads_only_the_shards_not_verified_before(tmp_path, monkeypatch):
+    """The same facts as the file's; with every shard verified before (the catalogue's record of
+    a passed run), no pixel is read but the rows shown; a shard rewritten since is read again."""
+    import os
+
+    from img2npz import pixelpass
+
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    table, table_fail, _, _ = build_dataset(tmp_path, 4, "s", layout="shards")
+    whole = facts_of(tmp_path, out, fail)
+
+    def sharded(verified):
+        return Facts(str(table), str(table_fail), str(table.parent.parent / "images.parquet"), DEFAULT_PIXEL,
+                     "folder", layout="shards", verified=verified)  # fmt: skip
+
+    files = sorted((table.parent / "shards").glob("*.npz"))
+    read = []
+    real = pixelpass.scan_images
+    monkeypatch.setattr(pixelpass, "scan_images", lambda path, *args: read.append(path) or real(path, *args))
+    fresh = sharded({})
+    assert fresh.pixels.sha256 == whole.pixels.sha256 == fresh.meta.images_sha256 and len(read) == len(files)
+    assert fresh.duplicates == whole.duplicates and fresh.pixels.constant == whole.pixels.constant
+    assert fresh.rows([0, 20]).tolist() == whole.rows([0, 20]).tolist() and fresh.count == whole.count == 21
+    read.clear()
+    verified = {path.stem: path.stat().st_mtime_ns for path in files}
+    again = sharded(verified)
+    assert again.pixels.sha256 == whole.pixels.sha256 and not read and again.pixels.low is None
+    os.utime(files[0], ns=(1, 1))  # that shard file is not the one verified
+    assert sharded(verified).pixels.sha256 == whole.pixels.sha256 and read == [str(files[0])]
