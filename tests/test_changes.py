@@ -105,3 +105,15 @@ def test_a_large_catalogue_round_trips_through_chunked_reading(tmp_path):
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
     assert list(loaded.iter_paths()) == paths and [e[1] for e in loaded.entries()] == [p.split("/")[0] for p in paths]
+
+
+def test_a_compaction_is_a_change_row_and_says_why():
+    prints = np.zeros((1, 2), np.uint64)
+    first = compare(None, Catalogue.of("a", ["c/1"], ["c"], [""], prints, {"s1": 1}))
+    compaction = {"reasons": ["9 shards of fewer than 500 rows"], "shards": 9, "rows": 1234, "into": 2}
+    second = compare(first, Catalogue.of("b", ["c/1"], ["c"], [""], prints + 1, {"s2": 2}), None, compaction)
+    assert ("shards compacted", "", "", 9) in second.rows
+    assert second.examples["compaction"] == [
+        "9 shards rewritten into 2, copying 1,234 rows, because 9 shards of fewer than 500 rows"
+    ]
+    assert "shards compacted" not in [row[0] for row in compare(None, first).rows]

@@ -2,7 +2,7 @@
 
 import os
 
-from img2npz.shardfiles import link_shards, prune, unlink_others
+from img2npz.shardfiles import link_shards, prune, remove_other_layout, unlink_others
 
 LIVE, GONE = "0123456789abcdef", "fedcba9876543210"
 
@@ -33,3 +33,12 @@ def test_the_dataset_folder_links_every_shard_it_names_and_drops_the_others(tmp_
     assert (folder / "shards" / f"{LIVE}.npz").read_bytes() == LIVE.encode()
     assert unlink_others(folder, {f"{LIVE}.npz"}) == 1
     assert os.listdir(folder / "shards") == [f"{LIVE}.npz"]
+
+
+def test_the_other_layouts_dataset_is_removed(tmp_path):
+    (tmp_path / "dataset" / "shards").mkdir(parents=True)
+    (tmp_path / "dataset" / "index.npz").write_bytes(b"x")
+    (tmp_path / "dataset.npz").write_bytes(b"x")
+    assert remove_other_layout(tmp_path / "dataset") and not (tmp_path / "dataset").exists()
+    assert remove_other_layout(tmp_path / "dataset.npz") and not (tmp_path / "dataset.npz").exists()
+    assert not remove_other_layout(tmp_path / "dataset.npz")

@@ -181,10 +181,19 @@ def read_shard_table(path: str | os.PathLike) -> dict[str, ShardRecord]:
     return {shard: ShardRecord(*map(int, rest)) for shard, *rest in read_tsv(path, SHARD_TABLE_HEADER)}
 
 
-def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, ShardRecord] | None = None) -> Catalogue:
+COMPACTION = "compaction"  # the examples' key for what a compaction did, in words
+
+
+def compare(
+    previous: Catalogue | None,
+    current: Catalogue,
+    work: Mapping[str, ShardRecord] | None = None,
+    compaction: Mapping | None = None,
+) -> Catalogue:
     """``current`` carrying the change rows against ``previous`` (everything added on a first run;
     the previous rows again when the dataset is the same bytes). ``work``: the shard table, whose
-    new shards' rows copied and decoded are the run's totals."""
+    new shards' rows copied and decoded are the run's totals; ``compaction``: the index's account
+    of one (:class:`img2npz.allocation.Compaction` as a dict), or None."""
     if previous is not None and previous.images_sha256 == current.images_sha256:
         current.rows, current.examples = previous.rows, previous.examples
         return current
@@ -228,6 +237,12 @@ def compare(previous: Catalogue | None, current: Catalogue, work: Mapping[str, S
         ("images decoded", "", "", sum(work[shard].decoded for shard in rebuilt if shard in work)),
         ("rows copied", "", "", sum(work[shard].copied for shard in rebuilt if shard in work)),
     ]
+    if compaction:
+        current.rows.append(("shards compacted", "", "", compaction["shards"]))
+        examples[COMPACTION] = [
+            f"{compaction['shards']} shards rewritten into {compaction['into']}, copying {compaction['rows']:,} rows,"
+            f" because {'; '.join(compaction['reasons'])}"
+        ]
     current.examples = examples
     return current
 

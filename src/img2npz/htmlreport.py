@@ -14,6 +14,7 @@ from typing import Any
 
 from img2npz import checktext
 from img2npz.atomic import write_bytes_atomic
+from img2npz.changes import COMPACTION
 from img2npz.contract import CHANGES_HEADER
 from img2npz.pictures import PAGE_WIDTH
 
@@ -134,6 +135,9 @@ def _changes(page: Page) -> list[str] | None:
         return None
     parts = [_table(CHANGES_HEADER, page.changes.rows)]
     for what, paths in page.changes.examples.items():
+        if what == COMPACTION:  # words, not paths
+            parts.extend(f"<p>{_e(what)}: {_e(text)}</p>" for text in paths)
+            continue
         parts.append(f"<p>{_e(what)}, e.g.: " + ", ".join(f"<code>{_e(p)}</code>" for p in paths) + "</p>")
     return parts
 

@@ -103,7 +103,11 @@ def near_duplicate_report(facts: Facts, bits: int, files: ReportFiles) -> None:
 
 
 def change_report(
-    facts: Facts, files: ReportFiles, shards: Mapping[str, ShardRecord], failed: bool = False
+    facts: Facts,
+    files: ReportFiles,
+    shards: Mapping[str, ShardRecord],
+    failed: bool = False,
+    index: IndexSummary | None = None,
 ) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``),
     and the shards verified: all of them when no hard check ``failed``, else those verified before."""
@@ -127,7 +131,7 @@ def change_report(
         current.verified = dict(current.shards)
     elif previous is not None:
         current.verified = {k: v for k, v in previous.verified.items() if current.shards.get(k) == v}
-    catalogue = compare(previous, current, shards)
+    catalogue = compare(previous, current, shards, index.compaction if index is not None else None)
     write_changes(files.changes, catalogue)
     catalogue.save(files.catalogue)
     return catalogue
@@ -213,7 +217,7 @@ def write_report(
     if facts is not None:
         draw_pictures(facts, samples, files)
         near_duplicate_report(facts, near_duplicate_bits, files)
-        changes = change_report(facts, files, shards, failed) if files.changes is not None else None
+        changes = change_report(facts, files, shards, failed, index) if files.changes is not None else None
         page = htmlreport.render(page_of(facts, checks, files, changes, near_duplicate_bits, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))

@@ -78,3 +78,16 @@ def unlink_others(dataset_dir: str | os.PathLike, names: Collection[str]) -> int
                 os.unlink(entry.path)
                 removed += 1
     return removed
+
+
+def remove_other_layout(path: str | os.PathLike) -> bool:
+    """Remove the dataset of the layout not configured (``dataset.npz``, or the shards layout's
+    folder, whose links would keep the bytes of pruned shards); return whether there was one."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+        return True
+    if path.exists() or path.is_symlink():
+        path.unlink()
+        return True
+    return False
