@@ -135,13 +135,13 @@ def cost(size: int, resize: str, images: int = 300, rounds: int = 5) -> None:
         root = Path(folder)
         manifest = _manifest(root, images)
         out = (root / "out" / "s.npz", root / "out" / "s.tsv")
-        process_shard(manifest, root, pixel, *out, reuse_previous=False)  # warm the page cache
+        process_shard(manifest, root, pixel, *out)  # warm the page cache
         for name in spent:
             setattr(fingerprint, name, timed(name))
         try:
             start = time.perf_counter()
             for _ in range(rounds):
-                process_shard(manifest, root, pixel, *out, reuse_previous=False)
+                process_shard(manifest, root, pixel, *out)
             job = time.perf_counter() - start
         finally:
             for name, function in real.items():

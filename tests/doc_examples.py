@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 SHELL_WORDS = {"snakemake", "python", "python3", "pip", "pytest", "bash", "ruff", "snakefmt", "apt-get", "sacctmgr"}
-API_CALL = re.compile(r"^(NPZDataset|ShardedNPZDataset|normalizer|np\.\w+|img2npz\.[\w.]+)\(")
+API_CALL = re.compile(r"^(NPZDataset|normalizer|np\.\w+|img2npz\.[\w.]+)\(")
 SHELL_FENCES = {"bash", "sh", "shell"}
 
 

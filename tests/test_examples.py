@@ -87,9 +87,7 @@ SKIPS = [
 SLURM = re.compile(r"profiles/slurm|tests/slurm/|slurmctld")
 NO_ACCOUNTING = " --slurm-status-command squeue --slurm-no-account"
 FAST_POLLING = " --slurm-init-seconds-before-status-checks 1"
-PRELUDE = (
-    "import numpy as np\nimport img2npz.npzformat\nfrom img2npz import NPZDataset, ShardedNPZDataset, normalizer\n"
-)
+PRELUDE = "import numpy as np\nimport img2npz.npzformat\nfrom img2npz import NPZDataset, normalizer\n"
 
 
 def skip_reason(example: Example) -> str | None:
@@ -281,14 +279,14 @@ def test_config_yaml_names_every_fail_on_value():
 
 @pytest.mark.slow
 def test_public_api_docstring_examples(tmp_path, monkeypatch):
-    """The examples in NPZDataset's, ShardedNPZDataset's and normalizer's docstrings, on the demo
+    """The examples in NPZDataset's and normalizer's docstrings, on the demo
     dataset that README command 1 builds (the default config)."""
     import img2npz.dataset
 
     run_snakemake(tmp_path / "work", write_config(tmp_path / "defaults.yaml"))
     monkeypatch.chdir(tmp_path / "work")
     tests = [t for t in doctest.DocTestFinder().find(img2npz.dataset) if t.examples]
-    assert {t.name.rsplit(".", 1)[1] for t in tests} >= {"NPZDataset", "ShardedNPZDataset", "normalizer"}
+    assert {t.name.rsplit(".", 1)[1] for t in tests} >= {"NPZDataset", "normalizer"}
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for test in tests:
         runner.run(test)
