@@ -4,7 +4,7 @@ from img2npz.changes import write_shard_table
 from img2npz.contract import ShardStats, read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
-from img2npz.shardfiles import prune, remove_other_layout
+from img2npz.shardfiles import other_layout, prune, remove_other_layout
 
 with rule_logging(snakemake.log[0]) as log:  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
@@ -28,5 +28,7 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
     write_shard_table(list(inputs.npzs), stats, output.shards)
     removed = prune(params.shards_dir, set(stats))
     log.info("%d files of shards no longer indexed removed", removed)
-    if remove_other_layout(params.other_layout):
-        log.info("%s (the other layout's dataset) removed", params.other_layout)
+    # the other layout's dataset: its links would keep the bytes of pruned shards
+    other = other_layout(output.dataset, params.layout)
+    if remove_other_layout(other):
+        log.info("%s (the other layout's dataset) removed", other)

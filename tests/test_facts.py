@@ -72,3 +72,41 @@ def test_the_shards_layout_reads_only_the_shards_not_verified_before(tmp_path, m
     assert again.pixels.sha256 == whole.pixels.sha256 and not read and again.pixels.low is None
     os.utime(files[0], ns=(1, 1))  # that shard file is not the one verified
     assert sharded(verified).pixels.sha256 == whole.pixels.sha256 and read == [str(files[0])]
+
+
+def test_a_rerun_looks_up_only_its_new_rows_and_finds_what_a_whole_search_finds(tmp_path):
+    """With the previous run's pairs, the search looks up the new rows and those whose pair lost a
+    row; the pairs, distances and groups are those of a search of the whole."""
+    import numpy as np
+    from conftest import save
+    from scenes import VARIANTS, scene
+
+    from img2npz.changes import Catalogue
+
+    src = tmp_path / "src"
+    originals = [scene(np.random.default_rng([3, n]), (96, 72)) for n in range(8)]
+    for n, original in enumerate(originals):
+        save(original, src / "a" / f"s{n}.png")
+        if n < 3:
+            save(VARIANTS["jpeg60"](original), src / "b" / f"s{n}_q60.png")
+    save(originals[4], src / "b" / "s4_copy1.png")  # two copies of s4, joined through it
+    save(originals[4], src / "b" / "s4_copy2.png")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    first = facts_of(tmp_path, out, fail)
+    found = first.near_duplicates(24)
+    assert len(found.groups) == 4 and first.searched == first.count
+    previous = Catalogue.of(
+        "x", first.iter_paths(), [""] * first.count, [""] * first.count, first.pixels.fingerprints, {}
+    )
+    previous.near_bits, previous.near_pairs = 24, np.stack([found.first, found.second], axis=1)
+    (src / "a" / "s4.png").unlink()  # the copies' pairs went through it
+    save(VARIANTS["jpeg60"](originals[6]), src / "b" / "s6_q60.png")  # a new pair
+    save(scene(np.random.default_rng(99), (96, 72)), src / "c" / "new.png")  # a new row alone
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    again = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
+    whole = facts_of(tmp_path, out, fail).near_duplicates(24)
+    searched = again.near_duplicates(24)
+    assert again.searched == 4  # the 2 new rows, and the 2 copies that lost their pair
+    for name in ("first", "second", "distance"):
+        assert np.array_equal(getattr(searched, name), getattr(whole, name)), name
+    assert searched.groups == whole.groups and len(whole.groups) == 5

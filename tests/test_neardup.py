@@ -74,3 +74,22 @@ def test_threads_and_query_blocks_change_nothing(monkeypatch):
     for threads in (1, 3):
         found = neardup.near_pairs(hashes, 24, threads=threads)
         assert all((a == b).all() for a, b in zip(found, serial, strict=True)) and len(found[0]) == 1000
+
+
+def test_pairs_involving_some_rows_are_the_pairs_of_the_whole_that_touch_them():
+    """Looking up only some rows finds exactly the pairs (within the bits, colours alike) that have
+    one of them: every such pair of a brute-force comparison, each once."""
+    rng = np.random.default_rng(11)
+    hashes = rng.integers(0, 256, (800, neardup.BYTES), dtype=np.uint8)
+    for source, copy in ((5, 790), (17, 18), (400, 799), (401, 799), (7, 8), (8, 9)):
+        hashes[copy] = hashes[source]
+        hashes[copy, source % neardup.BYTES] ^= 1 << (source % 8)  # a bit or two apart
+    colours = np.full((800, 3), 128, np.uint8)
+    colours[401] = (250, 10, 10)  # near in hash, not in colour
+    apart = np.bitwise_count(hashes[:, None, :] ^ hashes[None, :, :]).sum(axis=2)
+    alike = neardup.colour_apart(colours[:, None, :], colours[None, :, :]) <= neardup.COLOUR_TOLERANCE
+    close = np.triu((apart <= 20) & alike, 1)
+    for queries in ([799], [18, 790], [9], list(range(0, 800, 7)), []):
+        first, second = neardup.pairs_involving(hashes, colours, 20, np.array(queries, np.int64))
+        brute = [(i, j) for i, j in zip(*np.nonzero(close), strict=True) if i in queries or j in queries]
+        assert list(zip(first.tolist(), second.tolist(), strict=True)) == sorted(brute), queries

@@ -2,7 +2,7 @@
 
 import os
 
-from img2npz.shardfiles import link_shards, prune, remove_other_layout, unlink_others
+from img2npz.shardfiles import link_shards, other_layout, prune, remove_other_layout, unlink_others
 
 LIVE, GONE = "0123456789abcdef", "fedcba9876543210"
 
@@ -42,3 +42,5 @@ def test_the_other_layouts_dataset_is_removed(tmp_path):
     assert remove_other_layout(tmp_path / "dataset") and not (tmp_path / "dataset").exists()
     assert remove_other_layout(tmp_path / "dataset.npz") and not (tmp_path / "dataset.npz").exists()
     assert not remove_other_layout(tmp_path / "dataset.npz")
+    assert other_layout("results/dataset.npz", "file").as_posix() == "results/dataset"
+    assert other_layout("results/dataset/index.npz", "shards").as_posix() == "results/dataset.npz"

@@ -62,6 +62,10 @@ class Catalogue:
     # shard id -> npz mtime_ns of the shards whose rows a passed validation read (the shards layout
     # reads only the others)
     verified: dict[str, int] = field(default_factory=dict)
+    # the near-duplicate pairs found among these images (rows), and the threshold they were found
+    # under (-1: none searched), so the next run looks up only its new rows
+    near_bits: int = -1
+    near_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     @classmethod
     def of(
@@ -116,6 +120,8 @@ class Catalogue:
             "examples": blob([_line((what, path)) for what, paths in self.examples.items() for path in paths]),
             "verified_ids": blob(list(self.verified)),
             "verified_mtimes": np.array(list(self.verified.values()), np.int64),
+            "near_bits": np.array(self.near_bits, np.int64),
+            "near_pairs": np.asarray(self.near_pairs, np.int64).reshape(-1, 2),
         }
         with atomic_output(path, durable=False) as handle:
             write_npz(handle, arrays)
@@ -154,6 +160,8 @@ class Catalogue:
                 [(a, b, c, int(d)) for a, b, c, d in rows],
                 examples,
                 dict(zip(verified, data["verified_mtimes"].tolist(), strict=True)) if verified else {},
+                int(data["near_bits"]),
+                data["near_pairs"],
             )
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from img2npz import neardup
+from img2npz.changes import Catalogue
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
@@ -95,8 +96,16 @@ class NearDuplicates:
     groups: list[list[int]]
 
 
-def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threads: int = 1) -> NearDuplicates:
-    first, second = neardup.near_duplicate_pairs(hashes, colours, bits, threads)
+def near_duplicates_of(
+    hashes: np.ndarray, colours: np.ndarray, bits: int, threads: int = 1, among: np.ndarray | None = None
+) -> NearDuplicates:
+    """All the near-duplicates; ``among``: only those of these rows (ascending), when every pair of
+    the whole is known to lie among them (the same pairs and groups as a search of the whole)."""
+    if among is not None:
+        first, second = neardup.near_duplicate_pairs(hashes[among], colours[among], bits, threads)
+        first, second = among[first], among[second]
+    else:
+        first, second = neardup.near_duplicate_pairs(hashes, colours, bits, threads)
     distance = neardup.distances(hashes[first], hashes[second])
     rows = np.unique(np.concatenate([first, second]))
     roots = neardup.groups(len(hashes), first, second)[rows]
@@ -107,14 +116,40 @@ def near_duplicates_of(hashes: np.ndarray, colours: np.ndarray, bits: int, threa
     return NearDuplicates(bits, first, second, distance, groups)
 
 
+def rows_to_search(
+    previous: Catalogue, paths: Iterator[str], fingerprints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows to look up, the previous pairs that still hold as (k, 2) rows of this dataset).
+
+    A row is new unless the previous dataset had its path with the same pixel fingerprint. A
+    previous pair holds when both its rows are still there; where one is gone, the other is looked
+    up again (the pairs kept only one copy of each set of equal hashes: its others are joined
+    through it)."""
+    old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
+    count = len(fingerprints)
+    old_of = np.full(count, -1, np.int64)
+    for row, path in enumerate(paths):
+        old_of[row] = old_rows.get(path, -1)
+    same = old_of >= 0
+    same[same] = (previous.fingerprints[old_of[same]] == fingerprints[same]).all(axis=1)
+    new_of = np.full(previous.count, -1, np.int64)
+    new_of[old_of[same]] = np.flatnonzero(same)
+    pairs = new_of[np.asarray(previous.near_pairs, np.int64).reshape(-1, 2)]
+    whole = (pairs >= 0).all(axis=1)
+    orphans = pairs[~whole][pairs[~whole] >= 0]
+    queries = np.union1d(np.flatnonzero(~same), orphans).astype(np.int64)
+    return queries, pairs[whole]
+
+
 class Facts:
     """The dataset (with its ``failures.tsv`` and the index's ``images.parquet``) as the checks see
     it: ``npz`` is ``dataset.npz`` (``layout`` ``file``) or the ``shards`` layout's ``index.npz``,
     whose members are the same but for ``images`` (rows of the shard files it names). ``pixel``
     and ``label_mode`` are this run's config; ``threads`` scan the pixels. ``verified``: shard id
     -> npz mtime of the shards an earlier run verified (the ``shards`` layout reads only the
-    others). Until the ``members`` and ``shapes_and_dtypes`` checks have passed, only
-    :attr:`layouts` and :attr:`image_layouts` may be asked for."""
+    others); ``previous``: the last checked dataset's catalogue (its near-duplicate pairs). Until
+    the ``members`` and ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` and
+    :attr:`image_layouts` may be asked for."""
 
     def __init__(
         self,
@@ -126,11 +161,13 @@ class Facts:
         threads: int = 1,
         layout: str = "file",
         verified: Mapping[str, int] | None = None,
+        previous: Catalogue | None = None,
     ):
         self.npz, self.failures, self.images_table = npz, failures, images_table
         self.pixel, self.label_mode, self.threads = pixel, label_mode, threads
         self.sharded = layout == "shards"
         self.verified = dict(verified or {})
+        self.previous = previous
 
     @cached_property
     def layouts(self) -> dict[str, ArrayLayout]:
@@ -229,11 +266,23 @@ class Facts:
         return duplicate_groups(lambda rows: self.rows(rows), self.pixels.fingerprints)
 
     def near_duplicates(self, bits: int) -> NearDuplicates:
-        """:class:`NearDuplicates` within ``bits`` (searched once per threshold)."""
+        """:class:`NearDuplicates` within ``bits`` (searched once per threshold): with the previous
+        run's pairs under the same threshold, only the rows that are new since (and those whose
+        pair lost its other row) are looked up among all (:func:`rows_to_search`)."""
         found = self.__dict__.setdefault("_near", {})
         if bits not in found:
             threads = min(self.threads, SEARCH_THREADS)
-            found[bits] = near_duplicates_of(self.member("phashes"), self.member("mean_rgb"), bits, threads)
+            hashes, colours = self.member("phashes"), self.member("mean_rgb")
+            previous = self.previous
+            if previous is not None and previous.near_bits == bits:
+                queries, kept = rows_to_search(previous, self.iter_paths(), self.pixels.fingerprints)
+                first, second = neardup.pairs_involving(hashes, colours, bits, queries)
+                among = np.unique(np.concatenate([first, second, kept.reshape(-1)]))
+                found[bits] = near_duplicates_of(hashes, colours, bits, threads, among)
+                self.searched = len(queries)
+            else:
+                found[bits] = near_duplicates_of(hashes, colours, bits, threads)
+                self.searched = len(hashes)
             release_free_memory()  # the search's temporaries, so the next fact's peak starts low
         return found[bits]
 

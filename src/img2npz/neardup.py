@@ -157,11 +157,12 @@ class _Lookup:
 
 
 def near_pairs(
-    hashes: np.ndarray, threshold: int, chunks: int | None = None, threads: int = 1
+    hashes: np.ndarray, threshold: int, chunks: int | None = None, threads: int = 1, queries: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first, second) int64 row indices, first < second, of every pair at most ``threshold``
     bits apart, sorted by (first, second). ``threads`` search chunks at once (numpy's gathers
-    and counts release the GIL); the result does not depend on them."""
+    and counts release the GIL); the result does not depend on them. ``queries``: only the pairs
+    with at least one of these rows (each looks itself up among all; a rerun's new rows)."""
     hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, BYTES)
     count = len(hashes)
     if count < 2 or threshold < 0:
@@ -171,9 +172,14 @@ def near_pairs(
         raise ValueError(f"chunks must be {MIN_CHUNKS}..{BITS}, not {chunks}")
     bounds = np.linspace(0, BITS, chunks + 1).round().astype(int)
     words = hashes.view(np.uint64)  # (count, 4): distances a word at a time (_near_in)
+    asked = None
+    if queries is not None:
+        asked = np.zeros(count, bool)
+        asked[np.asarray(queries, np.int64)] = True
+    rows = np.flatnonzero(asked) if asked is not None else None
 
     def search(span: tuple[int, int]) -> list[np.ndarray]:
-        return _search_chunk(hashes, words, int(span[0]), int(span[1]), threshold // chunks, threshold)
+        return _search_chunk(hashes, words, int(span[0]), int(span[1]), threshold // chunks, threshold, rows, asked)
 
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="neardup") as pool:
         found = [keys for part in pool.map(search, itertools.pairwise(bounds)) for keys in part]
@@ -183,48 +189,69 @@ def near_pairs(
     return keys // count, keys % count
 
 
-def _search_chunk(hashes, words, start: int, stop: int, radius: int, threshold: int) -> list[np.ndarray]:
-    """The pair keys that chunk ``start:stop`` finds: every item looked up under every value
-    within ``radius`` bits of its own."""
+def _search_chunk(
+    hashes, words, start: int, stop: int, radius: int, threshold: int, rows=None, asked=None
+) -> list[np.ndarray]:
+    """The pair keys that chunk ``start:stop`` finds: every item (or every row of ``rows``) looked
+    up under every value within ``radius`` bits of its own."""
     count, width = len(hashes), stop - start
     values = _chunk_values(hashes, start, stop)
     order = np.argsort(values, kind="stable").astype(np.int32 if count < 2**31 else np.int64)
     lookup = _Lookup(values, order, width)
     found = []
-    for mask, block in itertools.product(_masks(width, radius), range(0, count, QUERIES)):
-        low, high = lookup.ranges(values[block : block + QUERIES] ^ np.uint32(mask))
+    looked_up = count if rows is None else len(rows)
+    for mask, block in itertools.product(_masks(width, radius), range(0, looked_up, QUERIES)):
+        who = np.arange(block, min(block + QUERIES, count)) if rows is None else rows[block : block + QUERIES]
+        low, high = lookup.ranges(values[who] ^ np.uint32(mask))
         lengths = high - low
         ends = np.cumsum(lengths)
         first = 0
         while first < len(low):  # runs of queries with at most CANDIDATES candidates (or one query)
             last = int(np.searchsorted(ends, ends[first] - lengths[first] + CANDIDATES, "right"))
             last = max(first + 1, last)
-            found.append(_near_in(words, order, low[first:last], high[first:last], block + first, threshold))
+            found.append(_near_in(words, order, low[first:last], high[first:last], who[first:last], threshold, asked))
             first = last
     return found
 
 
-def _near_in(words, order, low, high, first: int, threshold: int) -> np.ndarray:
-    """Pair keys (``query * n + other``) of queries ``first``, ``first + 1``, ... whose candidates
-    ``order[low:high]`` are within ``threshold``; ``words``: the hashes as (n, 4) uint64.
+def _near_in(words, order, low, high, who: np.ndarray, threshold: int, asked=None) -> np.ndarray:
+    """Pair keys (``smaller * n + larger``) of the queries ``who`` whose candidates
+    ``order[low:high]`` are within ``threshold``; ``words``: the hashes as (n, 4) uint64; ``asked``:
+    which rows are queries (None: all), so a pair of two queries is kept once.
 
     The distance is summed a 64-bit word at a time, dropping candidates as soon as the bits seen
     differ in more than ``threshold``: the last word (the highest frequencies, the least alike
     between photos) leaves about 3% of unrelated candidates, so most are never read whole."""
     lengths = high - low
-    queries = np.repeat(np.arange(first, first + len(low)), lengths)
+    queries = np.repeat(who, lengths)
     if not len(queries):
         return np.zeros(0, np.int64)
     starts = np.repeat(low - np.cumsum(lengths) + lengths, lengths)
     others = order[np.arange(len(queries)) + starts]
     keep = queries < others  # each pair once, never an item with itself
+    if asked is not None:  # a query and a row that is none: found from the query's side only
+        keep |= ~asked[others]
     queries, others = queries[keep], others[keep]
     apart = np.zeros(len(queries), np.int64)
     for word in range(words.shape[1] - 1, -1, -1):
         apart += np.bitwise_count(words[queries, word] ^ words[others, word])
         close = apart <= threshold
         queries, others, apart = queries[close], others[close], apart[close]
-    return queries * len(words) + others
+    return np.minimum(queries, others).astype(np.int64) * len(words) + np.maximum(queries, others)
+
+
+def pairs_involving(
+    hashes: np.ndarray, colours: np.ndarray, bits: int, queries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second), first < second, sorted: every near-duplicate pair (hashes within ``bits``,
+    colours alike) with at least one row of ``queries``, found by looking up those rows only."""
+    hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, BYTES)
+    colours = np.asarray(colours, np.uint8).reshape(-1, 3)
+    if not len(queries):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first, second = near_pairs(hashes, bits, queries=queries)
+    alike = colour_apart(colours[first], colours[second]) <= COLOUR_TOLERANCE
+    return first[alike], second[alike]
 
 
 def groups(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:

@@ -108,6 +108,7 @@ def change_report(
     shards: Mapping[str, ShardRecord],
     failed: bool = False,
     index: IndexSummary | None = None,
+    near_bits: int = -1,
 ) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``),
     and the shards verified: all of them when no hard check ``failed``, else those verified before."""
@@ -127,6 +128,10 @@ def change_report(
         {shard: record.mtime_ns for shard, record in shards.items()},
     )
     previous = Catalogue.load(files.catalogue)
+    near = facts.__dict__.get("_near", {})
+    if near_bits in near:  # for the next run's search of its new rows only
+        current.near_bits = near_bits
+        current.near_pairs = np.stack([near[near_bits].first, near[near_bits].second], axis=1)
     if not failed:
         current.verified = dict(current.shards)
     elif previous is not None:
@@ -217,7 +222,11 @@ def write_report(
     if facts is not None:
         draw_pictures(facts, samples, files)
         near_duplicate_report(facts, near_duplicate_bits, files)
-        changes = change_report(facts, files, shards, failed, index) if files.changes is not None else None
+        changes = (
+            change_report(facts, files, shards, failed, index, near_duplicate_bits)
+            if files.changes is not None
+            else None
+        )
         page = htmlreport.render(page_of(facts, checks, files, changes, near_duplicate_bits, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))

@@ -80,6 +80,13 @@ def unlink_others(dataset_dir: str | os.PathLike, names: Collection[str]) -> int
     return removed
 
 
+def other_layout(dataset: str | os.PathLike, layout: str) -> Path:
+    """Where the layout not configured keeps its dataset, beside this one: ``results/dataset.npz``
+    has ``results/dataset/``, and ``results/dataset/index.npz`` has ``results/dataset.npz``."""
+    dataset = Path(dataset)
+    return dataset.with_suffix("") if layout == "file" else dataset.parent.with_suffix(".npz")
+
+
 def remove_other_layout(path: str | os.PathLike) -> bool:
     """Remove the dataset of the layout not configured (``dataset.npz``, or the shards layout's
     folder, whose links would keep the bytes of pruned shards); return whether there was one."""

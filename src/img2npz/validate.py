@@ -63,7 +63,7 @@ def validate_dataset(
     verify are read)."""
     previous = Catalogue.load(files.catalogue) if files.catalogue is not None else None
     verified = previous.verified if previous is not None else {}
-    facts = Facts(npz, failures, images_table, pixel, label_mode, threads, layout, verified)
+    facts = Facts(npz, failures, images_table, pixel, label_mode, threads, layout, verified, previous)
     checks, readable = run_checks(facts, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:

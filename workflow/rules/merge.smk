@@ -41,8 +41,5 @@ rule merge_npz:
         ),
         # files of shards that no longer exist are removed from here (img2npz.shardfiles.prune)
         shards_dir="results/shards",
-        # the other layout's dataset, removed once this one is written (its links would keep the
-        # bytes of pruned shards)
-        other_layout="results/dataset" if config["layout"] == "file" else "results/dataset.npz",
     script:
         "../../scripts/merge_npz.py"
