@@ -69,6 +69,10 @@ def validate_dataset(
     for check in checks:
         status = "PASS" if check.passed else ("FAIL" if check.severity == "hard" else "WARN")
         log.info("%s %s", status, checktext.line(asdict(check)))
+    if hasattr(facts, "checked_shards"):
+        log.info("pixels: read %d of %d shard files (the others verified by an earlier run)", *facts.checked_shards)
+    if hasattr(facts, "searched"):
+        log.info("near-duplicates: looked up %d of %d rows among all", facts.searched, facts.count)
     write_validation(out_json, checks)
     report.write_report(
         facts if readable else None,
