@@ -32,7 +32,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -184,6 +186,27 @@ def snakemake_command(work: Path, config_text: str, cores: int) -> tuple[list[st
         "--quiet",
     ]
     return command, dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_counting_writes(
+    command: list[str], env: dict, started: Callable[[int], object] | None = None
+) -> tuple[float, int, int, str]:
+    """(seconds, bytes written, exit status, stderr) of ``command``. The bytes are what it and every
+    process it waited for (Snakemake waits for its jobs, a job for its workers) sent towards the
+    disk: wait4's ``ru_oublock``, the kernel's ``write_bytes`` in 512-byte units, counted as pages
+    are dirtied (a file written then removed counts; tmpfs and other memory file systems count
+    nothing). ``started`` gets the process id as soon as it runs."""
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        if started is not None:
+            started(process.pid)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+        errors.seek(0)
+        text = errors.read().decode(errors="replace")
+    return seconds, usage.ru_oublock * 512, process.returncode, text
 
 
 def run_snakemake(source: Path, work: Path, cores: int) -> float:

@@ -30,8 +30,10 @@ def test_change_rows_count_added_removed_changed_and_written_shards():
         ("images decoded", "", "", 2),
         ("rows copied", "", "", 5),
     ]
-    same = compare(second, Catalogue.of("b", [], [], [], np.zeros((0, 2), np.uint64), {}))
+    same = compare(second, Catalogue.of("b", [], [], [], np.zeros((0, 2), np.uint64), {"s1": 1, "s2": 3}))
     assert same.rows == second.rows  # same dataset bytes (a validate-only rerun): the same report
+    compacted = compare(second, Catalogue.of("b", [], [], [], np.zeros((0, 2), np.uint64), {"s3": 4}))
+    assert ("shards written", "", "", 1) in compacted.rows  # the same bytes from other shards: news
 
 
 def test_the_merge_notes_each_shard_npz_mtime_and_work_for_the_change_report(tmp_path):

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,8 @@ class Rerun:
 
 @dataclass
 class Grown:
+    """The tree the tests below change, its workdir, and each run's splits (every run through :meth:`rerun`)."""
+
     base: Path
     source: Path
     config: Path
@@ -118,10 +121,10 @@ class Grown:
 
 
 def changes(work):
-    """What changes.tsv counts, summed over classes and splits."""
-    counts = {}
+    """What changes.tsv counts, summed over classes and splits (0 where it has no row)."""
+    counts = Counter()
     for what, _, _, count in read_tsv(work / "results" / "report" / "changes.tsv", CHANGES_HEADER):
-        counts[what] = counts.get(what, 0) + int(count)
+        counts[what] += int(count)
     return counts
 
 

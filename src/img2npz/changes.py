@@ -160,8 +160,8 @@ class Catalogue:
                 [(a, b, c, int(d)) for a, b, c, d in rows],
                 examples,
                 dict(zip(verified, data["verified_mtimes"].tolist(), strict=True)) if verified else {},
-                int(data["near_bits"]),
-                data["near_pairs"],
+                int(data["near_bits"]) if "near_bits" in data else -1,
+                data["near_pairs"] if "near_pairs" in data else np.zeros((0, 2), np.int64),
             )
 
 
@@ -199,10 +199,11 @@ def compare(
     compaction: Mapping | None = None,
 ) -> Catalogue:
     """``current`` carrying the change rows against ``previous`` (everything added on a first run;
-    the previous rows again when the dataset is the same bytes). ``work``: the shard table, whose
-    new shards' rows copied and decoded are the run's totals; ``compaction``: the index's account
+    the previous rows again when the dataset is the same bytes from the same shards). ``work``:
+    the shard table, whose new shards' rows copied and decoded are the run's totals; ``compaction``: the index's account
     of one (:class:`img2npz.allocation.Compaction` as a dict), or None."""
-    if previous is not None and previous.images_sha256 == current.images_sha256:
+    same = previous is not None and previous.images_sha256 == current.images_sha256
+    if same and previous.shards == current.shards:
         current.rows, current.examples = previous.rows, previous.examples
         return current
     counts: Counter = Counter()

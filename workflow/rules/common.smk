@@ -3,6 +3,7 @@
 import atexit
 import glob
 import os
+import shutil
 import sys
 
 from snakemake.exceptions import IncompleteCheckpointException
@@ -164,6 +165,19 @@ def explain_interruption(logfiles):
 
 onerror:
     explain_interruption(log)
+
+
+def remove_stale_backups():
+    """Snakemake copies an update() output (the index's manifests, the catalogue) aside while its
+    job runs, and fails to start that job again while a copy is left: a killed run leaves one. No
+    job runs yet when this is called, so every copy there is stale."""
+    shutil.rmtree(
+        os.path.join(workflow.persistence.path, "backups"), ignore_errors=True
+    )
+
+
+onstart:
+    remove_stale_backups()
 
 
 # Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
