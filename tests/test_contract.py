@@ -22,7 +22,6 @@ from img2npz.contract import (
     DatasetMeta,
     ShardMeta,
     ShardStats,
-    in_index_order,
     member_names,
     path_sort_key,
     table_path,
@@ -81,8 +80,6 @@ def test_index_order_is_by_path_components_as_in_image_folder():
         "cat/z.jpg",
         "cat-big/a.jpg",
     ]
-    shards = [("cat-big/a.jpg", 2), ("cat/z.jpg", 1)]
-    assert in_index_order(shards, first_path=lambda shard: shard[0]) == shards[::-1]
     assert table_path("caf\udce9.jpg") == "caf\\xe9.jpg" and table_path("ok.jpg") == "ok.jpg"
 
 

@@ -161,7 +161,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
@@ -191,12 +191,6 @@ FAILURE_STAGES = ("decode", "exif", "convert", "resize", FILTER_STAGE)
 def path_sort_key(path: str) -> list[str]:
     """The index order: by path components, so ``cat/x`` precedes ``cat-big/x`` as in ImageFolder."""
     return path.split("/")
-
-
-def in_index_order(items: Sequence[T], first_path: Callable[[T], str] = lambda item: item.first_path) -> list[T]:
-    """Shards (or anything with a first path) in the index's order: shards are contiguous runs of
-    it, so sorting by first path restores it whatever the shard sizes or listing order."""
-    return sorted(items, key=lambda item: path_sort_key(first_path(item)))
 
 
 def table_path(path: str) -> str:
@@ -423,7 +417,7 @@ class ShardStats:
 @dataclass(frozen=True)
 class IndexSummary:
     """The index job's account of the tree (``results/index/summary.json``): ``images`` indexed,
-    ``shards`` cut, and the shard bounds it cut them with (``shards.*`` of the config, nulls
+    ``shards`` on its manifests, and the shard bounds new shards are cut with (``shards.*`` of the config, nulls
     resolved by the tree's size, :func:`img2npz.sharding.resolve_bounds`). The workflow sizes its
     jobs' resources from it without reading a manifest. ``skipped`` counts the files that
     ``extensions`` left out, by extension (lower case, ``""`` for none), and ``warnings`` says,

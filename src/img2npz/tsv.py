@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
-from img2npz.atomic import atomic_output, write_bytes_atomic, write_if_changed
+from img2npz.atomic import write_bytes_atomic, write_if_changed
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -106,17 +106,3 @@ def iter_tsv(path: str | os.PathLike, expected_header: Sequence[str]) -> Iterato
 
 def read_tsv(path: str | os.PathLike, expected_header: Sequence[str]) -> list[list[str]]:
     return list(iter_tsv(path, expected_header))
-
-
-def concatenate_tsv(sources: Sequence[str | os.PathLike], header: Sequence[str], out: str | os.PathLike) -> int:
-    """Write one table of the sources' rows, in order (each source's header checked, its lines
-    copied as they are); return the number of rows."""
-    count = 0
-    with atomic_output(out) as target:
-        target.write((TAB.join(header) + "\n").encode(ENCODING))
-        for source in sources:
-            with open(source, "rb") as handle:
-                for line in _body(handle, header, os.fspath(source)):
-                    target.write(line)
-                    count += 1
-    return count
