@@ -250,16 +250,23 @@ def phases(work: Path, cores: int, seconds: float) -> str:
 
 
 MERGE = r"""
-import json, sys, time
+import json, os, sys, time
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from img2npz.contract import read_classes
 from img2npz.joblog import peak_rss_mb
 from img2npz.merge import merge_shards
 npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-streams = int(sys.argv[5])
+streams, table = int(sys.argv[5]), sys.argv[6]
+chosen = [os.path.basename(npz)[: -len(".npz")] for npz in npzs]
+rows = pq.read_table(table)
+rows = rows.filter(pc.is_in(rows.column("shard").cast("string"), value_set=pc.cast(chosen, "string")))
+pq.write_table(rows, out + ".images.parquet")  # the images of the shards chosen
 pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "background": [255, 255, 255],
          "normalize": None}
 start = time.perf_counter()
-meta = merge_shards(npzs, failures, read_classes(classes), pixel, out, out + ".failures.tsv", streams=streams)
+meta = merge_shards(out + ".images.parquet", os.path.dirname(npzs[0]), read_classes(classes), pixel, out,
+                    out + ".failures.tsv", streams=streams)
 print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images, "rss_mb": peak_rss_mb()}))
 """
 
@@ -288,6 +295,7 @@ def merge_alone(work: Path, fraction: float, out: Path, streams: int = 1) -> dic
             str(work / "results" / "index" / "classes.tsv"),
             str(out),
             str(streams),
+            str(work / "results" / "index" / "images.parquet"),
         ],
         capture_output=True,
         text=True,
@@ -295,6 +303,7 @@ def merge_alone(work: Path, fraction: float, out: Path, streams: int = 1) -> dic
     )
     out.unlink()
     Path(f"{out}.failures.tsv").unlink()
+    Path(f"{out}.images.parquet").unlink()
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
