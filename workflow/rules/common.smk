@@ -221,6 +221,12 @@ def dataset_runtime(wildcards, attempt):
     return int(10 + indexed("images") * ROW_MB / SLOW_MB_PER_SECOND / 60) * attempt
 
 
+def merge_mem_mb(wildcards, attempt):
+    """Each image's place, label, path and row members (hashes, CRCs), about 500 bytes an image:
+    the merge gathers them from every shard; never the pixels (copied file to file, or not at all)."""
+    return int(1000 + indexed("images") * 500 / 2**20) * attempt
+
+
 def validate_mem_mb(wildcards, attempt):
     """Flat except for per-image arrays: labels and fingerprints, 24 bytes an image, and paths."""
     return int(1000 + indexed("images") * 600 / 2**20) * attempt

@@ -22,7 +22,7 @@ rule merge_npz:
         "../../envs/img2npz.yaml"
     threads: config["merge"]["streams"]  # copy_file_range streams (img2npz.filecopy)
     resources:
-        mem_mb=1000,
+        mem_mb=merge_mem_mb,
         runtime=dataset_runtime,
     params:
         pixel=PIXEL,
