@@ -98,7 +98,7 @@ def run_account(work: Path, layout: str, since: float, cores: int, seconds: floa
         "seconds": seconds,
         "written": written,
         "dataset_bytes": len(dataset) * height * width * 3 * np.dtype(dataset.meta["pixel"]["dtype"]).itemsize,
-        "rebuilt": len(fresh),
+        "new_shards": len(fresh),
         "shards": len(list((work / "results" / "shards").glob("*.npz"))),
         "images": int(counts[0]),
         "copied": int(counts[1]),
@@ -201,7 +201,7 @@ def table(rows: list[tuple[str, int, dict]]) -> list[str]:
     for what, changed, account in rows:
         lines.append(
             f"| {what} | {changed:,} | {account['seconds']:.1f} | {account['seconds'] / full:.2f} | "
-            f"{account['decoded']:,} | {account['copied']:,} | {account['rebuilt']} of {account['shards']} | "
+            f"{account['decoded']:,} | {account['copied']:,} | {account['new_shards']} of {account['shards']} | "
             f"{account['written'] / 2**20:,.0f} | {account['written'] / account['dataset_bytes']:.3f} | "
             f"{account['phases']} |"
         )
@@ -264,13 +264,10 @@ def run_bench(args: argparse.Namespace) -> tuple[str, list[str]]:
             measure(layout, fresh, f"full build of the {what} tree", len(images_of(tree)))
         reference = dataset_path(args.dir / "fresh-file", "file")
         same = sha(reference) == sha(dataset_path(works["file"], "file"))
-        checks.append((f"file layout: dataset.npz equals a fresh build's of the {what} tree", None if same else "bytes differ"))
-        checks.append(
-            (
-                f"shards layout: NPZDataset(results/dataset) equals a fresh build's dataset.npz of the {what} tree",
-                same_rows(dataset_path(works["shards"], "shards"), reference),
-            )
-        )
+        fresh_build = f"a fresh build's dataset.npz of the {what} tree"
+        checks.append((f"file layout: dataset.npz equals {fresh_build}", None if same else "bytes differ"))
+        rows_differ = same_rows(dataset_path(works["shards"], "shards"), reference)
+        checks.append((f"shards layout: NPZDataset(results/dataset) equals {fresh_build}", rows_differ))
         for layout in layouts:
             shutil.rmtree(args.dir / f"fresh-{layout}")
 

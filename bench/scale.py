@@ -3,13 +3,17 @@
 For each size N (default 100,000 and 1,000,000) in one run:
   1. generate N distinct 64 x 48 JPEGs in 1,000 class folders (deterministic, smooth random
      colour fields, about 1 KB each; two processes), unless the tree is already there;
+then for each layout (``layout: file``, results/dataset.npz, then ``layout: shards``,
+results/dataset/), in a folder of its own:
   2. `snakemake --cores C` at `image.size [32, 32]` from an empty results/;
   3. a no-op rerun;
-  4. add 1% more images, spread over every class folder (the commonest growth), and rerun.
-Prints, per size and run: wall time per phase (the walk, timed alone; the index job; the shard
-jobs, their scripts' summed wall over C; merge; validate; Snakemake itself, the rest), the images
-decoded, and the peak RSS of every job kind and of Snakemake's own process; then the growth from
-the first size to the last; ``--out FILE`` also writes them to FILE as Markdown (the committed
+  4. add 1% more images, spread over every class folder (the commonest growth), and rerun; the
+     tree then goes back to its N images.
+Prints, per size, layout and run: wall time per phase (the walk, timed alone; the index job; the
+shard jobs, their scripts' summed wall over C; merge; validate; Snakemake itself, the rest), the
+images decoded, the bytes the whole run wrote (bench/throughput.py's run_counting_writes), and the
+peak RSS of every job kind and of Snakemake's own process; then the growth of the file layout's
+first build from the first size to the last; ``--out FILE`` also writes them to FILE as Markdown (the committed
 bench/SCALE.md is one run with ``--out bench/SCALE.md``). Usage:
 python bench/scale.py [--sizes 100000 1000000] [--cores 2] [--dir /tmp/img2npz-scale] [--out FILE]
 """
@@ -23,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -36,11 +39,19 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from throughput import add_out_option, job_wall, peak_rss, snakemake_command, write_report  # noqa: E402
+from throughput import (  # noqa: E402
+    add_out_option,
+    job_wall,
+    peak_rss,
+    run_counting_writes,
+    snakemake_command,
+    write_report,
+)
 
 from img2npz.scan import scan_tree  # noqa: E402
 
 CLASSES = 1000
+LAYOUTS = ("file", "shards")
 EXTENSIONS = [".jpg"]
 
 
@@ -97,28 +108,29 @@ class PeakRss:
         return self.mb
 
 
-def snakemake(source: Path, work: Path, cores: int) -> tuple[float, float]:
-    """(seconds, Snakemake's peak RSS in MB) of `snakemake --cores C` in ``work``."""
-    config = f"source: {source}\nextensions: ['.jpg']\nimage: {{size: [32, 32]}}\nvalidate: {{samples: 16}}\n"
+def snakemake(source: Path, work: Path, cores: int, layout: str) -> tuple[float, float, int]:
+    """(seconds, Snakemake's peak RSS in MB, bytes the run wrote) of `snakemake --cores C` in ``work``."""
+    config = (
+        f"source: {source}\nlayout: {layout}\nextensions: ['.jpg']\nimage: {{size: [32, 32]}}\n"
+        "validate: {samples: 16}\n"
+    )
     command, env = snakemake_command(work, config, cores)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watch = PeakRss(process.pid)
-    _, errors = process.communicate()
-    seconds, rss = time.perf_counter() - start, watch.stop()
-    if process.returncode:
+    watches = []
+    seconds, written, status, errors = run_counting_writes(command, env, lambda pid: watches.append(PeakRss(pid)))
+    rss = watches[0].stop()
+    if status:
         raise SystemExit(f"snakemake failed in {work}:\n{errors[-3000:]}")
-    return seconds, rss
+    return seconds, rss, written
 
 
 def _changed_since(log: Path, since: float) -> bool:
     return log.exists() and log.stat().st_mtime >= since
 
 
-def measure(source: Path, work: Path, cores: int, label: str) -> dict:
+def measure(source: Path, work: Path, cores: int, layout: str, label: str) -> dict:
     """One run and what its jobs' logs say (only the jobs that ran in it)."""
     began = time.time()
-    seconds, snakemake_rss = snakemake(source, work, cores)
+    seconds, snakemake_rss, written = snakemake(source, work, cores, layout)
     logs = work / "results" / "logs"
     shard_logs = [log for log in (logs / "preprocess_shard").glob("*.log") if _changed_since(log, began)]
     ran = {
@@ -127,16 +139,18 @@ def measure(source: Path, work: Path, cores: int, label: str) -> dict:
     wall = {name: job_wall(logs / f"{name}.log") if done else 0.0 for name, done in ran.items()}
     rss = {name: peak_rss(logs / f"{name}.log") if done else float("nan") for name, done in ran.items()}
     shards = sum(job_wall(log) for log in shard_logs) / cores
-    decoded = reused = 0
-    table = work / "results" / "dataset.shards.tsv"
+    decoded = copied = 0
+    table = work / "results" / "dataset.shards.tsv"  # shard, npz_mtime_ns, copied, decoded
     if shard_logs and table.exists():
         for line in table.read_text().splitlines()[1:]:
-            shard, _, kept, fresh = line.split("\t")
+            shard, _, moved, fresh = line.split("\t")
             if _changed_since(work / "results" / "logs" / "preprocess_shard" / f"{shard}.log", began):
-                reused, decoded = reused + int(kept), decoded + int(fresh)
+                copied, decoded = copied + int(moved), decoded + int(fresh)
     return {
         "label": label,
+        "layout": layout,
         "seconds": seconds,
+        "written": written,
         "index": wall["index_images"],
         "shards": shards,
         "shard_jobs": len(shard_logs),
@@ -144,7 +158,7 @@ def measure(source: Path, work: Path, cores: int, label: str) -> dict:
         "validate": wall["validate_report"],
         "snakemake": seconds - wall["index_images"] - shards - wall["merge_npz"] - wall["validate_report"],
         "decoded": decoded,
-        "reused": reused,
+        "copied": copied,
         "rss": {
             "snakemake": snakemake_rss,
             "index": rss["index_images"],
@@ -162,7 +176,7 @@ def _remove_added(source: Path, images: int) -> None:
 
 
 def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[dict]]:
-    """(seconds to generate, seconds to walk, the three runs) at ``images``."""
+    """(seconds to generate, seconds to walk, the three runs of each layout) at ``images``."""
     source = folder / f"tree-{images}"
     marker = source / ".complete"
     generated = 0.0
@@ -171,18 +185,20 @@ def one_size(images: int, cores: int, folder: Path) -> tuple[float, float, list[
         generated = make_tree(source, 0, images)
         marker.write_text("")
     _remove_added(source, images)  # left by an interrupted run
-    work = folder / f"work-{images}"
-    shutil.rmtree(work, ignore_errors=True)
     began = time.perf_counter()
     scan_tree(source, EXTENSIONS)
     walk = time.perf_counter() - began
-    runs = [measure(source, work, cores, "first build"), measure(source, work, cores, "no-op rerun")]
-    added = make_tree(source, images, images + images // 100)
-    try:
-        runs.append(measure(source, work, cores, f"+1% ({images // 100:,} images)"))
-    finally:  # the tree goes back to its N images for the next bench run
-        _remove_added(source, images)
-    runs[-1]["generated"] = added
+    runs = []
+    for layout in LAYOUTS:
+        work = folder / f"work-{images}-{layout}"
+        shutil.rmtree(work, ignore_errors=True)
+        runs += [measure(source, work, cores, layout, name) for name in ("first build", "no-op rerun")]
+        added = make_tree(source, images, images + images // 100)
+        try:
+            runs.append(measure(source, work, cores, layout, f"+1% ({images // 100:,} images)"))
+        finally:  # the tree goes back to its N images for the next layout and bench run
+            _remove_added(source, images)
+        runs[-1]["generated"] = added
     return generated, walk, runs
 
 
@@ -197,11 +213,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_bench(args: argparse.Namespace) -> str:
     """Runs every size, printing its figures as they come, and returns them all as Markdown."""
-    table = ["| images | run | seconds | walk | index | shard jobs | merge | validate | Snakemake | decoded |"]
-    table.append("|---|---|---|---|---|---|---|---|---|---|")
+    table = [
+        "| images | layout | run | seconds | walk | index | shard jobs | merge | validate | Snakemake | decoded | "
+        "written MB |"
+    ]
+    table.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     memory = [
-        "| images | run | Snakemake | index | shard job (largest) | merge | validate |",
-        "|---|---|---|---|---|---|---|",
+        "| images | layout | run | Snakemake | index | shard job (largest) | merge | validate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     firsts = {}
     for images in args.sizes:
@@ -210,13 +229,13 @@ def run_bench(args: argparse.Namespace) -> str:
         for run in runs:
             shard_note = f"{run['shards']:.1f} ({run['shard_jobs']} jobs)"
             table.append(
-                f"| {images:,} | {run['label']} | {run['seconds']:.1f} | {walk if run is runs[0] else 0:.1f} | "
-                f"{run['index']:.1f} | {shard_note} | {run['merge']:.1f} | {run['validate']:.1f} | "
-                f"{run['snakemake']:.1f} | {run['decoded']:,} |"
+                f"| {images:,} | {run['layout']} | {run['label']} | {run['seconds']:.1f} | "
+                f"{walk if run is runs[0] else 0:.1f} | {run['index']:.1f} | {shard_note} | {run['merge']:.1f} | "
+                f"{run['validate']:.1f} | {run['snakemake']:.1f} | {run['decoded']:,} | {run['written'] / 2**20:,.0f} |"
             )
             rss = run["rss"]
             memory.append(
-                f"| {images:,} | {run['label']} | "
+                f"| {images:,} | {run['layout']} | {run['label']} | "
                 + " | ".join(f"{rss[kind]:.0f} MB" for kind in ("snakemake", "index", "shard job", "merge", "validate"))
                 + " |"
             )
@@ -226,7 +245,7 @@ def run_bench(args: argparse.Namespace) -> str:
     if len(firsts) > 1:
         small, large = firsts[min(firsts)], firsts[max(firsts)]
         factor = max(firsts) / min(firsts)
-        growth.append(f"From {min(firsts):,} to {max(firsts):,} images ({factor:.0f}x), first build:")
+        growth.append(f"From {min(firsts):,} to {max(firsts):,} images ({factor:.0f}x), first build (layout file):")
         for kind in ("snakemake", "index", "shard job", "merge", "validate"):
             growth.append(
                 f"- {kind}: peak RSS {small['rss'][kind]:.0f} -> {large['rss'][kind]:.0f} MB "
@@ -242,7 +261,8 @@ def run_bench(args: argparse.Namespace) -> str:
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {machine}, --cores {args.cores}, "
         "64 x 48 JPEGs in 1,000 folders, image.size [32, 32].\n\n"
         "Wall seconds per phase (shard jobs: their scripts' summed wall / cores; Snakemake: the rest, "
-        "its own scheduling, job start-up and the walk it does at parse time):\n\n"
+        "its own scheduling, job start-up and the walk it does at parse time; written: the bytes the whole run "
+        "wrote, Snakemake and every job):\n\n"
         + "\n".join(table)
         + "\n\nPeak RSS per job kind:\n\n"
         + "\n".join(memory)
