@@ -223,7 +223,8 @@ def dataset_runtime(wildcards, attempt):
 
 def merge_mem_mb(wildcards, attempt):
     """Each image's place, label, path and row members (hashes, CRCs), about 500 bytes an image:
-    the merge gathers them from every shard; never the pixels (copied file to file, or not at all)."""
+    the merge gathers them from every shard; never the pixels (copied file to file, or not at all).
+    """
     return int(1000 + indexed("images") * 500 / 2**20) * attempt
 
 
