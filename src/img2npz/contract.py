@@ -254,12 +254,15 @@ def _row_rows(members: Sequence[RowMember], count: str) -> tuple[tuple[str, str,
     return tuple((m.name, np.dtype(m.dtype).name, shape(m), m.meaning) for m in members)
 
 
-# name, dtype, shape, meaning
-DATASET_MEMBERS = _members(
-    ("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
+# name, dtype, shape, meaning; the members of both layouts' row tables after the pixels' places
+_LABELLED_ROWS = (
     ("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
     ("classes", "unicode", "(K,)", "class names, sorted"),
     ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
+)
+DATASET_MEMBERS = _members(
+    ("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
+    *_LABELLED_ROWS,
     *_row_rows(DATASET_ROW_MEMBERS, "N"),
     ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 tree digest of `images`"),
 )
@@ -286,9 +289,7 @@ INDEX_MEMBERS = _members(
     ("shard", "int32", "(N,)", "index into `shards` of the shard file holding the row"),
     ("row", "int64", "(N,)", "the row's number in that shard's `images`"),
     ("shards", "unicode", "(F,)", "shard files, relative to the dataset folder"),
-    ("labels", "int64", "(N,)", "index into `classes`; `-1` when unlabelled"),
-    ("classes", "unicode", "(K,)", "class names, sorted"),
-    ("paths", "unicode", "(N,)", "path relative to `source`, in the index order"),
+    *_LABELLED_ROWS,
     *_row_rows(ROW_MEMBERS, "N"),
     ("meta", "json", "()", "as dataset.npz's, with format img2npz-shards/1"),
 )

@@ -332,6 +332,20 @@ def merge_shards(
     return meta
 
 
+def _write_table(writer: NpzWriter, rows: _Rows, classes, members, split, splits, meta: DatasetMeta) -> None:
+    """The members after the pixels (or their places), the same in both layouts but for which row
+    ``members`` go in."""
+    writer.add("labels", rows.labels)
+    writer.add("classes", _strings(classes))
+    _write_paths(writer, rows.paths)
+    for member in members:
+        writer.add(member.name, rows.members[member.name])
+    if split is not None:
+        writer.add("split", split)
+        writer.add("splits", _strings(splits))
+    writer.add("meta", np.array(meta.to_json()))
+
+
 def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int) -> None:
     height, width = pixel["size"]
     total = len(rows.row)
@@ -339,15 +353,7 @@ def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, c
         with writer.stream("images", np.dtype(pixel["dtype"]), (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
             copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams)
-        writer.add("labels", rows.labels)
-        writer.add("classes", _strings(classes))
-        _write_paths(writer, rows.paths)
-        for member in DATASET_ROW_MEMBERS:
-            writer.add(member.name, rows.members[member.name])
-        if split is not None:
-            writer.add("split", split)
-            writer.add("splits", _strings(splits))
-        writer.add("meta", np.array(meta.to_json()))
+        _write_table(writer, rows, classes, DATASET_ROW_MEMBERS, split, splits, meta)
 
 
 def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:
@@ -363,13 +369,5 @@ def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split,
         writer.add("shard", renumber[rows.shard] if len(rows.shard) else np.zeros(0, np.int32))
         writer.add("row", rows.row)
         writer.add("shards", _strings(files))
-        writer.add("labels", rows.labels)
-        writer.add("classes", _strings(classes))
-        _write_paths(writer, rows.paths)
-        for member in ROW_MEMBERS:
-            writer.add(member.name, rows.members[member.name])
-        if split is not None:
-            writer.add("split", split)
-            writer.add("splits", _strings(splits))
-        writer.add("meta", np.array(meta.to_json()))
+        _write_table(writer, rows, classes, ROW_MEMBERS, split, splits, meta)
     shardfiles.unlink_others(out.parent, {Path(name).name for name in files})
