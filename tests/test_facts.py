@@ -110,3 +110,39 @@ def test_a_rerun_looks_up_only_its_new_rows_and_finds_what_a_whole_search_finds(
     for name in ("first", "second", "distance"):
         assert np.array_equal(getattr(searched, name), getattr(whole, name)), name
     assert searched.groups == whole.groups and len(whole.groups) == 5
+
+
+def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not_see(tmp_path, monkeypatch):
+    """With the last catalogue, a rerun's pass hashes the new rows and takes the others' recorded
+    sha256s, with the same results as hashing all; a known row damaged in dataset.npz still fails."""
+    import numpy as np
+    from conftest import save, solid
+
+    from img2npz import checks, pixelpass
+    from img2npz.changes import Catalogue
+    from img2npz.npzformat import array_layout
+
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    first = facts_of(tmp_path, out, fail)
+    assert first.pixels.sha256 == first.meta.images_sha256 and first.hashed_rows == (21, 21)
+    previous = Catalogue.of("x", first.iter_paths(), [""] * 21, [""] * 21, first.pixels.fingerprints, {})
+    save(solid((1, 2, 3), (9, 9)), tmp_path / "src" / "blue" / "03b.png")
+    save(solid((4, 5, 6), (9, 9)), tmp_path / "src" / "red" / "99.png")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    hashed = []
+    real = pixelpass.row_digests
+    monkeypatch.setattr(pixelpass, "row_digests", lambda flat: hashed.append(len(flat)) or real(flat))
+    again = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
+    assert again.pixels.sha256 == again.meta.images_sha256 and again.hashed_rows == (2, 23) and sum(hashed) == 2
+    whole = facts_of(tmp_path, out, fail)
+    assert np.array_equal(again.pixels.digests, whole.pixels.digests) and again.pixels.constant == whole.pixels.constant
+    layout = array_layout(out)["images"]
+    with open(out, "r+b") as handle:  # a known row's bytes change after it was verified
+        handle.seek(layout.offset + 5 * (layout.nbytes // 23))
+        handle.write(b"\x7f")
+    damaged = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
+    assert damaged.pixels.sha256 != damaged.meta.images_sha256 and damaged.hashed_rows == (2, 23)
+    assert not checks.images_sha256(damaged, None).passed
+    crc = checks.images_crc32(damaged, None)
+    assert not crc.passed and crc.value["rows"] == 1 and crc.value["examples"] == [damaged.paths_of([5])[0]]

@@ -112,3 +112,47 @@ def test_the_shards_layout_reads_only_shards_not_checked_before(tmp_path):
     assert scan(set(on_file)).sha256 == meta.images_sha256  # verified before: not read again
     recorded["sha256s"][0, 0] ^= 1  # the row table disagrees with the shard file
     assert scan(set(on_file)).sha256 != meta.images_sha256
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_known_rows_are_taken_as_recorded_once_their_crc_holds(tmp_path, monkeypatch, compress):
+    """Rows an earlier validation verified are not hashed (their recorded sha256 and one-colour flag
+    stand), yet every row's CRC-32 is taken: a known row whose bytes changed gets a zero digest, so
+    the tree digest and the CRC check both fail, whatever the chunking and threads."""
+    rng = np.random.default_rng(11)
+    rows = rng.integers(0, 256, (13, 8, 8, 3), dtype=np.uint8)
+    rows[[2, 9]] = 5
+    path = tmp_path / "k.npz"
+    with open(path, "wb") as handle:
+        write_npz(handle, {"images": rows}, compress=compress)
+    layout = array_layout(path)["images"]
+    monkeypatch.setattr(pixelpass, "CHUNK_ROWS_BYTES", 4 * rows[0].nbytes)
+    digests = row_digests(rows.reshape(13, -1))
+    recorded = {
+        "sha256s": digests,
+        "crc32s": np.array([zlib.crc32(row.tobytes()) for row in rows], np.uint32),
+        "constant": np.isin(np.arange(13), [2, 9]),
+    }
+    known = np.ones(13, bool)
+    known[[0, 5, 6, 12]] = False  # new rows, one of them in a chunk of known ones
+    hashed = []
+    real = pixelpass.row_digests
+    monkeypatch.setattr(pixelpass, "row_digests", lambda flat: hashed.append(len(flat)) or real(flat))
+    for threads in (1, 3):
+        hashed.clear()
+        scan = scan_images(str(path), layout, threads, known, recorded)
+        assert sum(hashed) == 4  # only the new rows were hashed
+        assert scan.sha256 == tree_digest(rows) and scan.constant == [2, 9]
+        assert np.array_equal(scan.digests, digests) and np.array_equal(scan.crcs, recorded["crc32s"])
+    lying = {**recorded, "sha256s": digests.copy(), "constant": np.zeros(13, bool)}
+    lying["sha256s"][[1, 5]] = 0  # what the dataset says of a known row is what counts; a new row is hashed
+    scan = scan_images(str(path), layout, 2, known, lying)
+    assert scan.sha256 != tree_digest(rows) and np.array_equal(scan.digests[5], digests[5])
+    assert scan.constant == []  # recorded for the known rows 2 and 9
+    damaged = rows.copy()
+    damaged[7, 0, 0, 0] ^= 1  # a known row's bytes change after it was verified
+    with open(path, "wb") as handle:
+        write_npz(handle, {"images": damaged}, compress=compress)
+    scan = scan_images(str(path), array_layout(path)["images"], 2, known, recorded)
+    assert not scan.digests[7].any() and scan.crcs[7] != recorded["crc32s"][7]
+    assert scan.sha256 != tree_digest(rows) and np.array_equal(np.delete(scan.digests, 7, 0), np.delete(digests, 7, 0))

@@ -40,3 +40,16 @@ def test_tables_stream_with_their_headers_checked(tmp_path):
 def test_the_fast_path_writes_what_the_escaping_one_does():
     rows = [["a/1.jpg", "10", "cat"], ["b/2.jpg", "20", ""]]
     assert format_tsv(["p", "s", "c"], rows, escape=False) == format_tsv(["p", "s", "c"], rows)
+
+
+def test_a_table_without_escapes_reads_as_the_escaped_path_does_and_short_lines_still_fail():
+    plain = [["a/1.jpg", "10", "cat"], ["b/é 2.jpg", "20", ""], ["\udcff.jpg", "3", "x"]]
+    data = format_tsv(["p", "s", "c"], plain)
+    assert b"\\" not in data and parse_tsv(data, ["p", "s", "c"]) == plain
+    assert parse_tsv(format_tsv(["p", "s", "c"], [*plain, ["t\tab", "1", "y"]]), ["p", "s", "c"])[-1] == [
+        "t\tab",
+        "1",
+        "y",
+    ]
+    with pytest.raises(ValueError, match=r"m\.tsv:3: expected 3 fields, got 2"):
+        parse_tsv(b"p\ts\tc\na\t1\tx\nb\t2\n", ["p", "s", "c"], source="m.tsv")

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,9 +36,9 @@ ID_DIGEST_BYTES = 8
 NO_SOURCE = ""
 
 
-@dataclass(frozen=True)
-class Line:
-    """One manifest line: the image's key, and where a compaction copies its row from."""
+class Line(NamedTuple):
+    """One manifest line: the image's key, and where a compaction copies its row from (a tuple:
+    every run reads a line per image of the tree)."""
 
     path: str
     size: int
@@ -113,8 +114,8 @@ def allocate(
     the ``existing`` manifests; see the module docstring."""
     placed: dict[tuple[str, int, int], tuple[str, int]] = {}
     for shard in sorted(existing):
-        for row, line in enumerate(existing[shard]):
-            placed.setdefault(line.key, (shard, row))
+        for row, (path, size, mtime, _) in enumerate(existing[shard]):
+            placed.setdefault((path, size, mtime), (shard, row))
     count = len(paths)
     where: list[tuple[str, int] | None] = [
         placed.get((path, int(size), int(mtime))) for path, size, mtime in zip(paths, sizes, mtimes, strict=True)

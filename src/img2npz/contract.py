@@ -27,8 +27,10 @@ member       dtype                       shape       holds
 ``classes``  ``<Uk``                     (K,)        class names, sorted, unique
 ``paths``    ``<Uk``                     (N,)        path relative to ``source``, POSIX, index order
 ``crc32s``   ``<u4``                     (N,)        CRC-32 of row i's bytes, taken when decoded
+``sha256s``  ``|u1``                     (N, 32)     sha256 of row i's bytes (the tree digest's leaves)
 ``phashes``  ``|u1``                     (N, 32)     256-bit perceptual hash of row i (below)
 ``mean_rgb`` ``|u1``                     (N, 3)      row i's mean R, G, B (0..255), rounded
+``constant`` ``|b1``                     (N,)        row i is one colour throughout
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
 ``meta``     ``<Uk``                     ()          one JSON document (below)
@@ -49,7 +51,7 @@ fraction; ``group_by``; ``counts``: name to images; with ``group_near_duplicates
 ``near_duplicate_bits``, the threshold the splits were joined under).
 
 Digests, each checkable from this file alone: ``images_sha256`` is the hex tree digest of the
-``images`` rows, ``sha256`` of the rows' sha256 digests concatenated in row order
+``images`` rows, ``sha256`` of the rows' sha256 digests (``sha256s``) concatenated in row order
 (:mod:`img2npz.treedigest`, which any number of processes can verify; in ``img2npz/1`` files it was
 the sha256 of the array's bytes in one stream, and nothing else differs), and ``crc32s[i]`` zlib's CRC-32 of row ``i``'s
 ``H * W * 3 * itemsize`` bytes, taken when the image was decoded and carried through every reuse
@@ -98,7 +100,7 @@ The ``shards`` layout: ``results/dataset/`` (format tag :data:`SHARDED_DATASET_F
 ``shards/{shard}.npz`` are the shard files it names (hard links to ``results/shards/``, or copies),
 so the folder is whole on its own. Row ``i`` of the dataset is row ``row[i]`` of
 ``images`` in file ``shards[shard[i]]``; its other members are those of ``dataset.npz`` but
-``images`` (the same values, in the same order), and all of :data:`ROW_MEMBERS`:
+``images`` (the same values, in the same order):
 
 ===============  ==========  ==========  ====================================================
 member           dtype       shape       holds
@@ -110,10 +112,10 @@ member           dtype       shape       holds
 ``classes``      ``<Uk``     (K,)        as in dataset.npz
 ``paths``        ``<Uk``     (N,)        as in dataset.npz
 ``crc32s``       ``<u4``     (N,)        as in dataset.npz
-``sha256s``      ``|u1``     (N, 32)     sha256 of row i's bytes (the tree digest's leaves)
+``sha256s``      ``|u1``     (N, 32)     as in dataset.npz
 ``phashes``      ``|u1``     (N, 32)     as in dataset.npz
 ``mean_rgb``     ``|u1``     (N, 3)      as in dataset.npz
-``constant``     ``|b1``     (N,)        row i is one colour throughout
+``constant``     ``|b1``     (N,)        as in dataset.npz
 ``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
 ``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
 ``meta``         ``<Uk``     ()          as dataset.npz's, with this layout's format tag
@@ -219,13 +221,12 @@ def _members(*rows: tuple[str, str, str, str]) -> tuple[Member, ...]:
 class RowMember:
     """A per-row member that is not pixels: produced in the shard job when the row is written
     (:mod:`img2npz.preprocess`), copied with the row by a compaction, gathered by the merge into
-    the dataset (``in_dataset``) or the sharded layout's ``index.npz`` (all of them), and read by
-    the loader and the validation. To add one: a row here, and its producer in the shard job."""
+    ``dataset.npz`` or the sharded layout's ``index.npz``, and read by the loader and the
+    validation. To add one: a row here, and its producer in the shard job."""
 
     name: str
     dtype: str  # numpy's spelling, little-endian where it matters
     shape: tuple[int, ...]  # of one row's value
-    in_dataset: bool  # a member of dataset.npz (every one is in index.npz)
     meaning: str
 
     def empty(self, rows: int) -> np.ndarray:
@@ -234,13 +235,12 @@ class RowMember:
 
 # The one table of per-row members besides ``images`` and ``paths``. Order is member order.
 ROW_MEMBERS = (
-    RowMember("crc32s", "<u4", (), True, "CRC-32 of the row's bytes, taken when its image was decoded"),
-    RowMember("sha256s", "|u1", (32,), False, "sha256 of the row's bytes (img2npz.treedigest)"),
-    RowMember("phashes", "|u1", (32,), True, "256-bit perceptual hash of the row, bits packed (near-duplicates)"),
-    RowMember("mean_rgb", "|u1", (3,), True, "mean R, G, B of the row, rounded (near-duplicates share it)"),
-    RowMember("constant", "|b1", (), False, "the row is one colour throughout"),
+    RowMember("crc32s", "<u4", (), "CRC-32 of the row's bytes, taken when its image was decoded"),
+    RowMember("sha256s", "|u1", (32,), "sha256 of the row's bytes (img2npz.treedigest)"),
+    RowMember("phashes", "|u1", (32,), "256-bit perceptual hash of the row, bits packed (near-duplicates)"),
+    RowMember("mean_rgb", "|u1", (3,), "mean R, G, B of the row, rounded (near-duplicates share it)"),
+    RowMember("constant", "|b1", (), "the row is one colour throughout"),
 )
-DATASET_ROW_MEMBERS = tuple(member for member in ROW_MEMBERS if member.in_dataset)
 
 
 def row_member(name: str) -> RowMember:
@@ -263,12 +263,12 @@ _LABELLED_ROWS = (
 DATASET_MEMBERS = _members(
     ("images", "uint8 | float16 | float32", "(N, H, W, 3)", "RGB pixels, upright (EXIF applied)"),
     *_LABELLED_ROWS,
-    *_row_rows(DATASET_ROW_MEMBERS, "N"),
+    *_row_rows(ROW_MEMBERS, "N"),
     ("meta", "json", "()", "format, pixel config, counts, mean/std, histogram, sha256 tree digest of `images`"),
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
 # img2npz file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("phashes", "mean_rgb")
+ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),
@@ -284,7 +284,7 @@ SHARD_MEMBERS = _members(
     ("meta", "json", "()", "ShardMeta"),
 )
 # ``results/dataset/index.npz``, the ``shards`` layout's row table: every member of dataset.npz but
-# ``images``, each row's shard and row there instead, and every row member.
+# ``images``, each row's shard and row there instead.
 INDEX_MEMBERS = _members(
     ("shard", "int32", "(N,)", "index into `shards` of the shard file holding the row"),
     ("row", "int64", "(N,)", "the row's number in that shard's `images`"),

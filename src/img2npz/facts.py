@@ -20,7 +20,7 @@ from img2npz.changes import Catalogue
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
-from img2npz.pixelpass import PixelScan, duplicate_groups, scan_images, scan_shards
+from img2npz.pixelpass import PixelScan, duplicate_groups, fingerprints_of, scan_images, scan_shards
 from img2npz.tsv import iter_tsv
 
 
@@ -116,6 +116,22 @@ def near_duplicates_of(
     return NearDuplicates(bits, first, second, distance, groups)
 
 
+def unchanged_rows(
+    previous: Catalogue, paths: Iterator[str], fingerprints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's number in the ``previous`` catalogue, -1 if its path is not there; whether it is
+    there with the same pixel ``fingerprints``). The catalogue is the last passed validation's: its
+    fingerprints are of bytes that validation read or checked."""
+    old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
+    count = len(fingerprints)
+    old_of = np.full(count, -1, np.int64)
+    for row, path in enumerate(paths):
+        old_of[row] = old_rows.get(path, -1)
+    same = old_of >= 0
+    same[same] = (previous.fingerprints[old_of[same]] == fingerprints[same]).all(axis=1)
+    return old_of, same
+
+
 def rows_to_search(
     previous: Catalogue, paths: Iterator[str], fingerprints: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +141,7 @@ def rows_to_search(
     previous pair holds when both its rows are still there; where one is gone, the other is looked
     up again (the pairs kept only one copy of each set of equal hashes: its others are joined
     through it)."""
-    old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
-    count = len(fingerprints)
-    old_of = np.full(count, -1, np.int64)
-    for row, path in enumerate(paths):
-        old_of[row] = old_rows.get(path, -1)
-    same = old_of >= 0
-    same[same] = (previous.fingerprints[old_of[same]] == fingerprints[same]).all(axis=1)
+    old_of, same = unchanged_rows(previous, paths, fingerprints)
     new_of = np.full(previous.count, -1, np.int64)
     new_of[old_of[same]] = np.flatnonzero(same)
     pairs = new_of[np.asarray(previous.near_pairs, np.int64).reshape(-1, 2)]
@@ -185,11 +195,16 @@ class Facts:
         return self.member("shard"), self.member("row")
 
     @cached_property
+    def shard_layouts(self) -> list[dict[str, ArrayLayout]]:
+        """Every shard file's members, read once (their zip directories)."""
+        return [array_layout(path) for path in self.shard_files]
+
+    @cached_property
     def image_layouts(self) -> list[ArrayLayout]:
         """Where the pixels are: ``dataset.npz``'s ``images``, or every shard file's."""
         if not self.sharded:
             return [self.layouts["images"]]
-        return [array_layout(path)["images"] for path in self.shard_files]
+        return [layouts["images"] for layouts in self.shard_layouts]
 
     def member(self, name: str) -> np.ndarray:
         """A small member, read whole."""
@@ -209,7 +224,7 @@ class Facts:
     def pixels(self) -> PixelScan:
         if self.sharded:
             checked = {
-                number: read_array(path, "sha256s")
+                number: read_array(path, "sha256s", self.shard_layouts[number]["sha256s"])
                 for number, path in enumerate(self.shard_files)
                 if self.verified.get(os.path.basename(path).removesuffix(".npz")) == os.stat(path).st_mtime_ns
             }
@@ -217,9 +232,22 @@ class Facts:
             scan = scan_shards(self.shard_files, self.image_layouts, *self.placement, recorded, checked, self.threads)
             self.checked_shards = (len(self.shard_files) - len(checked), len(self.shard_files))
         else:
-            scan = scan_images(self.npz, self.layouts["images"], self.threads)
+            known, recorded = self._verified_rows()
+            scan = scan_images(self.npz, self.layouts["images"], self.threads, known, recorded)
+            self.hashed_rows = (self.count - int(known.sum()), self.count)
         release_free_memory()
         return scan
+
+    def _verified_rows(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The ``file`` layout's rows the last passed validation verified (:func:`unchanged_rows`
+        by the ``sha256s`` this dataset records), and the recorded members the pass takes for
+        them. None are known without a previous catalogue or in a dataset without ``sha256s``."""
+        names = ("sha256s", "crc32s", "constant")
+        if self.previous is None or any(name not in self.layouts for name in names):
+            return np.zeros(max(self.count, 0), bool), {}
+        recorded = {name: self.member(name) for name in names}
+        _, known = unchanged_rows(self.previous, self.iter_paths(), fingerprints_of(recorded["sha256s"]))
+        return known, recorded
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:
         """Selected rows of the pixels, in the order asked."""

@@ -34,7 +34,7 @@ from img2npz.contract import (
 )
 from img2npz.scan import Listing, describe_skipped, scan_tree
 from img2npz.sharding import resolve_bounds
-from img2npz.tsv import format_tsv, needs_escape, read_tsv, write_tsv_if_changed
+from img2npz.tsv import format_tsv, needs_escape, parse_tsv, write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,7 +162,8 @@ def manifest_bytes(lines: Sequence[Line], escape: bool = True) -> bytes:
 
 
 def read_manifest(path: str | os.PathLike) -> list[Line]:
-    return [Line(p, int(size), int(mtime), source) for p, size, mtime, source in read_tsv(path, MANIFEST_HEADER)]
+    rows = parse_tsv(Path(path).read_bytes(), MANIFEST_HEADER, os.fspath(path))
+    return [Line(p, int(size), int(mtime), source) for p, size, mtime, source in rows]
 
 
 def read_manifests(directory: str | os.PathLike) -> dict[str, list[Line]]:

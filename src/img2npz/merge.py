@@ -35,7 +35,6 @@ from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
 from img2npz.contract import (
     DATASET_FORMAT,
-    DATASET_ROW_MEMBERS,
     FAILURE_HEADER,
     ROW_MEMBERS,
     SHARDED_DATASET_FORMAT,
@@ -332,13 +331,12 @@ def merge_shards(
     return meta
 
 
-def _write_table(writer: NpzWriter, rows: _Rows, classes, members, split, splits, meta: DatasetMeta) -> None:
-    """The members after the pixels (or their places), the same in both layouts but for which row
-    ``members`` go in."""
+def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: DatasetMeta) -> None:
+    """The members after the pixels (or their places), the same in both layouts."""
     writer.add("labels", rows.labels)
     writer.add("classes", _strings(classes))
     _write_paths(writer, rows.paths)
-    for member in members:
+    for member in ROW_MEMBERS:
         writer.add(member.name, rows.members[member.name])
     if split is not None:
         writer.add("split", split)
@@ -353,7 +351,7 @@ def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, c
         with writer.stream("images", np.dtype(pixel["dtype"]), (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
             copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams)
-        _write_table(writer, rows, classes, DATASET_ROW_MEMBERS, split, splits, meta)
+        _write_table(writer, rows, classes, split, splits, meta)
 
 
 def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:
@@ -369,5 +367,5 @@ def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split,
         writer.add("shard", renumber[rows.shard] if len(rows.shard) else np.zeros(0, np.int32))
         writer.add("row", rows.row)
         writer.add("shards", _strings(files))
-        _write_table(writer, rows, classes, ROW_MEMBERS, split, splits, meta)
+        _write_table(writer, rows, classes, split, splits, meta)
     shardfiles.unlink_others(out.parent, {Path(name).name for name in files})

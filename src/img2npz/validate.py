@@ -71,6 +71,11 @@ def validate_dataset(
         log.info("%s %s", status, checktext.line(asdict(check)))
     if hasattr(facts, "checked_shards"):
         log.info("pixels: read %d of %d shard files (the others verified by an earlier run)", *facts.checked_shards)
+    if hasattr(facts, "hashed_rows"):
+        log.info(
+            "pixels: hashed %d of %d rows (the others verified by an earlier run), checked every CRC-32",
+            *facts.hashed_rows,
+        )
     if hasattr(facts, "searched"):
         log.info("near-duplicates: looked up %d of %d rows among all", facts.searched, facts.count)
     write_validation(out_json, checks)
