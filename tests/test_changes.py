@@ -79,7 +79,7 @@ def test_a_class_with_a_tab_in_its_name_survives_the_catalogue(tmp_path):
     assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]} and next(loaded.entries())[1] == "a\tb"
 
 
-def test_the_comparison_walks_both_lists_in_the_index_order():
+def test_the_comparison_matches_rows_by_path_in_the_index_order():
     """``cat/x`` sorts before ``cat-big/x`` (by components); additions and removals interleave."""
     prints = np.zeros((4, 2), np.uint64)
     before = Catalogue.of(
@@ -119,3 +119,27 @@ def test_a_compaction_is_a_change_row_and_says_why():
         "9 shards rewritten into 2, copying 1,234 rows, because 9 shards of fewer than 500 rows"
     ]
     assert "shards compacted" not in [row[0] for row in compare(None, first).rows]
+
+
+def test_a_class_or_split_renamed_or_moved_is_a_change_whatever_the_codes():
+    """Rows are compared by their names, not their codes into each catalogue's name lists; the row
+    matching a caller passes in gives what compare finds itself."""
+    from img2npz.changes import previous_rows
+
+    prints = np.arange(10, dtype=np.uint64).reshape(5, 2)
+    paths = ["a/1", "a/2", "b/1", "b/2", "c/1"]
+    before = Catalogue.of("a", paths, ["a", "a", "b", "b", "c"], ["t", "t", "t", "v", "t"], prints, {})
+    after = Catalogue.of("b", paths[1:], ["a", "c", "b", "c"], ["t", "t", "t", "t"], prints[1:], {})
+    assert after.class_names == ["a", "b", "c"] and before.split_names == ["t", "v"]  # other codes for "t"
+    rows = compare(before, after).rows
+    assert rows[:4] == [
+        ("removed", "a", "t", 1),
+        ("changed", "b", "t", 1),
+        ("changed", "c", "t", 1),
+        ("shards written", "", "", 0),
+    ]
+    assert after.examples == {"removed": ["a/1"], "changed": ["b/1", "b/2"]}  # b/1 moved class, b/2 split
+    old_of = previous_rows(before, after.iter_paths(), after.count)
+    assert old_of.tolist() == [1, 2, 3, 4] and compare(before, after, old_of=old_of).rows == rows
+    after.split_names[0] = "u"  # a split renamed: every row in it changed
+    assert ("changed", "a", "u", 1) in compare(before, after, old_of=old_of).rows

@@ -5,7 +5,7 @@ Snakemake deletes a job's outputs before it runs, so the previous ``dataset.npz`
 successor is checked. validate-report therefore keeps a small catalogue of the dataset it last
 passed (``results/report/catalogue.npz``, a Snakemake ``update()`` output: kept across runs, and
 restored when a run fails): per image its path, class, split and a pixel fingerprint (in arrays, about
-40 bytes an image; compared with the new dataset as two streams in the index order); per shard the
+40 bytes an image; matched with the new dataset by path, then compared as arrays); per shard the
 npz's mtime; and the change rows of the last run that changed the dataset, so a rerun that only
 re-checks (a ``validate.*`` edit) reports the same changes instead of "nothing".
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from img2npz.atomic import atomic_output
-from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats, path_sort_key
+from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
 from img2npz.npzformat import blob_strings, iter_blob, streamed_blob, strings_blob, write_npz
 from img2npz.tsv import TAB, escape_field, read_tsv, unescape_field, write_tsv
 
@@ -192,45 +192,71 @@ def read_shard_table(path: str | os.PathLike) -> dict[str, ShardRecord]:
 COMPACTION = "compaction"  # the examples' key for what a compaction did, in words
 
 
+def previous_rows(previous: Catalogue | None, paths: Iterable[str], count: int) -> np.ndarray:
+    """Each of ``count`` ``paths``' row in ``previous``, -1 where it has none (int64)."""
+    old_of = np.full(count, -1, np.int64)
+    if previous is not None and previous.count:
+        old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
+        for row, path in enumerate(paths):
+            old_of[row] = old_rows.get(path, -1)
+    return old_of
+
+
+def _row_changes(previous: Catalogue | None, current: Catalogue, old_of: np.ndarray) -> tuple[Counter, dict]:
+    """The images added, removed and changed (class, split or pixels) by (what, class, split), and
+    the first :data:`EXAMPLES` paths of each, in the index order: arrays, no object per image."""
+    matched = old_of >= 0
+    kinds = {"added": (current, np.flatnonzero(~matched))}
+    if previous is not None:
+        removed = np.ones(previous.count, bool)
+        removed[old_of[matched]] = False
+        kinds["removed"] = (previous, np.flatnonzero(removed))
+        mine, theirs = np.flatnonzero(matched), old_of[matched]
+
+        def renamed(names: list[str], to: list[str]) -> np.ndarray:
+            index = {name: number for number, name in enumerate(to)}
+            return np.array([index.get(name, -1) for name in names] or [-1], np.int64)
+
+        differs = (
+            (renamed(previous.class_names, current.class_names)[previous.labels[theirs]] != current.labels[mine])
+            | (renamed(previous.split_names, current.split_names)[previous.splits[theirs]] != current.splits[mine])
+            | (previous.fingerprints[theirs] != current.fingerprints[mine]).any(axis=1)
+        )
+        kinds["changed"] = (current, mine[differs])
+    counts: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    for what, (catalogue, rows) in kinds.items():
+        codes = np.stack([catalogue.labels[rows], catalogue.splits[rows]], axis=1).reshape(-1, 2)
+        pairs, numbers = np.unique(codes, axis=0, return_counts=True)
+        for (label, split), number in zip(pairs.tolist(), numbers.tolist(), strict=True):
+            counts[(what, catalogue.class_names[label], catalogue.split_names[split])] += number
+        if len(rows):
+            wanted = set(rows[:EXAMPLES].tolist())
+            last = max(wanted)
+            examples[what] = [
+                path for row, path in zip(range(last + 1), catalogue.iter_paths(), strict=False) if row in wanted
+            ]
+    return counts, examples
+
+
 def compare(
     previous: Catalogue | None,
     current: Catalogue,
     work: Mapping[str, ShardRecord] | None = None,
     compaction: Mapping | None = None,
+    old_of: np.ndarray | None = None,
 ) -> Catalogue:
     """``current`` carrying the change rows against ``previous`` (everything added on a first run;
     the previous rows again when the dataset is the same bytes from the same shards). ``work``:
     the shard table, whose new shards' rows copied and decoded are the run's totals; ``compaction``: the index's account
-    of one (:class:`img2npz.allocation.Compaction` as a dict), or None."""
+    of one (:class:`img2npz.allocation.Compaction` as a dict), or None. ``old_of``: each current
+    row's row in ``previous`` (:func:`previous_rows`), when the caller has it."""
     same = previous is not None and previous.images_sha256 == current.images_sha256
     if same and previous.shards == current.shards:
         current.rows, current.examples = previous.rows, previous.examples
         return current
-    counts: Counter = Counter()
-    examples: dict[str, list[str]] = {}
-
-    def note(what: str, entry: tuple[str, str, str, bytes]) -> None:
-        counts[(what, entry[1], entry[2])] += 1
-        if len(examples.setdefault(what, [])) < EXAMPLES:
-            examples[what].append(entry[0])
-
-    # both lists are in the index order: walk them side by side (memory flat in the images)
-    old_entries = previous.entries() if previous is not None else iter(())
-    old, new = next(old_entries, None), None
-    for new in current.entries():
-        key = path_sort_key(new[0])
-        while old is not None and path_sort_key(old[0]) < key:
-            note("removed", old)
-            old = next(old_entries, None)
-        if old is not None and old[0] == new[0]:
-            if old[1:] != new[1:]:
-                note("changed", new)
-            old = next(old_entries, None)
-        else:
-            note("added", new)
-    while old is not None:
-        note("removed", old)
-        old = next(old_entries, None)
+    old_of = previous_rows(previous, current.iter_paths(), current.count) if old_of is None else old_of
+    counts, examples = _row_changes(previous, current, np.asarray(old_of, np.int64))
     rebuilt = [
         shard for shard, mtime in current.shards.items() if previous is None or previous.shards.get(shard) != mtime
     ]

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from img2npz import neardup
-from img2npz.changes import Catalogue
+from img2npz.changes import Catalogue, previous_rows
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
@@ -116,32 +116,23 @@ def near_duplicates_of(
     return NearDuplicates(bits, first, second, distance, groups)
 
 
-def unchanged_rows(
-    previous: Catalogue, paths: Iterator[str], fingerprints: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(each row's number in the ``previous`` catalogue, -1 if its path is not there; whether it is
-    there with the same pixel ``fingerprints``). The catalogue is the last passed validation's: its
-    fingerprints are of bytes that validation read or checked."""
-    old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
-    count = len(fingerprints)
-    old_of = np.full(count, -1, np.int64)
-    for row, path in enumerate(paths):
-        old_of[row] = old_rows.get(path, -1)
+def unchanged_rows(previous: Catalogue, old_of: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
+    """Whether each row is in the ``previous`` catalogue (``old_of``: its row there, or -1;
+    :func:`img2npz.changes.previous_rows`) with the same pixel ``fingerprints``. The catalogue is
+    the last passed validation's: its fingerprints are of bytes that validation read or checked."""
     same = old_of >= 0
     same[same] = (previous.fingerprints[old_of[same]] == fingerprints[same]).all(axis=1)
-    return old_of, same
+    return same
 
 
-def rows_to_search(
-    previous: Catalogue, paths: Iterator[str], fingerprints: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def rows_to_search(previous: Catalogue, old_of: np.ndarray, fingerprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the rows to look up, the previous pairs that still hold as (k, 2) rows of this dataset).
 
     A row is new unless the previous dataset had its path with the same pixel fingerprint. A
     previous pair holds when both its rows are still there; where one is gone, the other is looked
     up again (the pairs kept only one copy of each set of equal hashes: its others are joined
     through it)."""
-    old_of, same = unchanged_rows(previous, paths, fingerprints)
+    same = unchanged_rows(previous, old_of, fingerprints)
     new_of = np.full(previous.count, -1, np.int64)
     new_of[old_of[same]] = np.flatnonzero(same)
     pairs = new_of[np.asarray(previous.near_pairs, np.int64).reshape(-1, 2)]
@@ -195,6 +186,12 @@ class Facts:
         return self.member("shard"), self.member("row")
 
     @cached_property
+    def old_rows(self) -> np.ndarray:
+        """Each row's row in the ``previous`` catalogue, -1 where it is not there (matched by path
+        once, for the pixel pass, the near-duplicate search and the change report)."""
+        return previous_rows(self.previous, self.iter_paths(), self.count)
+
+    @cached_property
     def shard_layouts(self) -> list[dict[str, ArrayLayout]]:
         """Every shard file's members, read once (their zip directories)."""
         return [array_layout(path) for path in self.shard_files]
@@ -246,7 +243,7 @@ class Facts:
         if self.previous is None or any(name not in self.layouts for name in names):
             return np.zeros(max(self.count, 0), bool), {}
         recorded = {name: self.member(name) for name in names}
-        _, known = unchanged_rows(self.previous, self.iter_paths(), fingerprints_of(recorded["sha256s"]))
+        known = unchanged_rows(self.previous, self.old_rows, fingerprints_of(recorded["sha256s"]))
         return known, recorded
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:
@@ -303,7 +300,7 @@ class Facts:
             hashes, colours = self.member("phashes"), self.member("mean_rgb")
             previous = self.previous
             if previous is not None and previous.near_bits == bits:
-                queries, kept = rows_to_search(previous, self.iter_paths(), self.pixels.fingerprints)
+                queries, kept = rows_to_search(previous, self.old_rows, self.pixels.fingerprints)
                 first, second = neardup.pairs_involving(hashes, colours, bits, queries)
                 among = np.unique(np.concatenate([first, second, kept.reshape(-1)]))
                 found[bits] = near_duplicates_of(hashes, colours, bits, threads, among)

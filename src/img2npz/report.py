@@ -127,7 +127,8 @@ def change_report(
         facts.pixels.fingerprints,
         {shard: record.mtime_ns for shard, record in shards.items()},
     )
-    previous = Catalogue.load(files.catalogue)
+    # the catalogue the facts were checked against (loaded once), and the rows matched with it
+    previous = facts.previous if facts.previous is not None else Catalogue.load(files.catalogue)
     near = facts.__dict__.get("_near", {})
     if near_bits in near:  # for the next run's search of its new rows only
         current.near_bits = near_bits
@@ -136,7 +137,8 @@ def change_report(
         current.verified = dict(current.shards)
     elif previous is not None:
         current.verified = {k: v for k, v in previous.verified.items() if current.shards.get(k) == v}
-    catalogue = compare(previous, current, shards, index.compaction if index is not None else None)
+    old_of = facts.old_rows if facts.previous is not None else None
+    catalogue = compare(previous, current, shards, index.compaction if index is not None else None, old_of)
     write_changes(files.changes, catalogue)
     catalogue.save(files.catalogue)
     return catalogue

@@ -41,5 +41,7 @@ rule merge_npz:
         ),
         # files of shards that no longer exist are removed from here (img2npz.shardfiles.prune)
         shards_dir="results/shards",
+        # the per-row members the dataset holds: a release that adds one remakes the dataset
+        members=[member.name for member in ROW_MEMBERS],
     script:
         "../../scripts/merge_npz.py"
