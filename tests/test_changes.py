@@ -62,9 +62,15 @@ def test_catalogue_round_trips(tmp_path):
     catalogue.verified = {"s": 5, "t": 7}
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
-    per_image = [entry[:3] for entry in loaded.entries()]
+    per_image = [
+        (path, loaded.class_names[label], loaded.split_names[split])
+        for path, label, split in zip(loaded.iter_paths(), loaded.labels, loaded.splits, strict=True)
+    ]
     assert per_image == [("x", "", ""), ("y\udcff", "k", "")] and loaded.shards == {"s": 5}
-    assert loaded.verified == {"s": 5, "t": 7}
+    assert loaded.verified == {"s": 5, "t": 7} and loaded.passed
+    catalogue.passed = False  # a failed validation's: the next run takes none of its rows as verified
+    catalogue.save(tmp_path / "c.npz")
+    assert not Catalogue.load(tmp_path / "c.npz").passed
     assert loaded.rows == [("added", "", "", 2)] and loaded.examples == {"added": ["x"]}
     assert Catalogue.load(tmp_path / "missing.npz") is None
 
@@ -76,7 +82,8 @@ def test_a_class_with_a_tab_in_its_name_survives_the_catalogue(tmp_path):
     )
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
-    assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]} and next(loaded.entries())[1] == "a\tb"
+    assert loaded.rows == rows and loaded.examples == {"added": ["a\tb/1.png"]}
+    assert loaded.class_names[loaded.labels[0]] == "a\tb"
 
 
 def test_the_comparison_matches_rows_by_path_in_the_index_order():
@@ -106,7 +113,8 @@ def test_a_large_catalogue_round_trips_through_chunked_reading(tmp_path):
     )
     catalogue.save(tmp_path / "c.npz")
     loaded = Catalogue.load(tmp_path / "c.npz")
-    assert list(loaded.iter_paths()) == paths and [e[1] for e in loaded.entries()] == [p.split("/")[0] for p in paths]
+    assert list(loaded.iter_paths()) == paths
+    assert [loaded.class_names[label] for label in loaded.labels] == [p.split("/")[0] for p in paths]
 
 
 def test_a_compaction_is_a_change_row_and_says_why():

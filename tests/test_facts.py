@@ -146,3 +146,51 @@ def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not
     assert not checks.images_sha256(damaged, None).passed
     crc = checks.images_crc32(damaged, None)
     assert not crc.passed and crc.value["rows"] == 1 and crc.value["examples"] == [damaged.paths_of([5])[0]]
+
+
+def test_a_row_is_taken_as_verified_only_with_its_whole_digest_from_a_passed_validation(tmp_path):
+    """The catalogue's whole sha256 must match the dataset's: damage in the second half of a recorded
+    digest makes its row hashed again (and the digest check fail); a failed validation's catalogue
+    verifies nothing."""
+    import numpy as np
+
+    from img2npz import checks
+    from img2npz.changes import Catalogue
+
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    first = facts_of(tmp_path, out, fail)
+    previous = Catalogue.of("x", first.iter_paths(), [""] * 21, [""] * 21, first.pixels.fingerprints, {})
+
+    def again(catalogue):
+        table = str(out.parent / "images.parquet")
+        return Facts(str(out), str(fail), table, DEFAULT_PIXEL, "folder", previous=catalogue)
+
+    trusted = again(previous)
+    assert trusted.pixels.sha256 == first.meta.images_sha256 and trusted.hashed_rows == (0, 21)
+    previous.passed = False
+    distrusted = again(previous)
+    assert distrusted.pixels.sha256 == first.meta.images_sha256 and distrusted.hashed_rows == (21, 21)
+    previous.passed = True
+    # a recorded digest wrong in its second half, and meta made from it (as a faulty copy of the
+    # members would make it): only hashing that row again shows it
+    import json
+
+    from img2npz.npzformat import write_npz
+    from img2npz.treedigest import TreeDigest
+
+    with np.load(out) as data:
+        members = {name: data[name] for name in data.files}
+    members["sha256s"] = members["sha256s"].copy()
+    members["sha256s"][3, 20] ^= 1
+    meta = json.loads(str(members["meta"]))
+    tree = TreeDigest()
+    tree.update(members["sha256s"])
+    meta["images_sha256"] = tree.hexdigest()
+    members["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    with open(out, "wb") as handle:
+        write_npz(handle, members)
+    damaged = again(previous)
+    assert damaged.pixels and damaged.hashed_rows == (1, 21)
+    assert not checks.images_sha256(damaged, None).passed
+    assert checks.images_crc32(damaged, None).passed  # the pixels themselves are whole

@@ -156,3 +156,13 @@ def test_known_rows_are_taken_as_recorded_once_their_crc_holds(tmp_path, monkeyp
     scan = scan_images(str(path), array_layout(path)["images"], 2, known, recorded)
     assert not scan.digests[7].any() and scan.crcs[7] != recorded["crc32s"][7]
     assert scan.sha256 != tree_digest(rows) and np.array_equal(np.delete(scan.digests, 7, 0), np.delete(digests, 7, 0))
+
+
+def test_rows_found_damaged_are_no_group_of_duplicates():
+    """Their zero digests are marks, not pixels: many damaged rows must not be read as one group."""
+    prints = np.zeros((5, 4), np.uint64)
+    prints[[1, 3], 0] = 7
+    prints[[1, 3], 1:] = 9
+    read = []
+    groups = duplicate_groups(lambda rows: read.append(rows) or np.zeros((len(rows), 2, 2, 3), np.uint8), prints)
+    assert groups == [[1, 3]] and read == [[1, 3]]

@@ -4,8 +4,8 @@ images their jobs decoded and the rows they copied (a compaction).
 Snakemake deletes a job's outputs before it runs, so the previous ``dataset.npz`` is gone when its
 successor is checked. validate-report therefore keeps a small catalogue of the dataset it last
 passed (``results/report/catalogue.npz``, a Snakemake ``update()`` output: kept across runs, and
-restored when a run fails): per image its path, class, split and a pixel fingerprint (in arrays, about
-40 bytes an image; matched with the new dataset by path, then compared as arrays); per shard the
+restored when a run fails): per image its path, class, split and its row's sha256 (in arrays, about
+50 bytes an image; matched with the new dataset by path, then compared as arrays); per shard the
 npz's mtime; and the change rows of the last run that changed the dataset, so a rerun that only
 re-checks (a ``validate.*`` edit) reports the same changes instead of "nothing".
 """
@@ -45,8 +45,9 @@ def _codes(names: Sequence[str]) -> tuple[list[str], np.ndarray]:
 @dataclass
 class Catalogue:
     """What the last checked dataset held, per image in the index order: its path (in one blob),
-    class and split (as codes into ``class_names`` and ``split_names``) and pixel fingerprint.
-    About 40 bytes an image and no per-image Python object, so it is compared as a stream."""
+    class and split (as codes into ``class_names`` and ``split_names``) and its row's sha256
+    (``fingerprints``: four uint64 words).
+    About 50 bytes an image, in arrays."""
 
     images_sha256: str
     paths: np.ndarray  # uint8 NUL-joined blob
@@ -66,6 +67,9 @@ class Catalogue:
     # under (-1: none searched), so the next run looks up only its new rows
     near_bits: int = -1
     near_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    # whether the validation that wrote it passed: only then does the next run take its
+    # fingerprints as verified (Snakemake restores the last one when a validation fails)
+    passed: bool = True
 
     @classmethod
     def of(
@@ -91,17 +95,6 @@ class Catalogue:
     def iter_paths(self) -> Iterator[str]:
         return iter_blob(self.paths, self.count)
 
-    def entries(self) -> Iterator[tuple[str, str, str, bytes]]:
-        """(path, class name, split name, fingerprint bytes) per image, in the index order (the
-        per-image arrays are turned into Python objects a block at a time)."""
-        paths = self.iter_paths()
-        for start in range(0, self.count, 65536):
-            stop = min(start + 65536, self.count)
-            labels, splits = self.labels[start:stop].tolist(), self.splits[start:stop].tolist()
-            prints = self.fingerprints[start:stop]
-            for number, path in zip(range(stop - start), paths, strict=False):
-                yield path, self.class_names[labels[number]], self.split_names[splits[number]], prints[number].tobytes()
-
     def save(self, path: str | os.PathLike) -> None:
         blob = strings_blob
         arrays = {
@@ -122,6 +115,7 @@ class Catalogue:
             "verified_mtimes": np.array(list(self.verified.values()), np.int64),
             "near_bits": np.array(self.near_bits, np.int64),
             "near_pairs": np.asarray(self.near_pairs, np.int64).reshape(-1, 2),
+            "passed": np.array(self.passed),
         }
         with atomic_output(path, durable=False) as handle:
             write_npz(handle, arrays)
@@ -162,6 +156,7 @@ class Catalogue:
                 dict(zip(verified, data["verified_mtimes"].tolist(), strict=True)) if verified else {},
                 int(data["near_bits"]) if "near_bits" in data else -1,
                 data["near_pairs"] if "near_pairs" in data else np.zeros((0, 2), np.int64),
+                bool(data["passed"]),
             )
 
 
@@ -204,7 +199,7 @@ def previous_rows(previous: Catalogue | None, paths: Iterable[str], count: int) 
 
 def _row_changes(previous: Catalogue | None, current: Catalogue, old_of: np.ndarray) -> tuple[Counter, dict]:
     """The images added, removed and changed (class, split or pixels) by (what, class, split), and
-    the first :data:`EXAMPLES` paths of each, in the index order: arrays, no object per image."""
+    the first :data:`EXAMPLES` paths of each, in the index order; counted in arrays."""
     matched = old_of >= 0
     kinds = {"added": (current, np.flatnonzero(~matched))}
     if previous is not None:

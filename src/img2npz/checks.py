@@ -109,7 +109,7 @@ def value_range(facts: Facts, limits: Thresholds) -> Check:
     scan, pixel = facts.pixels, facts.pixel
     low, high = expected_range(pixel)
     tolerance = FLOAT_TOLERANCE * (high - low) if pixel["dtype"] != "uint8" else 0
-    # None: no row was read (the shards layout reads only shards no earlier run verified)
+    # None: no row was measured (a rerun measures only the rows no earlier validation verified)
     measured = scan.low is not None and facts.count > 0
     passed = scan.finite and (not measured or (scan.low >= low - tolerance and scan.high <= high + tolerance))
     return Check("value_range", passed, {"min": scan.low, "max": scan.high, "finite": scan.finite}, [low, high])

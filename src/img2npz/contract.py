@@ -180,7 +180,7 @@ READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
 SHARD_FORMAT = "img2npz-shard/6"
 # results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
 SHARDED_DATASET_FORMAT = "img2npz-shards/1"
-CATALOGUE_FORMAT = "img2npz-catalogue/3"
+CATALOGUE_FORMAT = "img2npz-catalogue/4"
 LISTING_FORMAT = "img2npz-listing/1"
 
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
@@ -303,7 +303,7 @@ CATALOGUE_MEMBERS = _members(
     ("labels", "int32", "(N,)", "each image's index into class_names"),
     ("split_names", "uint8", "(bytes,)", 'NUL-joined split names ("" without splits)'),
     ("splits", "int32", "(N,)", "each image's index into split_names"),
-    ("fingerprints", "uint64", "(N, 2)", "first 16 bytes of each image's row sha256"),
+    ("fingerprints", "uint64", "(N, 4)", "each image's row sha256, as four words"),
     ("shard_ids", "uint8", "(bytes,)", "NUL-joined shard ids"),
     ("shard_mtimes", "int64", "(shards,)", "each shard npz's mtime_ns"),
     ("rows", "uint8", "(bytes,)", "the last change report, tab-joined rows"),
@@ -312,6 +312,7 @@ CATALOGUE_MEMBERS = _members(
     ("verified_mtimes", "int64", "(verified,)", "each one's npz mtime_ns then"),
     ("near_bits", "int64", "()", "the threshold near_pairs were found under (-1: none)"),
     ("near_pairs", "int64", "(M, 2)", "near-duplicate pairs of rows, as the validation found them"),
+    ("passed", "bool", "()", "the validation that wrote it passed (else no row of it counts as verified)"),
 )
 LISTING_MEMBERS = _members(
     ("format", "unicode", "()", "LISTING_FORMAT"),

@@ -21,6 +21,7 @@ from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, Dat
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
 from img2npz.pixelpass import PixelScan, duplicate_groups, fingerprints_of, scan_images, scan_shards
+from img2npz.treedigest import DIGEST_BYTES
 from img2npz.tsv import iter_tsv
 
 
@@ -236,14 +237,23 @@ class Facts:
         return scan
 
     def _verified_rows(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The ``file`` layout's rows the last passed validation verified (:func:`unchanged_rows`
-        by the ``sha256s`` this dataset records), and the recorded members the pass takes for
-        them. None are known without a previous catalogue or in a dataset without ``sha256s``."""
-        names = ("sha256s", "crc32s", "constant")
-        if self.previous is None or any(name not in self.layouts for name in names):
-            return np.zeros(max(self.count, 0), bool), {}
-        recorded = {name: self.member(name) for name in names}
-        known = unchanged_rows(self.previous, self.old_rows, fingerprints_of(recorded["sha256s"]))
+        """The ``file`` layout's rows the last passed validation verified (:func:`unchanged_rows`:
+        the same path and the whole sha256 this dataset records), and the recorded members the pass
+        takes for them. None are known without a catalogue of a passed validation, or in a dataset
+        whose ``sha256s``, ``crc32s`` or ``constant`` is missing or of another shape."""
+        count = max(self.count, 0)
+        none = np.zeros(count, bool), {}
+        shapes = {"sha256s": (count, DIGEST_BYTES), "crc32s": (count,), "constant": (count,)}
+        if self.previous is None or not self.previous.passed:
+            return none
+        if any(name not in self.layouts or self.layouts[name].shape != shape for name, shape in shapes.items()):
+            return none  # members that the checks will name; every row is hashed meanwhile
+        recorded = {name: self.member(name) for name in shapes}
+        if self.previous.fingerprints.shape[1:] != (4,):
+            return none
+        digests = np.asarray(recorded["sha256s"], np.uint8)
+        # a zero digest is no row's: it marks a row found damaged (pixelpass.scan_images)
+        known = unchanged_rows(self.previous, self.old_rows, fingerprints_of(digests)) & digests.any(axis=1)
         return known, recorded
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:

@@ -40,14 +40,14 @@ class PixelScan:
 
     @property
     def fingerprints(self) -> np.ndarray:
-        """(N, 2) uint64 per row: the first 16 bytes of its sha256 (what duplicates and the change
-        report compare)."""
+        """(N, 4) uint64 per row: its sha256 as four words (what duplicates, the catalogue and the
+        change report compare)."""
         return fingerprints_of(self.digests)
 
 
 def fingerprints_of(digests: np.ndarray) -> np.ndarray:
-    """Rows' (N, 2) uint64 fingerprints from their (N, 32) sha256 digests."""
-    return np.ascontiguousarray(np.asarray(digests, np.uint8)[:, :16]).view("<u8").reshape(-1, 2)
+    """Rows' (N, 4) uint64 fingerprints from their (N, 32) sha256 digests (the same bytes)."""
+    return np.ascontiguousarray(np.asarray(digests, np.uint8).reshape(-1, DIGEST_BYTES)).view("<u8").reshape(-1, 4)
 
 
 def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,16 +215,18 @@ def _read_rows(npz: str, layout: ArrayLayout, start: int, rows: int) -> np.ndarr
 
 def duplicate_groups(read: Callable[[list[int]], np.ndarray], fingerprints: np.ndarray) -> list[list[int]]:
     """Groups of rows with the same pixels: equal fingerprints, confirmed byte for byte (``read``
-    gives the rows of a list of row numbers)."""
+    gives the rows of a list of row numbers). An all-zero fingerprint is a row the pass found
+    damaged (:func:`scan_images`), not a digest: those rows are left out."""
     if not len(fingerprints):
         return []
-    fingerprints = np.asarray(fingerprints, np.uint64).reshape(-1, 2)
+    fingerprints = np.asarray(fingerprints, np.uint64).reshape(len(fingerprints), -1)
     # sorted by the first word alone (a sha256 prefix, so equal words are rare): a tenth of the
-    # time of np.unique over both at 10^6 rows; rows of equal first words are then split by both
+    # time of np.unique over all at 10^6 rows; rows of equal first words are then split by all
     order = np.argsort(fingerprints[:, 0], kind="stable")
     first = fingerprints[order, 0]
     repeated = np.flatnonzero(first[1:] == first[:-1])
     candidates = np.unique(np.concatenate([order[repeated], order[repeated + 1]]))
+    candidates = candidates[fingerprints[candidates].any(axis=1)]
     groups = []
     by_print: dict[tuple[int, int], list[int]] = {}
     for row in candidates.tolist():

@@ -133,6 +133,7 @@ def change_report(
     if near_bits in near:  # for the next run's search of its new rows only
         current.near_bits = near_bits
         current.near_pairs = np.stack([near[near_bits].first, near[near_bits].second], axis=1)
+    current.passed = not failed
     if not failed:
         current.verified = dict(current.shards)
     elif previous is not None:
