@@ -2,7 +2,7 @@
 
 The pass reads ``images`` once, in chunks scanned by parallel threads: per row its CRC-32, and for
 the rows no earlier validation verified its sha256 (for the tree digest, :mod:`img2npz.treedigest`;
-its first 16 bytes are the row's fingerprint), a one-colour test, and for float dtypes finiteness
+as four words, the row's fingerprint), a one-colour test, and for float dtypes finiteness
 and range (uint8 is 0..255 by type). A row verified before is taken as the dataset records it
 (``sha256s``, ``constant``) once its bytes have the CRC-32 recorded with them: at about 4 GB/s
 against sha256's 1.4, the copy the merge made is checked whole at a fraction of hashing it. Memory
@@ -108,7 +108,7 @@ def _scan_chunk(rows: np.ndarray, fresh: np.ndarray | None = None) -> _ChunkScan
     flat = hashed.reshape(len(hashed), -1)
     _, one_colour = row_fingerprints(hashed)
     finite, low, high = True, None, None
-    if hashed.dtype.kind == "f" and len(hashed):
+    if hashed.dtype.kind == "f":
         finite = bool(np.isfinite(hashed).all())
         values = np.nan_to_num(hashed)
         low, high = float(values.min()), float(values.max())
