@@ -1,11 +1,13 @@
 """Rule merge_npz: gather the shards' rows into the dataset (either layout), then prune the shards folder."""
 
+from img2npz.arrow import hide_pandas
 from img2npz.changes import write_shard_table
 from img2npz.contract import ShardStats, read_classes
 from img2npz.joblog import rule_logging
 from img2npz.merge import merge_shards
 from img2npz.shardfiles import other_layout, prune, remove_other_layout
 
+hide_pandas()  # pyarrow would import it: 0.2-0.45 s a job
 with rule_logging(snakemake.log[0]) as log:  # noqa: F821
     inputs, params, output = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
     merge_shards(

@@ -1,11 +1,13 @@
 """Rule validate_report: check the dataset (either layout), draw it and write the HTML report."""
 
+from img2npz.arrow import hide_pandas
 from img2npz.changes import read_shard_table
 from img2npz.checks import Thresholds
 from img2npz.joblog import rule_logging
 from img2npz.report import ReportFiles
 from img2npz.validate import validate_dataset
 
+hide_pandas()  # pyarrow would import it: 0.2-0.45 s a job
 with rule_logging(snakemake.log.main):  # noqa: F821
     inputs, params, output, log = snakemake.input, snakemake.params, snakemake.output, snakemake.log  # noqa: F821
     validate_dataset(

@@ -76,9 +76,13 @@ def test_threads_and_query_blocks_change_nothing(monkeypatch):
         assert all((a == b).all() for a, b in zip(found, serial, strict=True)) and len(found[0]) == 1000
 
 
-def test_pairs_involving_some_rows_are_the_pairs_of_the_whole_that_touch_them():
+@pytest.mark.parametrize("direct_pairs", [0, 10_000, neardup.DIRECT_PAIRS])
+def test_pairs_involving_some_rows_are_the_pairs_of_the_whole_that_touch_them(monkeypatch, direct_pairs):
     """Looking up only some rows finds exactly the pairs (within the bits, colours alike) that have
-    one of them: every such pair of a brute-force comparison, each once."""
+    one of them: every such pair of a brute-force comparison, each once; through the chunk tables
+    or by comparing the rows with all (in blocks of a few rows), as many as there are."""
+    monkeypatch.setattr(neardup, "DIRECT_PAIRS", direct_pairs)
+    monkeypatch.setattr(neardup, "CANDIDATES", 2000)
     rng = np.random.default_rng(11)
     hashes = rng.integers(0, 256, (800, neardup.BYTES), dtype=np.uint8)
     for source, copy in ((5, 790), (17, 18), (400, 799), (401, 799), (7, 8), (8, 9)):

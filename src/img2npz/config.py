@@ -33,8 +33,9 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """Read at every Snakemake start: libyaml's loader where there is one (10x faster)."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _types(schema: dict) -> set[str]:

@@ -100,7 +100,8 @@ class Placement:
     def read(cls, images_table: str | os.PathLike) -> Placement:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(images_table, columns=["path", "label", "shard", "row"])
+        # not read_table: its pyarrow.dataset imports pandas (img2npz.arrow)
+        table = pq.ParquetFile(images_table).read(columns=["path", "label", "shard", "row"])
         shard = table.column("shard").combine_chunks()
         return cls(
             shard.dictionary.to_pylist(),

@@ -23,7 +23,7 @@ from img2npz.config import (
 from img2npz.contract import ROW_MEMBERS, IndexSummary
 from img2npz.index import lost_manifests, manifest_ids
 from img2npz.scan import EmptyTreeError, tree_fingerprint
-from img2npz.timers import cancel_timers
+from img2npz.runend import end_run
 
 # Jobs are already a process per core: keep numpy's BLAS from starting a thread per core in each
 # job (measured: a third of a shard job's import CPU), where no job does linear algebra anyway.
@@ -165,12 +165,12 @@ def explain_interruption(logfiles):
 
 
 onsuccess:
-    cancel_timers()  # img2npz.timers: Python would wait for Snakemake's last one
+    end_run()  # img2npz.runend: exit as soon as the last job is done
 
 
 onerror:
     explain_interruption(log)
-    cancel_timers()  # img2npz.timers: Python would wait for Snakemake's last one
+    end_run()  # img2npz.runend: exit as soon as the last job is done
 
 
 def remove_stale_backups():
