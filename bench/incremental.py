@@ -50,7 +50,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from corpus import make_corpus, photo, size_for, write_image  # noqa: E402
-from throughput import add_out_option, job_wall, run_counting_writes, snakemake_command, write_report  # noqa: E402
+from throughput import (  # noqa: E402
+    add_out_option,
+    job_wall,
+    plugins_note,
+    run_counting_writes,
+    snakemake_command,
+    write_report,
+)
 
 from img2npz import NPZDataset  # noqa: E402
 from img2npz.demo import CLASSES  # noqa: E402
@@ -302,6 +309,8 @@ def run_bench(args: argparse.Namespace) -> tuple[str, list[str]]:
         "the run's new shard files, of all. Written: the bytes the whole run (Snakemake and every job) wrote, "
         "from wait4's rusage (the kernel's write_bytes); / dataset: against the dataset's pixels after the run "
         "(rows x 256 x 256 x 3 bytes).",
+        "",
+        plugins_note(),
         "",
         *done_when(rows, args.cores),
     ]
