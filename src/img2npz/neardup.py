@@ -180,16 +180,15 @@ def near_pairs(
         asked = np.zeros(count, bool)
         asked[np.asarray(queries, np.int64)] = True
     rows = np.flatnonzero(asked) if asked is not None else None
-    if rows is not None and len(rows) * count <= DIRECT_PAIRS:
-        found = _compare_with_all(words, rows, threshold, asked)
-        keys = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
-        return keys // count, keys % count
 
     def search(span: tuple[int, int]) -> list[np.ndarray]:
         return _search_chunk(hashes, words, int(span[0]), int(span[1]), threshold // chunks, threshold, rows, asked)
 
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="neardup") as pool:
-        found = [keys for part in pool.map(search, itertools.pairwise(bounds)) for keys in part]
+    if rows is not None and len(rows) * count <= DIRECT_PAIRS:
+        found = _compare_with_all(words, rows, threshold, asked)
+    else:
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="neardup") as pool:
+            found = [keys for part in pool.map(search, itertools.pairwise(bounds)) for keys in part]
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     keys = np.unique(np.concatenate(found))
