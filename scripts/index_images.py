@@ -23,4 +23,5 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         listing=listing,
         summary=output.summary,
         compaction=dict(params.compaction),
+        keys_dir=params.manifest_keys,
     )

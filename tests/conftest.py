@@ -20,11 +20,11 @@ from img2npz.filters import NO_FILTERS
 from img2npz.index import (
     build_index,
     class_names,
-    read_manifests,
     write_classes,
     write_images_table,
     write_manifests,
 )
+from img2npz.manifests import read_keys
 from img2npz.merge import merge_shards
 from img2npz.preprocess import process_shard
 from img2npz.report import ReportFiles
@@ -190,7 +190,7 @@ def build_dataset(
         target,
         max(1, target // 2),
         4 * target,
-        read_manifests(manifests),
+        read_keys(manifests),
         **(compaction or {}),
     )
     write_manifests(index, manifests)

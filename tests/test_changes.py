@@ -147,7 +147,7 @@ def test_a_class_or_split_renamed_or_moved_is_a_change_whatever_the_codes():
         ("shards written", "", "", 0),
     ]
     assert after.examples == {"removed": ["a/1"], "changed": ["b/1", "b/2"]}  # b/1 moved class, b/2 split
-    old_of = previous_rows(before, after.iter_paths(), after.count)
+    old_of = previous_rows(before, after.path_keys)
     assert old_of.tolist() == [1, 2, 3, 4] and compare(before, after, old_of=old_of).rows == rows
     after.split_names[0] = "u"  # a split renamed: every row in it changed
     assert ("changed", "a", "u", 1) in compare(before, after, old_of=old_of).rows

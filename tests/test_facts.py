@@ -17,6 +17,20 @@ def facts_of(tmp_path, out, fail, label_mode="folder"):
     return Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, label_mode)
 
 
+def test_a_file_name_that_is_not_utf8_is_accounted_for(tmp_path):
+    """The dataset holds the name as it is, images.parquet with its bytes escaped: still one path."""
+    import os
+
+    make_tree(tmp_path / "src")
+    odd = os.path.join(os.fsencode(tmp_path / "src" / "blue"), b"caf\xe9.png")
+    os.rename(tmp_path / "src" / "blue" / "00.png", odd)
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    facts = facts_of(tmp_path, out, fail)
+    assert "blue/caf\udce9.png" in facts.paths_of(range(7))
+    assert facts.accounting["problems"] == 0 and facts.accounting["indexed"] == 22
+    assert facts.path_order == (0, None)
+
+
 def test_the_pixels_are_read_once_whatever_asks_for_them(tmp_path, monkeypatch):
     make_tree(tmp_path / "src")
     out, fail, _, _ = build_dataset(tmp_path, 4, "d")

@@ -11,11 +11,10 @@ from img2npz.index import (
     build_index,
     class_names,
     folder_label,
-    read_manifest,
-    read_manifests,
     run_index,
     write_manifests,
 )
+from img2npz.manifests import read_keys, read_manifest
 from img2npz.scan import Listing
 from img2npz.sharding import sort_paths
 
@@ -58,7 +57,7 @@ def test_manifests_are_written_once_and_an_addition_gets_its_own(tmp_path):
     assert written == len(index.shards) == 15 and removed == 0
     for path in out.iterdir():
         os.utime(path, ns=(1, 1))
-    grown = index_of([*paths, "c1/img0150x.jpg"], 20, 5, 80, read_manifests(out))
+    grown = index_of([*paths, "c1/img0150x.jpg"], 20, 5, 80, read_keys(out))
     written, removed = write_manifests(grown, out)
     assert (written, removed) == (1, 0) and grown.allocation.written == {"shards": 1, "decode": 1, "copy": 0}
     untouched = [p for p in out.iterdir() if p.stat().st_mtime_ns == 1]
@@ -184,7 +183,7 @@ def test_run_index_derives_the_shard_size_from_the_tree_and_says_so(tmp_path, mo
     index = index_it()
     written = {"shards": 8, "decode": 60, "copy": 0}
     assert IndexSummary.load(out / "s.json") == IndexSummary(60, 8, 8, 4, 16, {}, [], written)
-    assert sorted(len(lines) for lines in index.allocation.manifests.values()) == [7, 7, 7, 7, 8, 8, 8, 8]
+    assert sorted(len(lines) for lines in index.allocation.lines.values()) == [7, 7, 7, 7, 8, 8, 8, 8]
     index_it()  # nothing new: no shard written
     assert IndexSummary.load(out / "s.json").written == {"shards": 0, "decode": 0, "copy": 0}
     before = (out / "s.json").stat().st_mtime_ns

@@ -76,12 +76,17 @@ def test_threads_and_query_blocks_change_nothing(monkeypatch):
         assert all((a == b).all() for a, b in zip(found, serial, strict=True)) and len(found[0]) == 1000
 
 
-@pytest.mark.parametrize("direct_pairs", [0, 10_000, neardup.DIRECT_PAIRS])
-def test_pairs_involving_some_rows_are_the_pairs_of_the_whole_that_touch_them(monkeypatch, direct_pairs):
+@pytest.mark.parametrize(
+    ("direct_pairs", "table_bits"),
+    [(0, neardup.TABLE_BITS), (0, 0), (10_000, neardup.TABLE_BITS), (neardup.DIRECT_PAIRS, neardup.TABLE_BITS)],
+)
+def test_pairs_involving_some_rows_are_the_pairs_of_the_whole_that_touch_them(monkeypatch, direct_pairs, table_bits):
     """Looking up only some rows finds exactly the pairs (within the bits, colours alike) that have
     one of them: every such pair of a brute-force comparison, each once; through the chunk tables
-    or by comparing the rows with all (in blocks of a few rows), as many as there are."""
+    (the rows sorted by chunk value, or, for a few queries, their probes), with or without bucket
+    tables, or by comparing the rows with all (in blocks of a few rows), as many as there are."""
     monkeypatch.setattr(neardup, "DIRECT_PAIRS", direct_pairs)
+    monkeypatch.setattr(neardup, "TABLE_BITS", table_bits)
     monkeypatch.setattr(neardup, "CANDIDATES", 2000)
     rng = np.random.default_rng(11)
     hashes = rng.integers(0, 256, (800, neardup.BYTES), dtype=np.uint8)

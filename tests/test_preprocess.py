@@ -65,7 +65,7 @@ def test_a_compaction_copies_rows_and_their_members_and_decodes_nothing(tmp_path
     with its reason); a source that is gone, or whose key no longer holds, is decoded instead."""
     from img2npz.allocation import Line
     from img2npz.contract import ROW_MEMBERS
-    from img2npz.index import manifest_bytes, read_manifest
+    from img2npz.manifests import manifest_bytes, read_manifest
     from img2npz.preprocess import process_shard
 
     make_tree(tmp_path / "src", per_class=2)

@@ -5,7 +5,7 @@ from conftest import DEFAULT_PIXEL, make_tree
 
 from img2npz.allocation import Line
 from img2npz.filters import NO_FILTERS
-from img2npz.index import manifest_bytes
+from img2npz.manifests import manifest_bytes
 from img2npz.preprocess import decoder_key, process_shard
 from img2npz.rowsource import CopiedFailure, CopiedRow, RowSources
 

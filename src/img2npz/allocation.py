@@ -1,9 +1,11 @@
 """Which shard row holds each image: shards are immutable, so a rerun only appends.
 
 The index's manifests (``results/index/shards/{shard}.tsv``) are the only record of what the shards
-hold: a manifest line is a row of its shard, keyed by the image's path, size and mtime. An image
-whose key is on some manifest line stays in that row (the first such line in shard-id order when a
-crash left it on two); every other image is *new* and goes into new shards. A line whose key is no
+hold: a manifest line is a row of its shard, keyed by the image's path, size and mtime (the path
+as its 64-bit hash: :mod:`img2npz.manifests` keeps every line's key in arrays, and the whole tree
+is matched against them in numpy). An image whose key is on some manifest line stays in that row
+(the first such line in shard-id order when a crash left it on two); every other image is *new*
+and goes into new shards. A line whose key is no
 longer in the tree (the image was deleted or changed) is a *dropped* row: the shard keeps it, the
 dataset leaves it out. So a rerun decodes the new images only and writes no old shard again.
 
@@ -65,21 +67,25 @@ class Compaction:
 
 @dataclass
 class Allocation:
-    """The manifests after this run (shard id -> lines), each image's (shard id, row), and what
-    changed: the new shards, the removed ones, the compaction."""
+    """Every shard after this run (sorted ids), each image's shard (a code into ``shards``) and row
+    there, and what changed: the new shards' manifests, the removed shards, the compaction."""
 
-    manifests: dict[str, list[Line]]
-    shard_of: list[str]  # per image, in the index order
+    shards: list[str]
+    shard_code: np.ndarray  # int32 per image, in the index order
     row_of: np.ndarray  # int64 per image
-    new: list[str] = field(default_factory=list)
+    lines: dict[str, list[Line]] = field(default_factory=dict)  # the new shards' manifests
     removed: list[str] = field(default_factory=list)
     compaction: Compaction | None = None
 
     @property
+    def new(self) -> list[str]:
+        return sorted(self.lines)
+
+    @property
     def written(self) -> dict:
-        lines = [line for shard in self.new for line in self.manifests[shard]]
+        lines = [line for shard_lines in self.lines.values() for line in shard_lines]
         copied = sum(line.source != NO_SOURCE for line in lines)
-        return {"shards": len(self.new), "decode": len(lines) - copied, "copy": copied}
+        return {"shards": len(self.lines), "decode": len(lines) - copied, "copy": copied}
 
 
 def shard_id(lines: Sequence[Line]) -> str:
@@ -99,64 +105,105 @@ def pieces(count: int, target: int, max_images: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def _mixed(keys: np.ndarray) -> np.ndarray:
+    """One 64-bit number per key (the path hash is uniform already): sorted, it finds the
+    candidates; the full keys are compared after."""
+    with np.errstate(over="ignore"):
+        return (
+            keys["hash"]
+            ^ (keys["size"].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+            ^ (keys["mtime"].view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+        )
+
+
+def match(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """For each key, the first row of ``table`` that holds it, or -1."""
+    found = np.full(len(keys), -1, np.int64)
+    if not len(table) or not len(keys):
+        return found
+    mixed = _mixed(table)
+    order = np.argsort(mixed, kind="stable")
+    ordered = mixed[order]
+    wanted = _mixed(keys)
+    at = np.minimum(np.searchsorted(ordered, wanted), len(table) - 1)
+    candidate = order[at]
+    same = ordered[at] == wanted
+    equal = same & (table[candidate] == keys)
+    found[equal] = candidate[equal]
+    for number in np.flatnonzero(same & ~equal):  # two keys of one mixed number: about never
+        spot = int(at[number]) + 1
+        while spot < len(table) and ordered[spot] == wanted[number]:
+            if table[order[spot]] == keys[number]:
+                found[number] = order[spot]
+                break
+            spot += 1
+    return found
+
+
 def allocate(
     paths: Sequence[str],
-    sizes: Sequence[int],
-    mtimes: Sequence[int],
-    existing: Mapping[str, Sequence[Line]],
+    keys: np.ndarray,
+    existing: Mapping[str, np.ndarray],
     target: int,
     min_images: int,
     max_images: int,
     compact_dropped: float = 0.2,
     compact_small: int = 8,
 ) -> Allocation:
-    """The allocation for the tree ``paths`` (in the index order, with their sizes and mtimes) given
-    the ``existing`` manifests; see the module docstring."""
-    placed: dict[tuple[str, int, int], tuple[str, int]] = {}
-    for shard in sorted(existing):
-        for row, (path, size, mtime, _) in enumerate(existing[shard]):
-            placed.setdefault((path, size, mtime), (shard, row))
-    count = len(paths)
-    where: list[tuple[str, int] | None] = [
-        placed.get((path, int(size), int(mtime))) for path, size, mtime in zip(paths, sizes, mtimes, strict=True)
-    ]
-    live: dict[str, int] = {}
-    for spot in where:
-        if spot is not None:
-            live[spot[0]] = live.get(spot[0], 0) + 1
-    fresh = [number for number in range(count) if where[number] is None]
+    """The allocation for the tree ``paths`` (in the index order, with their ``keys``:
+    :data:`img2npz.manifests.KEY`) given the ``existing`` manifests' keys by shard id; see the
+    module docstring."""
+    old = sorted(existing)
+    counts = np.array([len(existing[shard]) for shard in old], np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    table = np.concatenate([existing[shard] for shard in old]) if old else keys[:0]
+    at = match(keys, table)
+    placed = at >= 0
+    code = np.searchsorted(starts, at, side="right") - 1  # the old shard of each placed image
+    row = at - starts[np.maximum(code, 0)]
+    live = np.bincount(code[placed], minlength=len(old))
 
     reasons = []
-    rewrite = {shard for shard, n in live.items() if len(existing[shard]) - n > compact_dropped * len(existing[shard])}
-    if rewrite:
-        reasons.append(f"{len(rewrite)} shards with more than {compact_dropped:g} of their rows dropped")
-    small = {shard for shard, n in live.items() if n < min_images}
-    new_small = sum(b - a < min_images for a, b in pieces(len(fresh), target, max_images))
-    if len(small) + new_small > compact_small and small - rewrite:
+    rewrite = (live > 0) & (counts - live > compact_dropped * counts)
+    if rewrite.any():
+        reasons.append(f"{int(rewrite.sum())} shards with more than {compact_dropped:g} of their rows dropped")
+    small = (live > 0) & (live < min_images)
+    fresh = int((~placed).sum())
+    new_small = sum(b - a < min_images for a, b in pieces(fresh, target, max_images))
+    if int(small.sum()) + new_small > compact_small and (small & ~rewrite).any():
         reasons.append(
-            f"{len(small) + new_small} shards of fewer than {min_images} rows (shards.min_images),"
+            f"{int(small.sum()) + new_small} shards of fewer than {min_images} rows (shards.min_images),"
             f" more than shards.compact_small = {compact_small}"
         )
         rewrite |= small
 
-    pool = sorted(fresh + [number for number in range(count) if where[number] and where[number][0] in rewrite])
-    manifests = {shard: list(lines) for shard, lines in existing.items() if shard in live and shard not in rewrite}
-    shard_of: list[str] = [spot[0] if spot else "" for spot in where]
-    row_of = np.array([spot[1] if spot else -1 for spot in where], np.int64)
-    new = []
+    rewritten = placed & rewrite[np.maximum(code, 0)] if old else placed
+    pool = np.flatnonzero(~placed | rewritten)
+    lines: dict[str, list[Line]] = {}
+    members_of = {}
     for start, stop in pieces(len(pool), target, max_images):
         members = pool[start:stop]
-        lines = [
-            Line(paths[n], int(sizes[n]), int(mtimes[n]), f"{where[n][0]}:{where[n][1]}" if where[n] else NO_SOURCE)
-            for n in members
+        shard_lines = [
+            Line(
+                paths[n],
+                int(keys["size"][n]),
+                int(keys["mtime"][n]),
+                f"{old[code[n]]}:{row[n]}" if placed[n] else NO_SOURCE,
+            )
+            for n in members.tolist()
         ]
-        shard = shard_id(lines)
-        manifests[shard] = lines
-        new.append(shard)
-        for row, number in enumerate(members):
-            shard_of[number] = shard
-            row_of[number] = row
-    copied = sum(where[n] is not None for n in pool)
-    compaction = Compaction(reasons, len(rewrite), copied, len(new)) if rewrite else None
-    removed = sorted(set(existing) - set(manifests))
-    return Allocation(manifests, shard_of, row_of, sorted(new), removed, compaction)
+        shard = shard_id(shard_lines)
+        lines[shard], members_of[shard] = shard_lines, members
+    kept = [shard for shard, alive, gone in zip(old, live, rewrite, strict=True) if alive and not gone]
+    shards = sorted([*kept, *lines])
+    final = {shard: number for number, shard in enumerate(shards)}
+    renumber = np.array([final.get(shard, -1) for shard in old], np.int32)
+    shard_code = renumber[code] if old else np.full(len(paths), -1, np.int32)
+    row_of = row.copy()
+    for shard, members in members_of.items():
+        shard_code[members] = final[shard]
+        row_of[members] = np.arange(len(members))
+    copied = int(placed[pool].sum())
+    compaction = Compaction(reasons, int(rewrite.sum()), copied, len(lines)) if rewrite.any() else None
+    removed = sorted(set(old) - set(shards))
+    return Allocation(shards, shard_code.astype(np.int32), row_of, lines, removed, compaction)

@@ -22,6 +22,7 @@ import numpy as np
 from img2npz.atomic import atomic_output
 from img2npz.contract import CATALOGUE_FORMAT, CHANGES_HEADER, SHARD_TABLE_HEADER, ShardStats
 from img2npz.npzformat import blob_strings, iter_blob, streamed_blob, strings_blob, write_npz
+from img2npz.pathkeys import first_rows, keys_of_strings
 from img2npz.tsv import TAB, escape_field, read_tsv, unescape_field, write_tsv
 
 EXAMPLES = 10
@@ -44,14 +45,15 @@ def _codes(names: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 @dataclass
 class Catalogue:
-    """What the last checked dataset held, per image in the index order: its path (in one blob),
-    class and split (as codes into ``class_names`` and ``split_names``) and its row's sha256
-    (``fingerprints``: four uint64 words).
-    About 50 bytes an image, in arrays."""
+    """What the last checked dataset held, per image in the index order: its path (in one blob, and
+    its key: :func:`img2npz.pathkeys.path_keys`), class and split (as codes into ``class_names``
+    and ``split_names``) and its row's sha256 (``fingerprints``: four uint64 words).
+    About 60 bytes an image, in arrays."""
 
     images_sha256: str
     paths: np.ndarray  # uint8 NUL-joined blob
     count: int
+    path_keys: np.ndarray  # uint64 per image
     class_names: list[str]
     labels: np.ndarray  # int32 per image: index into class_names
     split_names: list[str]
@@ -84,12 +86,13 @@ class Catalogue:
         examples: dict | None = None,
     ) -> Catalogue:
         """From per-image class and split names (small catalogues, tests)."""
+        paths = list(paths)
         blob, count = streamed_blob(paths)
         class_names, labels = _codes(classes)
         split_names, split_codes = _codes(splits)
         return cls(
-            images_sha256, blob, count, class_names, labels, split_names, split_codes, fingerprints, shards,
-            list(rows or []), dict(examples or {}),
+            images_sha256, blob, count, keys_of_strings(paths), class_names, labels, split_names, split_codes,
+            fingerprints, shards, list(rows or []), dict(examples or {}),
         )  # fmt: skip
 
     def iter_paths(self) -> Iterator[str]:
@@ -102,6 +105,7 @@ class Catalogue:
             "images_sha256": np.array(self.images_sha256),
             "count": np.array(self.count),
             "paths": self.paths,
+            "path_keys": np.asarray(self.path_keys, np.uint64),
             "class_names": blob(self.class_names),
             "labels": np.asarray(self.labels, np.int32),
             "split_names": blob(self.split_names),
@@ -145,6 +149,7 @@ class Catalogue:
                 str(data["images_sha256"]),
                 data["paths"],
                 count,
+                data["path_keys"],
                 names["class_names"],
                 data["labels"],
                 names["split_names"],
@@ -187,14 +192,11 @@ def read_shard_table(path: str | os.PathLike) -> dict[str, ShardRecord]:
 COMPACTION = "compaction"  # the examples' key for what a compaction did, in words
 
 
-def previous_rows(previous: Catalogue | None, paths: Iterable[str], count: int) -> np.ndarray:
-    """Each of ``count`` ``paths``' row in ``previous``, -1 where it has none (int64)."""
-    old_of = np.full(count, -1, np.int64)
-    if previous is not None and previous.count:
-        old_rows = {path: row for row, path in enumerate(previous.iter_paths())}
-        for row, path in enumerate(paths):
-            old_of[row] = old_rows.get(path, -1)
-    return old_of
+def previous_rows(previous: Catalogue | None, path_keys: np.ndarray) -> np.ndarray:
+    """The row in ``previous`` of each path (by its key), -1 where it has none (int64)."""
+    if previous is None:
+        return np.full(len(path_keys), -1, np.int64)
+    return first_rows(path_keys, previous.path_keys)
 
 
 def _row_changes(previous: Catalogue | None, current: Catalogue, old_of: np.ndarray) -> tuple[Counter, dict]:
@@ -250,7 +252,7 @@ def compare(
     if same and previous.shards == current.shards:
         current.rows, current.examples = previous.rows, previous.examples
         return current
-    old_of = previous_rows(previous, current.iter_paths(), current.count) if old_of is None else old_of
+    old_of = previous_rows(previous, current.path_keys) if old_of is None else old_of
     counts, examples = _row_changes(previous, current, np.asarray(old_of, np.int64))
     rebuilt = [
         shard for shard, mtime in current.shards.items() if previous is None or previous.shards.get(shard) != mtime

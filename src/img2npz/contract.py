@@ -152,9 +152,10 @@ Other files
 check a :class:`Check`. ``results/index/summary.json``: an :class:`IndexSummary` (the images
 indexed, the shard bounds used, the files skipped by extension and the labels CSV's warnings).
 ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and read by
-:mod:`img2npz.changes`) and ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) are the
-workflow's own memory between runs; their members are listed in :data:`CATALOGUE_MEMBERS` and
-:data:`LISTING_MEMBERS`, and they may change with any version.
+:mod:`img2npz.changes`), ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) and
+``results/index/keys/{shard}.npy`` (each manifest's keys as an array, :mod:`img2npz.manifests`) are
+the workflow's own memory between runs; the first two's members are listed in
+:data:`CATALOGUE_MEMBERS` and :data:`LISTING_MEMBERS`, and they may change with any version.
 
 Who reads and writes what is :data:`FILES`; ``tests/test_contract.py`` holds the modules to it.
 """
@@ -180,7 +181,7 @@ READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
 SHARD_FORMAT = "img2npz-shard/6"
 # results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
 SHARDED_DATASET_FORMAT = "img2npz-shards/1"
-CATALOGUE_FORMAT = "img2npz-catalogue/4"
+CATALOGUE_FORMAT = "img2npz-catalogue/5"
 LISTING_FORMAT = "img2npz-listing/1"
 
 UNLABELLED_LABEL = -1  # an image's label in dataset.npz when it has no class
@@ -299,6 +300,7 @@ CATALOGUE_MEMBERS = _members(
     ("images_sha256", "unicode", "()", "the catalogued dataset's images_sha256"),
     ("count", "int64", "()", "images"),
     ("paths", "uint8", "(bytes,)", "NUL-joined paths in the index order (npzformat.strings_blob)"),
+    ("path_keys", "uint64", "(N,)", "each path's key (pathkeys.path_keys): the next run matches its rows by them"),
     ("class_names", "uint8", "(bytes,)", 'NUL-joined class names ("": unlabelled)'),
     ("labels", "int32", "(N,)", "each image's index into class_names"),
     ("split_names", "uint8", "(bytes,)", 'NUL-joined split names ("" without splits)'),
@@ -486,7 +488,8 @@ class FileSpec:
 
 
 FILES = (
-    FileSpec("results/index/shards/{shard}.tsv", "index", ("index", "preprocess"), header=MANIFEST_HEADER),
+    FileSpec("results/index/shards/{shard}.tsv", "manifests", ("manifests", "preprocess"), header=MANIFEST_HEADER),
+    FileSpec("results/index/keys/{shard}.npy", "manifests", ("manifests",)),
     FileSpec("results/index/classes.tsv", "index", ("dataset",), header=CLASSES_HEADER),
     FileSpec("results/index/images.parquet", "index", ("facts", "merge")),
     # read by the workflow's resource functions, and by the report for its notes

@@ -17,9 +17,10 @@ import numpy as np
 
 from img2npz import neardup
 from img2npz.changes import Catalogue, previous_rows
-from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, path_sort_key, table_path
+from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
+from img2npz.pathkeys import order_breaks, path_keys
 from img2npz.pixelpass import PixelScan, duplicate_groups, fingerprints_of, scan_images, scan_shards
 from img2npz.treedigest import DIGEST_BYTES
 from img2npz.tsv import iter_tsv
@@ -82,6 +83,7 @@ def _indexed_paths(images_table: str) -> Iterator[str]:
 # Threads for the near-duplicate search: two take 35% less time at 10^6 images (17 s, not 26 s),
 # but 30 MB more each, and the search is validate's peak: one keeps its memory within 2x of 10^5's.
 SEARCH_THREADS = 1
+SURROGATES = (0xDC80, 0xDCFF)  # where surrogateescape puts the bytes of a file name that is not UTF-8
 LISTED = 50  # groups (and paths per group) and images named in validation.json and the report
 
 
@@ -189,8 +191,23 @@ class Facts:
     @cached_property
     def old_rows(self) -> np.ndarray:
         """Each row's row in the ``previous`` catalogue, -1 where it is not there (matched by path
-        once, for the pixel pass, the near-duplicate search and the change report)."""
-        return previous_rows(self.previous, self.iter_paths(), self.count)
+        key once, for the pixel pass, the near-duplicate search and the change report)."""
+        return previous_rows(self.previous, self.path_keys)
+
+    @cached_property
+    def _path_pass(self) -> tuple[np.ndarray, tuple[int, str | None]]:
+        """One pass over ``paths``, a chunk at a time: every path's key, and the index-order breaks."""
+        keys, breaks, example, last = [], 0, None, None
+        for chunk in iter_chunks(self.npz, "paths", layout=self.layouts["paths"]):
+            keys.append(path_keys(chunk))
+            found, first = order_breaks(chunk, last)
+            breaks, example, last = breaks + found, example or first, chunk[-1:]
+        return (np.concatenate(keys) if keys else np.zeros(0, np.uint64)), (breaks, example)
+
+    @property
+    def path_keys(self) -> np.ndarray:
+        """:func:`img2npz.pathkeys.path_keys` of every row's path."""
+        return self._path_pass[0]
 
     @cached_property
     def shard_layouts(self) -> list[dict[str, ArrayLayout]]:
@@ -311,7 +328,7 @@ class Facts:
             previous = self.previous
             if previous is not None and previous.near_bits == bits:
                 queries, kept = rows_to_search(previous, self.old_rows, self.pixels.fingerprints)
-                first, second = neardup.pairs_involving(hashes, colours, bits, queries)
+                first, second = neardup.pairs_involving(hashes, colours, bits, queries, threads)
                 among = np.unique(np.concatenate([first, second, kept.reshape(-1)]))
                 found[bits] = near_duplicates_of(hashes, colours, bits, threads, among)
                 self.searched = len(queries)
@@ -338,17 +355,18 @@ class Facts:
         for chunk in iter_chunks(self.npz, "paths", layout=self.layouts["paths"]):
             yield from chunk.tolist()
 
-    @cached_property
+    def _table_paths(self) -> Iterator[str]:
+        """The paths as ``images.parquet`` holds them (:func:`img2npz.contract.table_path`): only a
+        chunk with an undecodable byte (a surrogate) needs the conversion, 0.5 s at 10^6 paths."""
+        for chunk in iter_chunks(self.npz, "paths", layout=self.layouts["paths"]):
+            codes = chunk.view(np.uint32)
+            escaped = ((codes >= SURROGATES[0]) & (codes <= SURROGATES[1])).any()
+            yield from map(table_path, chunk.tolist()) if escaped else chunk.tolist()
+
+    @property
     def path_order(self) -> tuple[int, str | None]:
         """(paths out of the index order or repeated, the first such path)."""
-        previous, disorder, example = None, 0, None
-        for path in self.iter_paths():
-            key = path_sort_key(path)
-            if previous is not None and not previous < key:
-                disorder += 1
-                example = example or path
-            previous = key
-        return disorder, example
+        return self._path_pass[1]
 
     @cached_property
     def accounting(self) -> dict:
@@ -363,7 +381,7 @@ class Facts:
                 yield table_path(path)
 
         failed = Counted(failed_paths())
-        found = account_for_index(map(table_path, self.iter_paths()), failed, _indexed_paths(self.images_table))
+        found = account_for_index(self._table_paths(), failed, _indexed_paths(self.images_table))
         # account_for_index reads the failures to their end
         return {**found, "failures": failed.count - filtered[0], "filtered": filtered[0]}
 

@@ -16,25 +16,24 @@ import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
-from img2npz.allocation import Allocation, Line, allocate
+from img2npz.allocation import Allocation, allocate
 from img2npz.atomic import write_if_changed
 from img2npz.contract import (
     CLASSES_HEADER,
-    MANIFEST_HEADER,
     UNLABELLED_CLASS,
     UNLABELLED_LABEL,
     IndexSummary,
     path_sort_key,
     table_path,
 )
+from img2npz.manifests import keys_of, manifest_ids, read_keys, write_new_manifests
 from img2npz.scan import Listing, describe_skipped, scan_tree
-from img2npz.sharding import resolve_bounds
-from img2npz.tsv import format_tsv, needs_escape, parse_tsv, write_tsv_if_changed
+from img2npz.sharding import path_hashes, resolve_bounds
+from img2npz.tsv import write_tsv_if_changed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +125,7 @@ class Index:
 
     @property
     def shards(self) -> list[str]:
-        return sorted(self.allocation.manifests)
+        return self.allocation.shards
 
 
 def build_index(
@@ -135,16 +134,16 @@ def build_index(
     target: int,
     min_images: int,
     max_images: int,
-    existing: Mapping[str, Sequence[Line]] | None = None,
+    existing: Mapping[str, np.ndarray] | None = None,
     compact_dropped: float = 0.2,
     compact_small: int = 8,
 ) -> Index:
     """``listing`` must already be in component order (as :func:`img2npz.scan.scan_tree` returns it);
-    ``existing``: the manifests already written (:func:`read_manifests`)."""
+    ``existing``: the keys of the manifests already written (:func:`img2npz.manifests.read_keys`)."""
+    hashes = listing.hashes if listing.hashes is not None else path_hashes(listing.paths)
     allocation = allocate(
         listing.paths,
-        listing.sizes,
-        listing.mtimes,
+        keys_of(hashes, listing.sizes, listing.mtimes),
         existing or {},
         target,
         min_images,
@@ -155,48 +154,12 @@ def build_index(
     return Index(listing, names, allocation)
 
 
-def manifest_bytes(lines: Sequence[Line], escape: bool = True) -> bytes:
-    """``escape=False`` when no path holds a tab, newline or backslash (checked once)."""
-    rows = ((line.path, str(line.size), str(line.mtime), line.source) for line in lines)
-    return format_tsv(MANIFEST_HEADER, rows, escape)
-
-
-def read_manifest(path: str | os.PathLike) -> list[Line]:
-    rows = parse_tsv(Path(path).read_bytes(), MANIFEST_HEADER, os.fspath(path))
-    return [Line(p, int(size), int(mtime), source) for p, size, mtime, source in rows]
-
-
-def read_manifests(directory: str | os.PathLike) -> dict[str, list[Line]]:
-    """Every manifest in ``directory`` by shard id; one of another version (or unreadable) is left
-    out, so its images count as new."""
-    found = {}
-    if not os.path.isdir(directory):
-        return found
-    for shard in manifest_ids(directory):
-        try:
-            found[shard] = read_manifest(Path(directory) / f"{shard}.tsv")
-        except (OSError, ValueError) as error:
-            log.warning("manifest %s.tsv is not readable (%s): its images are decoded again", shard, error)
-    return found
-
-
-def write_manifests(index: Index, directory: str | os.PathLike) -> tuple[int, int]:
-    """Write the new manifests, then delete those of shards that are gone; return (written, removed).
-    A manifest is never rewritten: its shard is immutable."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    manifests = index.allocation.manifests
-    escape = needs_escape("\0".join(index.listing.paths))
-    written = sum(
-        write_if_changed(directory / f"{shard}.tsv", manifest_bytes(manifests[shard], escape), durable=False)
-        for shard in index.allocation.new
-    )
-    removed = 0
-    for stale in directory.glob("*.tsv"):
-        if stale.stem not in manifests:
-            stale.unlink()
-            removed += 1
-    return written, removed
+def write_manifests(
+    index: Index, directory: str | os.PathLike, keys_dir: str | os.PathLike | None = None
+) -> tuple[int, int]:
+    """The new shards' manifests, with their keys cached in ``keys_dir``; those of the removed shards
+    deleted. Returns (written, removed)."""
+    return write_new_manifests(index.allocation.lines, index.shards, directory, keys_dir)
 
 
 def write_classes(index: Index, path: str | os.PathLike) -> bool:
@@ -217,9 +180,6 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
     codes = pa.array([code_of[name] for name in index.class_names], pa.int32())
     label_of = {name: number for number, name in enumerate(index.classes)}
     label_of_code = [label_of.get(name, UNLABELLED_LABEL) for name in names]
-    shard_names = index.shards
-    code_of_shard = {shard: code for code, shard in enumerate(shard_names)}
-    shard_codes = np.array([code_of_shard[shard] for shard in index.allocation.shard_of], np.int32)
     paths = index.listing.paths
     table = pa.table(
         {
@@ -229,7 +189,7 @@ def write_images_table(index: Index, path: str | os.PathLike) -> bool:
             "class": pa.DictionaryArray.from_arrays(codes, pa.array([table_path(n) for n in names], pa.string())),
             "label": pa.array(np.asarray(label_of_code, np.int64)[codes.to_numpy()], pa.int64()),
             "shard": pa.DictionaryArray.from_arrays(
-                pa.array(shard_codes, pa.int32()), pa.array(shard_names, pa.string())
+                pa.array(index.allocation.shard_code, pa.int32()), pa.array(index.shards, pa.string())
             ),
             "row": pa.array(index.allocation.row_of, pa.int64()),
         }
@@ -272,15 +232,6 @@ def run_beside(background: Callable[[], None], foreground: Callable[[], T]) -> T
     return result
 
 
-def manifest_ids(manifest_dir: str | os.PathLike) -> list[str]:
-    """The shard ids whose manifests are in ``manifest_dir``, sorted."""
-    return sorted(
-        name.removesuffix(".tsv")
-        for name in os.listdir(manifest_dir)
-        if name.endswith(".tsv") and not name.startswith(".")
-    )
-
-
 def lost_manifests(manifest_dir: str | os.PathLike, summary: str | os.PathLike) -> int:
     """How many manifests of the shards the last index cut are gone (0 where it never ran).
 
@@ -305,6 +256,7 @@ def run_index(
     listing: Listing | None = None,
     summary: str | os.PathLike | None = None,
     compaction: Mapping[str, float] | None = None,
+    keys_dir: str | os.PathLike | None = None,
 ) -> Index:
     """The whole index-images step; raises ``ValueError`` naming the problem on bad input.
 
@@ -312,6 +264,7 @@ def run_index(
     (:func:`img2npz.sharding.resolve_bounds`). ``listing`` is the main process's walk of the tree;
     without it the tree is walked here. ``summary``: where to write the :class:`IndexSummary`.
     ``compaction``: ``compact_dropped`` and ``compact_small`` (:mod:`img2npz.allocation`).
+    ``keys_dir``: where the manifests' keys are cached (:mod:`img2npz.manifests`).
     """
     if listing is None:
         listing = scan_tree(source, extensions)
@@ -319,7 +272,7 @@ def run_index(
         raise ValueError(f"no images with extensions {' '.join(extensions)} under {os.fspath(source)!r}")
     listed = read_labels_csv(label_csv, source) if labels == "csv" else None
     resolved = resolve_bounds(bounds, len(listing))
-    existing = read_manifests(manifest_dir)
+    existing = read_keys(manifest_dir, keys_dir)
     names = class_names(listing.paths, labels, listed)
     index = build_index(listing, names, *resolved, existing, **(compaction or {}))
     warnings = labels_csv_warnings(index, listed, label_csv, source) if labels == "csv" else []
@@ -330,7 +283,7 @@ def run_index(
         write_images_table(index, images_table)
         write_classes(index, classes_table)
 
-    written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir))
+    written, removed = run_beside(tables, lambda: write_manifests(index, manifest_dir, keys_dir))
     compacted = index.allocation.compaction
     if summary is not None:
         IndexSummary(

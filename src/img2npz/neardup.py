@@ -14,6 +14,11 @@ other item under each looked-up value. :func:`chunk_count` picks ``m`` for ``n``
 that estimate. The bits are taken in a fixed scattered order (:data:`PERMUTATION`), so that the
 correlated lowest frequencies do not crowd into one chunk. Memory is a few arrays of ``n`` entries
 plus at most :data:`CANDIDATES` candidates at a time.
+
+A rerun looks up only its new rows among all (``queries``). For a few queries the chunk's roles
+swap: the queries' own probe values are sorted instead of all the rows, and every row's value is
+looked up among them, a pass over the rows rather than a sort (:func:`_probe_chunk`); fewer still
+are compared with every row directly (:data:`DIRECT_PAIRS`).
 """
 
 from __future__ import annotations
@@ -120,16 +125,23 @@ def chunk_count(count: int, threshold: int) -> int:
 PERMUTATION = (np.arange(BITS) * 97) % BITS
 
 
-def _chunk_values(hashes: np.ndarray, start: int, stop: int, block: int = 1 << 14) -> np.ndarray:
-    """Permuted bits ``start:stop`` (at most 32) of each hash, as uint32, read a block at a time."""
+def _columns(hashes: np.ndarray) -> np.ndarray:
+    """The hashes' bytes as (BYTES, n) rows: a chunk's value reads a few of them whole."""
+    return np.ascontiguousarray(hashes.T)
+
+
+def _chunk_values(columns: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Permuted bits ``start:stop`` (at most 32) of each hash (:func:`_columns`), as uint32: each
+    source byte looked up in a table of what its bits add to the value (unpacking every hash into
+    bits cost 13 times as much)."""
     width = stop - start
-    columns = PERMUTATION[start:stop]
-    values = np.empty(len(hashes), np.uint32)
-    for at in range(0, len(hashes), block):
-        bits = np.unpackbits(hashes[at : at + block], axis=1)[:, columns]
-        packed = np.packbits(np.pad(bits, ((0, 0), (0, 32 - width))), axis=1)
-        words = np.ascontiguousarray(packed).view(">u4").reshape(-1)
-        values[at : at + block] = words >> np.uint32(32 - width)
+    tables: dict[int, np.ndarray] = {}
+    for place, bit in enumerate(PERMUTATION[start:stop].tolist()):
+        table = tables.setdefault(bit // 8, np.zeros(256, np.uint32))
+        table[(np.arange(256) >> (7 - bit % 8)) & 1 == 1] |= np.uint32(1 << (width - 1 - place))
+    values = np.zeros(columns.shape[1], np.uint32)
+    for byte, table in tables.items():
+        values |= np.take(table, columns[byte])
     return values
 
 
@@ -175,14 +187,19 @@ def near_pairs(
         raise ValueError(f"chunks must be {MIN_CHUNKS}..{BITS}, not {chunks}")
     bounds = np.linspace(0, BITS, chunks + 1).round().astype(int)
     words = hashes.view(np.uint64)  # (count, 4): distances a word at a time (_near_in)
+    columns = _columns(hashes)
     asked = None
     if queries is not None:
         asked = np.zeros(count, bool)
         asked[np.asarray(queries, np.int64)] = True
     rows = np.flatnonzero(asked) if asked is not None else None
 
+    radius = threshold // chunks
+    probes = len(_masks(int(np.diff(bounds).max()), radius))
+    chunk_search = _search_chunk if rows is None or len(rows) * probes > count else _probe_chunk
+
     def search(span: tuple[int, int]) -> list[np.ndarray]:
-        return _search_chunk(hashes, words, int(span[0]), int(span[1]), threshold // chunks, threshold, rows, asked)
+        return chunk_search(columns, words, int(span[0]), int(span[1]), radius, threshold, rows, asked)
 
     if rows is not None and len(rows) * count <= DIRECT_PAIRS:
         found = _compare_with_all(words, rows, threshold, asked)
@@ -207,12 +224,12 @@ def _compare_with_all(words, rows: np.ndarray, threshold: int, asked: np.ndarray
 
 
 def _search_chunk(
-    hashes, words, start: int, stop: int, radius: int, threshold: int, rows=None, asked=None
+    columns, words, start: int, stop: int, radius: int, threshold: int, rows=None, asked=None
 ) -> list[np.ndarray]:
     """The pair keys that chunk ``start:stop`` finds: every item (or every row of ``rows``) looked
     up under every value within ``radius`` bits of its own."""
-    count, width = len(hashes), stop - start
-    values = _chunk_values(hashes, start, stop)
+    count, width = len(words), stop - start
+    values = _chunk_values(columns, start, stop)
     order = np.argsort(values, kind="stable").astype(np.int32 if count < 2**31 else np.int64)
     lookup = _Lookup(values, order, width)
     found = []
@@ -231,10 +248,41 @@ def _search_chunk(
     return found
 
 
-def _near_in(words, order, low, high, who: np.ndarray, threshold: int, asked=None) -> np.ndarray:
+def _probe_chunk(columns, words, start: int, stop: int, radius: int, threshold: int, rows, asked) -> list[np.ndarray]:
+    """What :func:`_search_chunk` finds for a few ``rows``, the other way round: their values
+    within ``radius`` bits (the probes) are marked, and every row whose value is marked is a
+    candidate of the rows that probed it. No sort of all rows: a rerun's search costs a pass over
+    the chunk's values, not a sort of them."""
+    width = stop - start
+    values = _chunk_values(columns, start, stop)
+    masks = np.array(_masks(width, radius), np.uint32)
+    probes = (values[rows][:, None] ^ masks).reshape(-1)
+    order = np.argsort(probes, kind="stable")
+    prober = np.repeat(rows, len(masks))[order]
+    lookup = _Lookup(probes, order, width)
+    if width <= TABLE_BITS:  # every row looked up in the probes' table: a gather
+        low, high = lookup.ranges(values)
+        candidates = np.flatnonzero(high > low)
+        low, high = low[candidates], high[candidates]
+    else:
+        candidates = np.flatnonzero(np.isin(values, probes))
+        low, high = lookup.ranges(values[candidates])
+    lengths = high - low
+    ends = np.cumsum(lengths)
+    found, first = [], 0
+    while first < len(low):  # runs of candidates with at most CANDIDATES probers (or one)
+        last = max(first + 1, int(np.searchsorted(ends, ends[first] - lengths[first] + CANDIDATES, "right")))
+        span = slice(first, last)
+        found.append(_near_in(words, prober, low[span], high[span], candidates[span], threshold, asked, probed=True))
+        first = last
+    return found
+
+
+def _near_in(words, order, low, high, who: np.ndarray, threshold: int, asked=None, probed=False) -> np.ndarray:
     """Pair keys (``smaller * n + larger``) of the queries ``who`` whose candidates
     ``order[low:high]`` are within ``threshold``; ``words``: the hashes as (n, 4) uint64; ``asked``:
-    which rows are queries (None: all), so a pair of two queries is kept once.
+    which rows are queries (None: all), so a pair of two queries is kept once. ``probed``: ``who``
+    are rows that queries probed (:func:`_probe_chunk`), and the candidates are those queries.
 
     The distance is summed a 64-bit word at a time, dropping candidates as soon as the bits seen
     differ in more than ``threshold``: the last word (the highest frequencies, the least alike
@@ -247,7 +295,7 @@ def _near_in(words, order, low, high, who: np.ndarray, threshold: int, asked=Non
     others = order[np.arange(len(queries)) + starts]
     keep = queries < others  # each pair once, never an item with itself
     if asked is not None:  # a query and a row that is none: found from the query's side only
-        keep |= ~asked[others]
+        keep |= ~asked[queries if probed else others]
     queries, others = queries[keep], others[keep]
     apart = np.zeros(len(queries), np.int64)
     for word in range(words.shape[1] - 1, -1, -1):
@@ -258,7 +306,7 @@ def _near_in(words, order, low, high, who: np.ndarray, threshold: int, asked=Non
 
 
 def pairs_involving(
-    hashes: np.ndarray, colours: np.ndarray, bits: int, queries: np.ndarray
+    hashes: np.ndarray, colours: np.ndarray, bits: int, queries: np.ndarray, threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first, second), first < second, sorted: every near-duplicate pair (hashes within ``bits``,
     colours alike) with at least one row of ``queries``, found by looking up those rows only."""
@@ -266,7 +314,7 @@ def pairs_involving(
     colours = np.asarray(colours, np.uint8).reshape(-1, 3)
     if not len(queries):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    first, second = near_pairs(hashes, bits, queries=queries)
+    first, second = near_pairs(hashes, bits, threads=threads, queries=queries)
     alike = colour_apart(colours[first], colours[second]) <= COLOUR_TOLERANCE
     return first[alike], second[alike]
 

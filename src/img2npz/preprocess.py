@@ -30,7 +30,7 @@ from img2npz.contract import FAILURE_HEADER, ROW_MEMBERS, SHARD_FORMAT, ShardMet
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_image, one_line
 from img2npz.dtypes import to_stored_dtype
 from img2npz.filters import NO_FILTERS, Filters
-from img2npz.index import read_manifest
+from img2npz.manifests import read_manifest
 from img2npz.npzformat import NpzWriter
 from img2npz.rowsource import CopiedFailure, RowSources
 from img2npz.treedigest import row_digest

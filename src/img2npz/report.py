@@ -120,6 +120,7 @@ def change_report(
     current = Catalogue(
         facts.meta.images_sha256 or "",
         *streamed_blob(facts.iter_paths()),
+        facts.path_keys,
         classes,
         codes.astype(np.int32),
         split_names,

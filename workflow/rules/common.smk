@@ -21,7 +21,8 @@ from img2npz.config import (
     validate_config,
 )
 from img2npz.contract import ROW_MEMBERS, IndexSummary
-from img2npz.index import lost_manifests, manifest_ids
+from img2npz.index import lost_manifests
+from img2npz.manifests import manifest_ids
 from img2npz.scan import EmptyTreeError, tree_fingerprint
 from img2npz.runend import end_run
 
@@ -52,6 +53,7 @@ DATASET = (
 )
 LISTINGS = "results/index/listing"
 MANIFESTS = "results/index/shards"
+MANIFEST_KEYS = "results/index/keys"  # a cache of the manifests (img2npz.manifests)
 INDEX_SUMMARY = "results/index/summary.json"
 
 # A manifest deleted by hand: take the index's summary away too, so that Snakemake, which sees the

@@ -29,5 +29,6 @@ checkpoint index_images:
         },
         fingerprint=lambda wildcards: source_fingerprint(),
         listings=LISTINGS,
+        manifest_keys=MANIFEST_KEYS,
     script:
         "../../scripts/index_images.py"
