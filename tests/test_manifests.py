@@ -42,6 +42,7 @@ def test_a_cache_missing_unreadable_or_of_another_length_is_rebuilt_from_the_man
     cache.mkdir()
     np.save(cache / "aa.npy", line_keys(lines_of("x")))  # one line short
     (cache / "bb.npy").write_bytes(b"not an array")
+    (cache / "cc.npy").write_bytes(b"")  # left empty by a power cut
     keys = read_keys(manifests, cache)
     for shard, lines in {"aa": lines_of("x", "y"), "bb": lines_of("z"), "cc": lines_of("v")}.items():
         assert np.array_equal(keys[shard], line_keys(lines))

@@ -69,7 +69,7 @@ def _save_keys(keys_dir: str | os.PathLike, shard: str, keys: np.ndarray) -> Non
 def _cached_keys(path: Path, lines: int) -> np.ndarray | None:
     try:
         keys = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # EOFError: an empty file
         return None
     return keys if keys.dtype == KEY and keys.shape == (lines,) else None
 
@@ -86,13 +86,17 @@ def read_keys(manifest_dir: str | os.PathLike, keys_dir: str | os.PathLike | Non
         try:
             lines = manifest.read_bytes().count(b"\n") - 1  # after the header
             keys = _cached_keys(Path(keys_dir) / f"{shard}.npy", lines) if keys_dir else None
+            cached = keys is not None
             if keys is None:
                 keys = line_keys(read_manifest(manifest))
-                if keys_dir:
-                    _save_keys(keys_dir, shard, keys)
         except (OSError, ValueError) as error:
             log.warning("manifest %s.tsv is not readable (%s): its images are decoded again", shard, error)
             continue
+        if keys_dir and not cached:
+            try:
+                _save_keys(keys_dir, shard, keys)
+            except OSError as error:  # the cache is only an optimisation
+                log.warning("could not cache the keys of %s.tsv (%s)", shard, error)
         found[shard] = keys
     return found
 
