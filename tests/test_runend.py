@@ -1,4 +1,5 @@
-"""runend: a pending timer ends at once, its function never called; the collector is off at exit."""
+"""runend: a pending timer ends at once, its function never called; the collector is off at exit;
+Ctrl-C stays a KeyboardInterrupt under asyncio."""
 
 import subprocess
 import sys
@@ -35,3 +36,53 @@ logging.getLogger("x").info("written at exit")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.split() == ["frozen", "True", "enabled", "False"]
     assert "written at exit" in log.read_text()
+
+
+def run_python(program):
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_ctrl_c_under_asyncio_runner_stays_a_keyboard_interrupt():
+    # Snakemake's scheduler runs its coroutines with asyncio.Runner, in task groups, off threads.
+    program = """
+import asyncio, os, signal, threading
+from img2npz.runend import interrupt, plain_interrupts
+assert plain_interrupts()
+seen = []
+
+async def child():
+    await asyncio.to_thread(threading.Event().wait, 0.5)
+
+async def main():
+    seen.append(signal.getsignal(signal.SIGINT) is interrupt)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(child())
+        group.create_task(child())
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+
+try:
+    with asyncio.Runner() as runner:
+        runner.run(main())
+except BaseException as error:
+    print(type(error).__name__, seen)
+"""
+    assert run_python(program).stdout.split() == ["KeyboardInterrupt", "[True]"]
+
+
+def test_a_handler_already_set_or_an_ignored_ctrl_c_is_left_alone():
+    program = """
+import signal, threading
+from img2npz.runend import plain_interrupts
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+print(plain_interrupts(), signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+mine = lambda signum, frame: None
+signal.signal(signal.SIGINT, mine)
+print(plain_interrupts(), signal.getsignal(signal.SIGINT) is mine)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+off_main = []
+thread = threading.Thread(target=lambda: off_main.append(plain_interrupts()))
+thread.start(); thread.join()
+print(off_main[0], signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+    assert run_python(program).stdout.split() == ["False", "True"] * 3
