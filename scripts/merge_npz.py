@@ -25,6 +25,7 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         group_near_duplicates=params.group_near_duplicates,
         drop_duplicates=params.drop_duplicates,
         streams=snakemake.threads,  # noqa: F821
+        out_check=output.verified,
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}
     write_shard_table(list(inputs.npzs), stats, output.shards)

@@ -35,4 +35,5 @@ with rule_logging(snakemake.log.main):  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
         index_summary=inputs.summary,
         layout=params.layout,
+        copy_check=inputs.verified,
     )

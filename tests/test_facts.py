@@ -1,5 +1,7 @@
 """facts: the path lists walked together in index order."""
 
+import os
+
 from conftest import DEFAULT_PIXEL, build_dataset, make_tree
 
 from img2npz import facts as facts_module
@@ -134,6 +136,7 @@ def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not
 
     from img2npz import checks, pixelpass
     from img2npz.changes import Catalogue
+    from img2npz.contract import CopyCheck
     from img2npz.npzformat import array_layout
 
     make_tree(tmp_path / "src")
@@ -143,20 +146,35 @@ def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not
     previous = Catalogue.of("x", first.iter_paths(), [""] * 21, [""] * 21, first.pixels.fingerprints, {})
     save(solid((1, 2, 3), (9, 9)), tmp_path / "src" / "blue" / "03b.png")
     save(solid((4, 5, 6), (9, 9)), tmp_path / "src" / "red" / "99.png")
-    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
-    hashed = []
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d", out_check=tmp_path / "verified.json")
+    proof = CopyCheck.load(tmp_path / "verified.json")
+    assert proof.rows == 23 and proof.holds_for(out, 23) and not proof.holds_for(out, 22)
+    hashed, read = [], []
     real = pixelpass.row_digests
     monkeypatch.setattr(pixelpass, "row_digests", lambda flat: hashed.append(len(flat)) or real(flat))
-    again = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
-    assert again.pixels.sha256 == again.meta.images_sha256 and again.hashed_rows == (2, 23) and sum(hashed) == 2
-    whole = facts_of(tmp_path, out, fail)
-    assert np.array_equal(again.pixels.digests, whole.pixels.digests) and again.pixels.constant == whole.pixels.constant
+    real_read = pixelpass.read_rows
+    monkeypatch.setattr(pixelpass, "read_rows", lambda *args: read.extend(args[2]) or real_read(*args))
+    table = str(out.parent / "images.parquet")
+    for copied in (None, proof):  # with the merge's proof, only the new rows are read
+        hashed.clear()
+        read.clear()
+        again = Facts(str(out), str(fail), table, DEFAULT_PIXEL, "folder", previous=previous, copied=copied)
+        assert again.pixels.sha256 == again.meta.images_sha256 and again.hashed_rows == (2, 23) and sum(hashed) == 2
+        assert again.copy_proven == (copied is not None) and len(read) == (2 if copied else 0)
+        whole = facts_of(tmp_path, out, fail)
+        assert np.array_equal(again.pixels.digests, whole.pixels.digests)
+        assert again.pixels.constant == whole.pixels.constant and checks.images_crc32(again, None).passed
+    # the proof names the file as the merge left it: a second ago, say; a change since makes it void
+    then = os.stat(out).st_mtime_ns - 10**9
+    os.utime(out, ns=(then, then))
+    proof = CopyCheck.of(out, 23)
     layout = array_layout(out)["images"]
     with open(out, "r+b") as handle:  # a known row's bytes change after it was verified
         handle.seek(layout.offset + 5 * (layout.nbytes // 23))
         handle.write(b"\x7f")
-    damaged = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
+    damaged = Facts(str(out), str(fail), table, DEFAULT_PIXEL, "folder", previous=previous, copied=proof)
     assert damaged.pixels.sha256 != damaged.meta.images_sha256 and damaged.hashed_rows == (2, 23)
+    assert not damaged.copy_proven
     assert not checks.images_sha256(damaged, None).passed
     crc = checks.images_crc32(damaged, None)
     assert not crc.passed and crc.value["rows"] == 1 and crc.value["examples"] == [damaged.paths_of([5])[0]]

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from img2npz.filecopy import ByteRange, copy_ranges, row_ranges
+from img2npz.filecopy import ByteRange, CopyMismatch, copy_ranges, row_ranges
 from img2npz.npzformat import NpzWriter, array_layout, write_npz
 
 
@@ -56,12 +56,13 @@ def test_copy_from_appends_exact_bytes_with_a_valid_crc(tmp_path, monkeypatch, w
         writer = NpzWriter(handle, compress=way == "compressed")
         writer.add("first", np.arange(3, dtype=np.int16))
         with writer.stream("images", np.uint8, expected.shape) as member:
-            copy_ranges(member, ranges, seen.update, release=release)
+            verified = copy_ranges(member, ranges, seen.update, release=release, verify=True)
         writer.add("last", np.array("after"))
         writer.close()
         if way == "in-memory":
             out.write_bytes(handle.getvalue())
     assert bool(calls) == way.startswith(("kernel", "no-kernel"))  # kernel copy tried only where it can work
+    assert verified == way.startswith("kernel")  # read back only where the kernel copied
     with zipfile.ZipFile(out) as archive:
         assert archive.testzip() is None  # every member's CRC matches its bytes
     with np.load(out) as loaded:
@@ -104,6 +105,37 @@ def test_a_source_corrupted_after_its_crc_was_taken_fails_the_zip_check(tmp_path
         writer.close()
     with zipfile.ZipFile(out) as archive:
         assert archive.testzip() == "images.npy"
+
+
+def _damage(byte_range, at):
+    with open(byte_range.path, "r+b") as handle:
+        handle.seek(byte_range.offset + at)
+        byte = handle.read(1)
+        handle.seek(byte_range.offset + at)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_verify_reads_the_copy_back_and_names_the_source_that_differs(tmp_path, streams):
+    ranges, expected = _sources(tmp_path, known_crc=True)
+    out = tmp_path / "out.npz"
+    with open(out, "w+b") as handle:
+        writer = NpzWriter(handle)
+        with writer.stream("images", np.uint8, expected.shape) as member:
+            assert copy_ranges(member, ranges, streams=streams, verify=True)
+        writer.close()
+    with np.load(out) as loaded:
+        assert np.array_equal(loaded["images"], expected)
+    _damage(ranges[2], 5)  # the source no longer holds what its known CRC says
+    handle = open(tmp_path / "again.npz", "w+b")  # noqa: SIM115 (outlives the writer, whose close needs it)
+    writer = NpzWriter(handle)
+    with (
+        pytest.raises(CopyMismatch, match=r"s2\.npz: the 108 bytes from byte \d+ read back from the copy"),
+        writer.stream("images", np.uint8, expected.shape) as member,
+    ):
+        copy_ranges(member, ranges, streams=streams, verify=True)
+    writer.close()
+    handle.close()
 
 
 def test_row_ranges_cover_the_rows_with_their_combined_crcs(tmp_path):

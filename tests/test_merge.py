@@ -8,7 +8,7 @@ import pytest
 from conftest import COLOURS, DEFAULT_PIXEL, build_dataset, channel_histogram, make_tree, save
 from PIL import Image
 
-from img2npz.contract import FAILURE_HEADER
+from img2npz.contract import FAILURE_HEADER, CopyCheck
 from img2npz.manifests import read_manifest
 from img2npz.merge import channel_stats
 from img2npz.splits import assign
@@ -170,3 +170,16 @@ def test_a_dataset_grown_run_by_run_is_the_bytes_of_one_built_at_once(tmp_path, 
     assert bool(copied) == (compaction.get("compact_small") == 1)  # the second history compacted
     on_disk = {p.stem for p in (tmp_path / "grown").glob("*.npz")} - {"dataset"}
     assert on_disk == {p.stem for p in (tmp_path / "grown" / "manifests").glob("*.tsv")}  # the rest pruned
+
+
+@pytest.mark.parametrize(("layout", "compress"), [("file", False), ("file", True), ("shards", False)])
+def test_the_merge_proves_the_pixels_it_copied_where_it_read_them_back(tmp_path, layout, compress):
+    """dataset.verified.json names the file layout's dataset.npz as written; nothing is proven where
+    nothing was copied (the shards layout) or the bytes went through zipfile (a compressed member)."""
+    make_tree(tmp_path / "src")
+    out, _, meta, _ = build_dataset(
+        tmp_path, 4, "d", compress=compress, layout=layout, out_check=tmp_path / "verified.json"
+    )
+    proof = CopyCheck.load(tmp_path / "verified.json")
+    proven = layout == "file" and not compress
+    assert proof.rows == (meta.images if proven else 0) and proof.holds_for(out, meta.images) == proven

@@ -166,3 +166,38 @@ def test_rows_found_damaged_are_no_group_of_duplicates():
     read = []
     groups = duplicate_groups(lambda rows: read.append(rows) or np.zeros((len(rows), 2, 2, 3), np.uint8), prints)
     assert groups == [[1, 3]] and read == [[1, 3]]
+
+
+def test_a_copy_the_merge_proved_is_read_only_where_rows_are_hashed(tmp_path, monkeypatch):
+    """``proven``: the known rows are neither read nor hashed (the merge read them back as it copied
+    them), the new ones are, and the scan says what a full pass says."""
+    rng = np.random.default_rng(12)
+    rows = rng.integers(0, 256, (13, 8, 8, 3), dtype=np.uint8)
+    rows[4] = 7
+    path = tmp_path / "p.npz"
+    with open(path, "wb") as handle:
+        write_npz(handle, {"images": rows})
+    layout = array_layout(path)["images"]
+    monkeypatch.setattr(pixelpass, "CHUNK_ROWS_BYTES", 2 * rows[0].nbytes)
+    recorded = {
+        "sha256s": row_digests(rows.reshape(13, -1)),
+        "crc32s": np.array([zlib.crc32(row.tobytes()) for row in rows], np.uint32),
+        "constant": np.arange(13) == 4,
+    }
+    known = np.ones(13, bool)
+    known[[1, 4, 9, 10, 11]] = False
+    read = []
+    real = pixelpass.read_rows
+    monkeypatch.setattr(pixelpass, "read_rows", lambda *args: read.extend(args[2]) or real(*args))
+    monkeypatch.setattr(pixelpass, "_read_rows", lambda *args: pytest.fail("a chunk was read whole"))
+    whole = None
+    for threads in (1, 3):
+        read.clear()
+        scan = scan_images(str(path), layout, threads, known, recorded, proven=True)
+        assert sorted(read) == [1, 4, 9, 10, 11]
+        assert scan.sha256 == tree_digest(rows) and scan.constant == [4]
+        assert np.array_equal(scan.crcs, recorded["crc32s"]) and np.array_equal(scan.digests, recorded["sha256s"])
+        whole = whole or scan
+    monkeypatch.undo()
+    full = scan_images(str(path), layout, 2, known, recorded)
+    assert (full.sha256, full.constant) == (whole.sha256, whole.constant)

@@ -149,7 +149,8 @@ compaction's new shard, ``{shard}:{row}``: the row to copy instead of decoding t
 Other files
 -----------
 ``results/validation.json``: ``{"passed": bool, "warnings": [names], "checks": [Check...]}``, each
-check a :class:`Check`. ``results/index/summary.json``: an :class:`IndexSummary` (the images
+check a :class:`Check`. ``results/dataset.verified.json``: a :class:`CopyCheck`, the merge's proof of
+the pixels it copied into ``dataset.npz``. ``results/index/summary.json``: an :class:`IndexSummary` (the images
 indexed, the shard bounds used, the files skipped by extension and the labels CSV's warnings).
 ``results/report/catalogue.npz`` (:data:`CATALOGUE_FORMAT`, written and read by
 :mod:`img2npz.changes`), ``results/index/listing/*.npz`` (:mod:`img2npz.scan`) and
@@ -399,6 +400,38 @@ class ShardMeta:
 
 
 @dataclass(frozen=True)
+class CopyCheck:
+    """The merge's proof of the pixels it copied (``results/dataset.verified.json``): ``rows`` of
+    ``dataset.npz`` read back as the copy was made, each range's CRC-32 equal to its shard's, in the
+    file of that ``size``, ``mtime_ns``, ``ctime_ns`` and ``inode``. validate-report then reads only
+    the rows it hashes; a file changed since (another stat) is read whole. ``rows`` is 0 where nothing was
+    proven: the ``shards`` layout (no copy), a compressed member, a file system without kernel copies."""
+
+    rows: int
+    size: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, rows: int) -> CopyCheck:
+        stat = os.stat(path)
+        return cls(rows, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+    def holds_for(self, path: str | os.PathLike, rows: int) -> bool:
+        """Whether this proves every one of ``rows`` rows of the file at ``path`` as it is now."""
+        return rows > 0 and self.rows == rows and CopyCheck.of(path, rows) == self
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_bytes_atomic(path, json.dumps(asdict(self), sort_keys=True).encode() + b"\n", durable=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CopyCheck:
+        with open(path, encoding="utf-8") as handle:
+            return _from_document(cls, handle.read(), os.fspath(path))
+
+
+@dataclass(frozen=True)
 class ShardStats:
     """A shard job's account of its shard (``{shard}.stats.json``): ``images`` rows that hold their
     image, ``failures``, how many rows it ``copied`` from other shards (a compaction) and how many
@@ -517,6 +550,7 @@ FILES = (
     ),
     FileSpec("results/failures.tsv", "merge", ("facts", "report"), header=FAILURE_HEADER),
     FileSpec("results/dataset.shards.tsv", "changes", ("changes",), header=SHARD_TABLE_HEADER),
+    FileSpec("results/dataset.verified.json", "merge", ("facts",)),
     FileSpec("results/validation.json", "validate", ()),
     FileSpec("results/report/changes.tsv", "changes", ("htmlreport",), header=CHANGES_HEADER),
     FileSpec("results/report/near_duplicates.tsv", "report", (), header=NEAR_DUPLICATES_HEADER),

@@ -17,7 +17,7 @@ import numpy as np
 
 from img2npz import neardup
 from img2npz.changes import Catalogue, previous_rows
-from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, DatasetMeta, table_path
+from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, CopyCheck, DatasetMeta, table_path
 from img2npz.joblog import release_free_memory
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
 from img2npz.pathkeys import order_breaks, path_keys
@@ -151,7 +151,9 @@ class Facts:
     whose members are the same but for ``images`` (rows of the shard files it names). ``pixel``
     and ``label_mode`` are this run's config; ``threads`` scan the pixels. ``verified``: shard id
     -> npz mtime of the shards an earlier run verified (the ``shards`` layout reads only the
-    others); ``previous``: the last checked dataset's catalogue (its near-duplicate pairs). Until
+    others); ``previous``: the last checked dataset's catalogue (its near-duplicate pairs);
+    ``copied``: the merge's :class:`~img2npz.contract.CopyCheck` (where it proves the ``file``
+    layout's copy as it is now, the pass reads only the rows it hashes). Until
     the ``members`` and ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` and
     :attr:`image_layouts` may be asked for."""
 
@@ -166,8 +168,10 @@ class Facts:
         layout: str = "file",
         verified: Mapping[str, int] | None = None,
         previous: Catalogue | None = None,
+        copied: CopyCheck | None = None,
     ):
         self.npz, self.failures, self.images_table = npz, failures, images_table
+        self.copied = copied
         self.pixel, self.label_mode, self.threads = pixel, label_mode, threads
         self.sharded = layout == "shards"
         self.verified = dict(verified or {})
@@ -248,7 +252,8 @@ class Facts:
             self.checked_shards = (len(self.shard_files) - len(checked), len(self.shard_files))
         else:
             known, recorded = self._verified_rows()
-            scan = scan_images(self.npz, self.layouts["images"], self.threads, known, recorded)
+            self.copy_proven = self.copied is not None and self.copied.holds_for(self.npz, self.count)
+            scan = scan_images(self.npz, self.layouts["images"], self.threads, known, recorded, self.copy_proven)
             self.hashed_rows = (self.count - int(known.sum()), self.count)
         release_free_memory()
         return scan

@@ -14,6 +14,11 @@ zipfile.
 
 ``release`` drops each source range from the page cache once both the copy and the digest thread
 are past it (:func:`release_cache`), for sources that are read once.
+
+``verify`` reads the copy back from the output, a range as soon as the kernel has copied it, on a
+thread of its own (the page cache serves it; the copy itself keeps one core busy in the kernel), and
+compares each range's CRC-32 with the source's: the copy is then proven as it is made, instead of by
+a later pass over the whole output (:class:`CopyMismatch` when a range differs).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -48,6 +54,10 @@ class ByteRange:
         with open(self.path, "rb", buffering=0) as handle:
             handle.seek(self.offset)
             yield from read_chunks(handle, self.nbytes, CHUNK_BYTES, buffers, short)
+
+
+class CopyMismatch(ValueError):
+    """Bytes read back from the output differ from the source range they were copied from."""
 
 
 def row_ranges(
@@ -89,18 +99,21 @@ def copy_ranges(
     observe: Callable[[object], None] | None = None,
     release: bool = False,
     streams: int = 1,
-) -> None:
+    verify: bool = False,
+) -> bool:
     """Append the ranges' bytes, in order, to ``member`` (an :meth:`img2npz.npzformat.NpzWriter.stream`
     member); ``observe`` sees every byte once, in order. ``streams`` > 1 (without ``observe``):
-    that many threads copy contiguous parts of the whole at once (:class:`_ParallelCopy`)."""
+    that many threads copy contiguous parts of the whole at once (:class:`_ParallelCopy`).
+    ``verify``: read the copy back and compare (see the module docstring). Return whether it was
+    verified: False where the kernel could not copy (the bytes went through ``member.write_bytes``)."""
     if sum(r.nbytes for r in ranges) > member.remaining:
         raise ValueError("more data than the member's declared shape")
     target = member.direct_target() if hasattr(os, "copy_file_range") else None
     if target is not None and streams > 1 and observe is None:
-        if _ParallelCopy(ranges, streams, release).run(member, *target):
-            return
-    elif target is not None and _KernelCopy(ranges, observe, release).run(member, *target):
-        return
+        if _ParallelCopy(ranges, streams, release).run(member, *target, verify=verify):
+            return verify
+    elif target is not None and _KernelCopy(ranges, observe, release, verify).run(member, *target):
+        return verify
     buffers = ring_buffers(2, min(CHUNK_BYTES, max((r.nbytes for r in ranges), default=0)))
     for byte_range in ranges:
         for chunk in byte_range.chunks(buffers):
@@ -109,6 +122,7 @@ def copy_ranges(
             member.write_bytes(chunk)
         if release:
             release_cache(byte_range)
+    return False
 
 
 def _kernel_copy(source_fd: int, out_fd: int, offset: int, end: int, position: int, path: str) -> None:
@@ -154,9 +168,9 @@ class _ParallelCopy:
             at += byte_range.nbytes
         return parts
 
-    def run(self, member, out_fd: int, position: int) -> bool:
+    def run(self, member, out_fd: int, position: int, verify: bool = False) -> bool:
         if not self.ranges or not any(r.nbytes for r in self.ranges):
-            return _KernelCopy(self.ranges, None, self.release).run(member, out_fd, position)
+            return _KernelCopy(self.ranges, None, self.release, verify).run(member, out_fd, position)
         first = next(r for r in self.ranges if r.nbytes)  # the ranges before it are empty
         probe = min(first.nbytes, self.PROBE_BYTES)
         with open(first.path, "rb") as source:
@@ -189,6 +203,9 @@ class _ParallelCopy:
                 range_crc = self.crcs[number]
                 if range_crc is None:
                     range_crc = _range_crc(byte_range)
+                if verify:
+                    copied = _output_crc(out_fd, position + starts[number], byte_range.nbytes)
+                    _check_copy(byte_range, range_crc, copied)
                 crc = crc32.combine(crc, range_crc, byte_range.nbytes)
             if self.release:
                 release_cache(byte_range)
@@ -221,12 +238,37 @@ def _range_crc(byte_range: ByteRange) -> int:
     return crc
 
 
-class _KernelCopy:
-    """One ``copy_file_range`` pass over the ranges, with the digest thread behind it."""
+def _output_crc(out_fd: int, position: int, nbytes: int, buffer: bytearray | None = None) -> int:
+    """The CRC-32 of ``nbytes`` of the output from ``position``, read with positioned reads (the
+    copying thread's file position is left alone)."""
+    buffer = buffer if buffer is not None else bytearray(min(CHUNK_BYTES, max(nbytes, 1)))
+    view, crc, end = memoryview(buffer), 0, position + nbytes
+    while position < end:
+        got = os.preadv(out_fd, [view[: min(len(buffer), end - position)]], position)
+        if not got:
+            raise CopyMismatch(f"the output ends before byte {end}")
+        crc = zlib.crc32(view[:got], crc)
+        position += got
+    return crc
 
-    def __init__(self, ranges: Sequence[ByteRange], observe, release: bool):
-        self.ranges, self.observe, self.release = ranges, observe, release
+
+def _check_copy(byte_range: ByteRange, expected: int, copied: int) -> None:
+    if copied != expected:
+        raise CopyMismatch(
+            f"{byte_range.path}: the {byte_range.nbytes} bytes from byte {byte_range.offset} read back "
+            f"from the copy have CRC-32 {copied:08x}, the source {expected:08x}"
+        )
+
+
+class _KernelCopy:
+    """One ``copy_file_range`` pass over the ranges, with the digest thread behind it, and with
+    ``verify`` the read-back thread, which takes each range from a queue once it is copied."""
+
+    def __init__(self, ranges: Sequence[ByteRange], observe, release: bool, verify: bool = False):
+        self.ranges, self.observe, self.release, self.verify = ranges, observe, release, verify
         self.crcs = [r.crc32 for r in ranges]
+        self.copied_crcs: list[int | None] = [None] * len(ranges)
+        self.copied: queue.SimpleQueue = queue.SimpleQueue()  # (range number, output position), None at the end
         self.error: BaseException | None = None
         self.stop = False
         self.digested = 0  # ranges the digest thread is done with
@@ -237,9 +279,14 @@ class _KernelCopy:
         written nothing, when the kernel or file system cannot copy this way."""
         start = position
         thread = None
+        reader = None
+        if self.verify:
+            reader = threading.Thread(target=self._read_back, args=(out_fd,), name="read-back", daemon=True)
         try:
             for copied, byte_range in enumerate(self.ranges):
                 self._release_behind(copied)
+                if reader is not None and copied:
+                    self.copied.put((copied - 1, position - self.ranges[copied - 1].nbytes))
                 with open(byte_range.path, "rb") as source:
                     offset, end = byte_range.offset, byte_range.offset + byte_range.nbytes
                     while offset < end:
@@ -254,19 +301,31 @@ class _KernelCopy:
                         if thread is None:  # the kernel can copy: from here on every byte goes this way
                             thread = threading.Thread(target=self._digest, name="digest", daemon=True)
                             thread.start()
+                            if reader is not None:
+                                reader.start()
                         offset += count
                         position += count
+            if reader is not None and self.ranges and reader.is_alive():
+                self.copied.put((len(self.ranges) - 1, position - self.ranges[-1].nbytes))
         except BaseException:
             self.stop = True
             raise
         finally:
+            if reader is not None and reader.is_alive():
+                self.copied.put(None)
+                reader.join()
             if thread is not None:
                 thread.join()
         if self.error is not None:
             raise self.error
         self._release_behind(len(self.ranges))
         crc = 0
-        for byte_range, range_crc in zip(self.ranges, self.crcs, strict=True):
+        for number, (byte_range, range_crc) in enumerate(zip(self.ranges, self.crcs, strict=True)):
+            if self.verify and byte_range.nbytes:
+                copied = self.copied_crcs[number]
+                if copied is None:  # copied before the kernel's first answer: read back here
+                    copied = _output_crc(out_fd, start + sum(r.nbytes for r in self.ranges[:number]), byte_range.nbytes)
+                _check_copy(byte_range, range_crc, copied)
             crc = crc32.combine(crc, range_crc, byte_range.nbytes) if byte_range.nbytes else crc
         member.appended(position - start, crc)
         return True
@@ -288,6 +347,17 @@ class _KernelCopy:
                     if self.crcs[number] is None:
                         self.crcs[number] = crc
                 self.digested = number + 1
+        except BaseException as error:  # re-raised in the copying thread
+            self.error = error
+
+    def _read_back(self, out_fd: int) -> None:
+        """The CRC-32 of each copied range as the output holds it (the read-back thread)."""
+        try:
+            buffer = bytearray(min(CHUNK_BYTES, max((r.nbytes for r in self.ranges), default=1) or 1))
+            while (item := self.copied.get()) is not None:
+                number, position = item
+                if not self.stop and self.ranges[number].nbytes:
+                    self.copied_crcs[number] = _output_crc(out_fd, position, self.ranges[number].nbytes, buffer)
         except BaseException as error:  # re-raised in the copying thread
             self.error = error
 

@@ -38,6 +38,7 @@ from img2npz.contract import (
     FAILURE_HEADER,
     ROW_MEMBERS,
     SHARDED_DATASET_FORMAT,
+    CopyCheck,
     DatasetMeta,
     ShardMeta,
     path_sort_key,
@@ -268,9 +269,11 @@ def merge_shards(
     group_near_duplicates: bool = False,
     drop_duplicates: str = "none",
     streams: int = 1,
+    out_check: str | os.PathLike | None = None,
 ) -> DatasetMeta:
     """Write the dataset (``out``: ``dataset.npz``, or the ``shards`` layout's ``index.npz``) and the
-    failure list; return the ``meta`` document.
+    failure list, and ``out_check``, the :class:`~img2npz.contract.CopyCheck` of the pixels it
+    copied (read back as they were copied, :mod:`img2npz.filecopy`); return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
     split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
@@ -323,11 +326,15 @@ def merge_shards(
         images_sha256=digest.hexdigest(),
         splits=record,
     )
+    check = CopyCheck(0)
     if layout == "file":
-        _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams)
+        if _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams):
+            check = CopyCheck.of(out, meta.images)
     else:
         _write_index(out, shards, placement.shards, rows, classes, split, splits, meta)
     write_tsv(out_failures, FAILURE_HEADER, failures)
+    if out_check is not None:
+        check.save(out_check)
     log.info("merged %d shards: %d images, %d failures (%s layout)", len(shards), meta.images, meta.failures, layout)
     return meta
 
@@ -345,14 +352,16 @@ def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: D
     writer.add("meta", np.array(meta.to_json()))
 
 
-def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int) -> None:
+def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int) -> bool:
+    """Write ``dataset.npz``; return whether its pixels were read back and found equal to the shards'."""
     height, width = pixel["size"]
     total = len(rows.row)
     with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", np.dtype(pixel["dtype"]), (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams)
+            verified = copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams, verify=True)
         _write_table(writer, rows, classes, split, splits, meta)
+    return verified
 
 
 def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:

@@ -7,9 +7,10 @@ and range (uint8 is 0..255 by type). A row verified before is taken as the datas
 (``sha256s``, ``constant``) once its bytes have the CRC-32 recorded with them: at about 4 GB/s
 against sha256's 1.4, the copy the merge made is checked whole at a fraction of hashing it. Memory
 holds about 40 bytes per image and a few chunks, never the pixels. In the ``file`` layout it reads
-``dataset.npz`` (the copy the merge made); in the ``shards`` layout only the shard files no earlier
-run verified (:func:`scan_shards`). Rows with equal fingerprints are then read again, few of them,
-to confirm duplicates byte for byte.
+``dataset.npz`` (the copy the merge made), or only the rows it hashes where the merge read its copy
+back as it made it (``dataset.verified.json``, :class:`img2npz.contract.CopyCheck`); in the
+``shards`` layout only the shard files no earlier run verified (:func:`scan_shards`). Rows with
+equal fingerprints are then read again, few of them, to confirm duplicates byte for byte.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from img2npz.npzformat import ArrayLayout, iter_chunks
+from img2npz.npzformat import ArrayLayout, iter_chunks, read_rows
 from img2npz.treedigest import DIGEST_BYTES, TreeDigest, row_digests
 
 
@@ -119,14 +120,21 @@ CHUNK_ROWS_BYTES = 4 << 20  # about this much of the member per chunk
 
 
 def scan_images(
-    npz: str, layout: ArrayLayout, threads: int = 1, known: np.ndarray | None = None, recorded: dict | None = None
+    npz: str,
+    layout: ArrayLayout,
+    threads: int = 1,
+    known: np.ndarray | None = None,
+    recorded: dict | None = None,
+    proven: bool = False,
 ) -> PixelScan:
     """The pass (see the module docstring) over the member ``layout`` describes, in ``threads``
     threads: chunks are read and scanned in parallel and taken in order (at most ``2 * threads`` in
     flight), so the tree digest grows in row order and memory is a few chunks. ``known`` (bool per
     row): rows an earlier validation verified, whose ``sha256s`` and ``constant`` are taken from
     ``recorded`` (per row) when their CRC-32 is the recorded ``crc32s``; a known row whose bytes
-    differ gets a zero digest (it fails the digest and CRC checks, and is hashed again next time)."""
+    differ gets a zero digest (it fails the digest and CRC checks, and is hashed again next time).
+    ``proven``: the merge read every row back as it copied it (a stored member only), so a chunk of
+    known rows alone is not read at all, their CRC-32s taken as recorded."""
     count = layout.shape[0] if layout.shape else 0
     row_shape = layout.shape[1:] if layout.shape else ()
     row_bytes = layout.nbytes // count if count else 0
@@ -139,37 +147,46 @@ def scan_images(
     if known.any():
         digests[known] = np.asarray(recorded["sha256s"], np.uint8)[known]
         flat[known] = np.asarray(recorded["constant"], bool)[known]
+        crcs[known] = np.asarray(recorded["crc32s"], np.uint32)[known]
     low, high, finite = None, None, True
 
     def fresh_in(start: int, rows: int) -> np.ndarray | None:
         part = known[start : start + rows]
         return None if not part.any() else np.flatnonzero(~part)
 
-    if layout.offset is not None:  # stored: each thread reads its own chunks
+    # work items give (the dataset rows of the chunk, its scan)
+    if layout.offset is not None and proven:  # only the rows to hash are read
 
-        def scan(start: int) -> _ChunkScan:
+        def scan(rows: np.ndarray) -> tuple[np.ndarray, _ChunkScan]:
+            return rows, _scan_chunk(read_rows(npz, layout.name, rows.tolist(), layout), None)
+
+        fresh = np.flatnonzero(~known)
+        work = [fresh[at : at + chunk_rows] for at in range(0, len(fresh), chunk_rows)]
+    elif layout.offset is not None:  # stored: each thread reads its own chunks
+
+        def scan(start: int) -> tuple[np.ndarray, _ChunkScan]:
             rows = _read_rows(npz, layout, start, min(chunk_rows, count - start))
-            return _scan_chunk(rows.reshape(-1, *row_shape), fresh_in(start, min(chunk_rows, count - start)))
+            chunk = _scan_chunk(rows.reshape(-1, *row_shape), fresh_in(start, min(chunk_rows, count - start)))
+            return np.arange(start, start + len(chunk.crcs)), chunk
 
         work = range(0, count, chunk_rows)
     else:  # deflated: one stream to inflate, in order; the threads scan what it gives
-        at = [0]
 
         def chunks():
+            start = 0
             for rows in iter_chunks(npz, layout.name, chunk_bytes=CHUNK_ROWS_BYTES, layout=layout):
-                yield rows, fresh_in(at[0], len(rows))
-                at[0] += len(rows)
+                yield rows, start
+                start += len(rows)
 
-        def scan(item) -> _ChunkScan:
-            return _scan_chunk(*item)
+        def scan(item) -> tuple[np.ndarray, _ChunkScan]:
+            rows, start = item
+            return np.arange(start, start + len(rows)), _scan_chunk(rows, fresh_in(start, len(rows)))
 
         work = chunks() if count else ()
-    start = 0
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pixelpass") as pool:
-        for chunk in _ordered(pool, scan, work, 2 * max(1, threads)):
-            stop = start + len(chunk.crcs)
-            crcs[start:stop] = chunk.crcs
-            hashed = np.arange(start, stop) if chunk.fresh is None else chunk.fresh + start
+        for rows, chunk in _ordered(pool, scan, work, 2 * max(1, threads)):
+            crcs[rows] = chunk.crcs
+            hashed = rows if chunk.fresh is None else rows[chunk.fresh]
             digests[hashed] = chunk.digests
             flat[hashed] = False
             flat[hashed[chunk.constant]] = True
@@ -177,7 +194,6 @@ def scan_images(
             if chunk.low is not None:
                 low = chunk.low if low is None else min(low, chunk.low)
                 high = chunk.high if high is None else max(high, chunk.high)
-            start = stop
     if known.any():
         differs = np.flatnonzero(known & (crcs != np.asarray(recorded["crc32s"], np.uint32)))
         digests[differs] = 0

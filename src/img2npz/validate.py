@@ -19,7 +19,7 @@ from img2npz import checktext, report
 from img2npz.atomic import write_bytes_atomic
 from img2npz.changes import Catalogue, ShardRecord
 from img2npz.checks import Thresholds, run_checks
-from img2npz.contract import Check, IndexSummary
+from img2npz.contract import Check, CopyCheck, IndexSummary
 from img2npz.facts import Facts
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,19 @@ def validate_dataset(
     threads: int = 1,
     index_summary: str | os.PathLike | None = None,
     layout: str = "file",
+    copy_check: str | os.PathLike | None = None,
 ) -> list[Check]:
     """Run every check, write the JSON, pictures and HTML page; raise :class:`ValidationFailed` at the
     end when a hard check failed. ``threads`` read and hash the pixels at once. ``index_summary``:
     the index's ``summary.json``, whose notes (files skipped by extension, the labels CSV's
     warnings) the page shows. ``layout``: ``file`` (``npz`` is ``dataset.npz``) or ``shards``
     (``npz`` is ``results/dataset/index.npz``; only the shards the last catalogued run did not
-    verify are read)."""
+    verify are read). ``copy_check``: the merge's ``dataset.verified.json``; where it proves the
+    ``file`` layout's copy, only the rows to hash are read."""
     previous = Catalogue.load(files.catalogue) if files.catalogue is not None else None
     verified = previous.verified if previous is not None else {}
-    facts = Facts(npz, failures, images_table, pixel, label_mode, threads, layout, verified, previous)
+    copied = CopyCheck.load(copy_check) if copy_check is not None else None
+    facts = Facts(npz, failures, images_table, pixel, label_mode, threads, layout, verified, previous, copied)
     checks, readable = run_checks(facts, limits)
     hard = [check for check in checks if not check.passed and check.severity == "hard"]
     for check in checks:
@@ -73,8 +76,9 @@ def validate_dataset(
         log.info("pixels: read %d of %d shard files (the others verified by an earlier run)", *facts.checked_shards)
     if hasattr(facts, "hashed_rows"):
         log.info(
-            "pixels: hashed %d of %d rows (the others verified by an earlier run), checked every CRC-32",
+            "pixels: hashed %d of %d rows (the others verified by an earlier run), %s",
             *facts.hashed_rows,
+            "the merge read back every row as it copied it" if facts.copy_proven else "checked every CRC-32",
         )
     if hasattr(facts, "searched"):
         log.info("near-duplicates: looked up %d of %d rows among all", facts.searched, facts.count)

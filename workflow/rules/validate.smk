@@ -9,6 +9,7 @@ rule validate_report:
         failures="results/failures.tsv",
         images="results/index/images.parquet",
         shards="results/dataset.shards.tsv",
+        verified="results/dataset.verified.json",
         # images indexed, files skipped by extension, the labels CSV's warnings (the summary's notes)
         summary="results/index/summary.json",
     output:
