@@ -164,10 +164,12 @@ def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not
         whole = facts_of(tmp_path, out, fail)
         assert np.array_equal(again.pixels.digests, whole.pixels.digests)
         assert again.pixels.constant == whole.pixels.constant and checks.images_crc32(again, None).passed
-    # the proof names the file as the merge left it: a second ago, say; a change since makes it void
-    then = os.stat(out).st_mtime_ns - 10**9
+    # the proof was written after the file, a second ago, say: a change since makes it void
+    then = os.stat(tmp_path / "verified.json").st_mtime_ns - 10**9
     os.utime(out, ns=(then, then))
-    proof = CopyCheck.of(out, 23)
+    os.utime(tmp_path / "verified.json", ns=(then, then))
+    proof = CopyCheck.load(tmp_path / "verified.json")
+    assert proof.holds_for(out, 23)
     layout = array_layout(out)["images"]
     with open(out, "r+b") as handle:  # a known row's bytes change after it was verified
         handle.seek(layout.offset + 5 * (layout.nbytes // 23))

@@ -166,7 +166,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -403,32 +403,42 @@ class ShardMeta:
 class CopyCheck:
     """The merge's proof of the pixels it copied (``results/dataset.verified.json``): ``rows`` of
     ``dataset.npz`` read back as the copy was made, each range's CRC-32 equal to its shard's, in the
-    file of that ``size``, ``mtime_ns``, ``ctime_ns`` and ``inode``. validate-report then reads only
-    the rows it hashes; a file changed since (another stat) is read whole. ``rows`` is 0 where nothing was
-    proven: the ``shards`` layout (no copy), a compressed member, a file system without kernel copies."""
+    file of that ``size`` and ``inode``. validate-report then reads only the rows it hashes; a file
+    changed since (another size or inode, or modified after the proof was written: Snakemake
+    touches a job's outputs in their order, the dataset before the proof) is read whole. ``rows`` is
+    0 where nothing was proven: the ``shards`` layout (no copy), a compressed member, a file system
+    without kernel copies. ``written_ns``: the proof file's mtime, when loaded (not in the file)."""
 
     rows: int
     size: int = 0
-    mtime_ns: int = 0
-    ctime_ns: int = 0
     inode: int = 0
+    written_ns: int | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike, rows: int) -> CopyCheck:
         stat = os.stat(path)
-        return cls(rows, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        return cls(rows, stat.st_size, stat.st_ino)
 
     def holds_for(self, path: str | os.PathLike, rows: int) -> bool:
         """Whether this proves every one of ``rows`` rows of the file at ``path`` as it is now."""
-        return rows > 0 and self.rows == rows and CopyCheck.of(path, rows) == self
+        stat = os.stat(path)
+        return (
+            rows > 0
+            and self.rows == rows
+            and (stat.st_size, stat.st_ino) == (self.size, self.inode)
+            and self.written_ns is not None
+            and stat.st_mtime_ns <= self.written_ns
+        )
 
     def save(self, path: str | os.PathLike) -> None:
-        write_bytes_atomic(path, json.dumps(asdict(self), sort_keys=True).encode() + b"\n", durable=False)
+        document = {key: value for key, value in asdict(self).items() if key != "written_ns"}
+        write_bytes_atomic(path, json.dumps(document, sort_keys=True).encode() + b"\n", durable=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CopyCheck:
         with open(path, encoding="utf-8") as handle:
-            return _from_document(cls, handle.read(), os.fspath(path))
+            check = _from_document(cls, handle.read(), os.fspath(path))
+            return replace(check, written_ns=os.fstat(handle.fileno()).st_mtime_ns)
 
 
 @dataclass(frozen=True)
