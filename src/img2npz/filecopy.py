@@ -69,9 +69,7 @@ def row_ranges(
     ranges = []
     for start in range(0, len(crcs), per_range):
         part = crcs[start : start + per_range]
-        crc = int(part[0])
-        for more in part[1:]:
-            crc = crc32.combine(crc, int(more), row_bytes)
+        crc = crc32.combine_blocks(part, row_bytes)
         ranges.append(ByteRange(path, offset + start * row_bytes, len(part) * row_bytes, crc))
     return ranges
 
