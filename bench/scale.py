@@ -13,7 +13,8 @@ Prints, per size, layout and run: wall time per phase (the walk, timed alone; th
 shard jobs, their scripts' summed wall over C; merge; validate; Snakemake itself, the rest), the
 images decoded, the bytes the whole run wrote (bench/throughput.py's run_counting_writes), and the
 peak RSS of every job kind and of Snakemake's own process; then the growth of the file layout's
-first build from the first size to the last; ``--out FILE`` also writes them to FILE as Markdown (the committed
+first build from the first size to the last, and the +1% rerun against the first build at the
+largest size (issue 26 asks <= 0.05x of the shards layout); ``--out FILE`` also writes them to FILE as Markdown (the committed
 bench/SCALE.md is one run with ``--out bench/SCALE.md``). Usage:
 python bench/scale.py [--sizes 100000 1000000] [--cores 2] [--dir /tmp/img2npz-scale] [--out FILE]
 """
@@ -224,6 +225,7 @@ def run_bench(args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     firsts = {}
+    reruns: dict[int, dict[str, float]] = {}  # per size and layout: the +1% rerun / the first build
     for images in args.sizes:
         generated, walk, runs = one_size(images, args.cores, args.dir)
         print(f"{images:,} images: generated in {generated:.0f} s, walked in {walk:.1f} s", flush=True)
@@ -242,6 +244,13 @@ def run_bench(args: argparse.Namespace) -> str:
             )
             print(table[-1], "\n", memory[-1], flush=True)
         firsts[images] = runs[0]
+        reruns[images] = {
+            run["layout"]: run["seconds"] / first["seconds"]
+            for first in runs
+            if first["label"] == "first build"
+            for run in runs
+            if run["layout"] == first["layout"] and run["label"].startswith("+1%")
+        }
     growth = []
     if len(firsts) > 1:
         small, large = firsts[min(firsts)], firsts[max(firsts)]
@@ -255,6 +264,13 @@ def run_bench(args: argparse.Namespace) -> str:
         for phase in ("seconds", "index", "shards", "merge", "validate", "snakemake"):
             per = (large[phase] / max(firsts)) / max(small[phase] / min(firsts), 1e-9)
             growth.append(f"- {phase}: {small[phase]:.1f} -> {large[phase]:.1f} s ({per:.2f}x per image)")
+    largest = max(reruns)
+    target = (
+        f"Issue 26, done when: at {largest:,} images the shards layout's +1% rerun is <= 0.05x of its first "
+        f"build; this run: {reruns[largest].get('shards', float('nan')):.3f}x (the file layout: "
+        f"{reruns[largest].get('file', float('nan')):.3f}x)."
+    )
+    growth += ["", target]
     print("\n".join(growth))
     machine = f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     return (
