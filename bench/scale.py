@@ -14,8 +14,8 @@ shard jobs, their scripts' summed wall over C; merge; validate; Snakemake itself
 images decoded, the bytes the whole run wrote (bench/throughput.py's run_counting_writes), and the
 peak RSS of every job kind and of Snakemake's own process; then the growth of the file layout's
 first build from the first size to the last, and the +1% rerun against the first build at the
-largest size (issue 26 asks <= 0.05x of the shards layout); ``--out FILE`` also writes them to FILE as Markdown (the committed
-bench/SCALE.md is one run with ``--out bench/SCALE.md``). Usage:
+largest size (issue 26 asks <= 0.05x of the shards layout); ``--out FILE`` also writes them to
+FILE as Markdown (the committed bench/SCALE.md is one run with ``--out bench/SCALE.md``). Usage:
 python bench/scale.py [--sizes 100000 1000000] [--cores 2] [--dir /tmp/img2npz-scale] [--out FILE]
 """
 

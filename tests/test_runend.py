@@ -86,3 +86,22 @@ thread.start(); thread.join()
 print(off_main[0], signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 """
     assert run_python(program).stdout.split() == ["False", "True"] * 3
+
+
+def test_after_plain_interrupts_jobs_start_deaf_to_ctrl_c_and_a_waiting_main_thread_still_hears_it():
+    """A child started afterwards has SIGINT blocked from its first instruction (no window before
+    its shell's trap), and SIGINT still ends the main thread's wait on a lock nothing releases."""
+    program = """
+import os, signal, subprocess, sys, threading
+from img2npz.runend import plain_interrupts
+assert plain_interrupts()
+ask = "import signal; print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
+child = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, check=True)
+print("child-blocks-int", child.stdout.strip())
+threading.Timer(0.2, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+try:
+    threading.Semaphore(0).acquire()  # Snakemake's scheduler waits like this between jobs
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    assert run_python(program).stdout.split() == ["child-blocks-int", "True", "interrupted"]

@@ -16,11 +16,12 @@ with ``asyncio.Runner``, which takes SIGINT over while it runs (when the handler
 default) and turns it into a ``CancelledError`` of its task; raised from inside a task group, that
 error leaves as ``CancelledError``, which the scheduler does not catch: a traceback, and no
 ``onerror``. ``onstart`` calls :func:`plain_interrupts` so that Ctrl-C stays a
-``KeyboardInterrupt`` wherever it lands.
+``KeyboardInterrupt`` wherever it lands, and reaches no job Snakemake starts after it.
 """
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import gc
 import signal
@@ -51,18 +52,42 @@ def skip_final_collections() -> None:
     gc.freeze()
 
 
+WAKE = signal.SIGURG  # wakes the main thread; ignored by default, so nothing it starts minds it
+
+
 def plain_interrupts() -> bool:
     """Raise ``KeyboardInterrupt`` on SIGINT through a handler of our own, which ``asyncio.Runner``
-    leaves in place (it replaces only Python's default handler object). A handler someone else set
-    (or SIGINT ignored) is left alone. Return whether ours was installed."""
+    leaves in place (it replaces only Python's default handler object), and start every later job
+    with SIGINT blocked: a job's shell ignores it (the rules' ``trap '' INT``) only once it runs
+    that line, and a Ctrl-C in that first millisecond killed the job. The main thread then learns of
+    a Ctrl-C from a thread that waits for it, which interrupts the main thread's wait (Snakemake's
+    scheduler sleeps until a job ends). A handler someone else set (or SIGINT ignored) is left alone.
+    Return whether ours was installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return False
     signal.signal(signal.SIGINT, interrupt)
+    signal.signal(WAKE, _woken)
+    # threads started from here on, and the jobs they start, inherit the blocked signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    main = threading.main_thread().ident
+    threading.Thread(target=_forward_interrupts, args=(main,), name="ctrl-c", daemon=True).start()
     return True
 
 
 def interrupt(signum, frame) -> None:
     """SIGINT as Python's default handler answers it: a ``KeyboardInterrupt``."""
     signal.default_int_handler(signum, frame)
+
+
+def _woken(signum, frame) -> None:
+    """Nothing: the signal only ends the main thread's wait, so that it runs :func:`interrupt`."""
+
+
+def _forward_interrupts(main: int) -> None:
+    """Each SIGINT, taken here, becomes one in the main thread (its handler, :func:`interrupt`)."""
+    while True:
+        signal.sigwait({signal.SIGINT})
+        _thread.interrupt_main(signal.SIGINT)
+        signal.pthread_kill(main, WAKE)
