@@ -115,25 +115,40 @@ def _damage(byte_range, at):
         handle.write(bytes([byte[0] ^ 0xFF]))
 
 
-@pytest.mark.parametrize("streams", [1, 2])
-def test_verify_reads_the_copy_back_and_names_the_source_that_differs(tmp_path, streams):
+@pytest.mark.parametrize("spoil", ["source", "output"])
+def test_verify_reads_the_copy_back_and_names_the_source_that_differs(tmp_path, monkeypatch, spoil):
+    """The read-back compares what the output holds with the source's known CRC: a source damaged
+    after its CRC was taken, or bytes the copy got wrong, fail it; in parallel streams nothing is
+    read back (the validation then reads the copy)."""
     ranges, expected = _sources(tmp_path, known_crc=True)
-    out = tmp_path / "out.npz"
-    with open(out, "w+b") as handle:
-        writer = NpzWriter(handle)
-        with writer.stream("images", np.uint8, expected.shape) as member:
-            assert copy_ranges(member, ranges, streams=streams, verify=True)
-        writer.close()
-    with np.load(out) as loaded:
-        assert np.array_equal(loaded["images"], expected)
-    _damage(ranges[2], 5)  # the source no longer holds what its known CRC says
+    for streams, proven in ((1, True), (2, False)):
+        out = tmp_path / f"out{streams}.npz"
+        with open(out, "w+b") as handle:
+            writer = NpzWriter(handle)
+            with writer.stream("images", np.uint8, expected.shape) as member:
+                assert copy_ranges(member, ranges, streams=streams, verify=True) == proven
+            writer.close()
+        with np.load(out) as loaded:
+            assert np.array_equal(loaded["images"], expected)
+    if spoil == "source":
+        _damage(ranges[2], 5)  # the source no longer holds what its known CRC says
+    else:
+        real = os.copy_file_range
+
+        def copy_file_range(source, out, count, offset_source, offset_out):
+            done = real(source, out, count, offset_source, offset_out)
+            if os.readlink(f"/proc/self/fd/{source}") == ranges[2].path:  # one byte of the last range goes wrong
+                os.pwrite(out, bytes([os.pread(out, 1, offset_out + 5)[0] ^ 0xFF]), offset_out + 5)
+            return done
+
+        monkeypatch.setattr(os, "copy_file_range", copy_file_range)
     handle = open(tmp_path / "again.npz", "w+b")  # noqa: SIM115 (outlives the writer, whose close needs it)
     writer = NpzWriter(handle)
     with (
         pytest.raises(CopyMismatch, match=r"s2\.npz: the 108 bytes from byte \d+ read back from the copy"),
         writer.stream("images", np.uint8, expected.shape) as member,
     ):
-        copy_ranges(member, ranges, streams=streams, verify=True)
+        copy_ranges(member, ranges, verify=True)
     writer.close()
     handle.close()
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from img2npz.runend import cancel_timers
 
 
@@ -88,20 +90,40 @@ print(off_main[0], signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert run_python(program).stdout.split() == ["False", "True"] * 3
 
 
-def test_after_plain_interrupts_jobs_start_deaf_to_ctrl_c_and_a_waiting_main_thread_still_hears_it():
+@pytest.mark.parametrize("to", ["process", "earlier-thread"])
+def test_after_plain_interrupts_jobs_start_deaf_to_ctrl_c_and_a_waiting_main_thread_still_hears_it(to):
     """A child started afterwards has SIGINT blocked from its first instruction (no window before
-    its shell's trap), and SIGINT still ends the main thread's wait on a lock nothing releases."""
-    program = """
+    its shell's trap), and SIGINT still ends the main thread's wait on a lock nothing releases,
+    also when a thread started before (numpy's BLAS workers) is the one that takes it."""
+    program = f"""
 import os, signal, subprocess, sys, threading
+earlier = threading.Thread(target=threading.Event().wait, daemon=True)
+earlier.start()  # SIGINT not blocked in it
 from img2npz.runend import plain_interrupts
 assert plain_interrupts()
 ask = "import signal; print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))"
 child = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, check=True)
 print("child-blocks-int", child.stdout.strip())
-threading.Timer(0.2, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+if {to!r} == "process":
+    threading.Timer(0.2, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+else:
+    threading.Timer(0.2, signal.pthread_kill, args=(earlier.ident, signal.SIGINT)).start()
 try:
     threading.Semaphore(0).acquire()  # Snakemake's scheduler waits like this between jobs
 except KeyboardInterrupt:
     print("interrupted")
 """
     assert run_python(program).stdout.split() == ["child-blocks-int", "True", "interrupted"]
+
+
+def test_a_wakeup_fd_in_use_is_left_alone():
+    program = """
+import os, signal
+from img2npz.runend import interrupt, plain_interrupts
+read_end, write_end = os.pipe()
+os.set_blocking(write_end, False)
+signal.set_wakeup_fd(write_end)
+print(plain_interrupts(), signal.set_wakeup_fd(-1) == write_end, signal.getsignal(signal.SIGINT) is interrupt)
+print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+"""
+    assert run_python(program).stdout.split() == ["True", "True", "True", "False"]

@@ -402,17 +402,20 @@ class ShardMeta:
 @dataclass(frozen=True)
 class CopyCheck:
     """The merge's proof of the pixels it copied (``results/dataset.verified.json``): ``rows`` of
-    ``dataset.npz`` read back as the copy was made, each range's CRC-32 equal to its shard's, in the
-    file of that ``size`` and ``inode``. validate-report then reads only the rows it hashes; a file
-    changed since (another size or inode, or modified after the proof was written: Snakemake
-    touches a job's outputs in their order, the dataset before the proof) is read whole. ``rows`` is
-    0 where nothing was proven: the ``shards`` layout (no copy), a compressed member, a file system
-    without kernel copies. ``written_ns``: the proof file's mtime, when loaded (not in the file)."""
+    ``dataset.npz`` read back from the page cache as the copy was made, each range's CRC-32 equal to
+    its shard's, in the file of that ``size`` and ``inode``. validate-report then reads only the
+    rows it hashes. A file changed since is read whole: another size or inode, or a modification
+    or change time later than the proof file's (Snakemake touches a job's outputs after it, in
+    their order: the dataset before the proof; a change time cannot be set back, so a file put
+    back with its old mtime counts as changed). Damage that changes neither, on the disk itself,
+    is not seen. ``rows`` is 0 where nothing was proven: the ``shards`` layout (no copy), a
+    compressed member, ``merge.streams`` above 1, a file system without kernel copies. ``written``:
+    the proof file's (mtime, ctime) in ns, when loaded (not in the file)."""
 
     rows: int
     size: int = 0
     inode: int = 0
-    written_ns: int | None = None
+    written: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike, rows: int) -> CopyCheck:
@@ -426,19 +429,21 @@ class CopyCheck:
             rows > 0
             and self.rows == rows
             and (stat.st_size, stat.st_ino) == (self.size, self.inode)
-            and self.written_ns is not None
-            and stat.st_mtime_ns <= self.written_ns
+            and self.written is not None
+            and stat.st_mtime_ns <= self.written[0]
+            and stat.st_ctime_ns <= self.written[1]
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        document = {key: value for key, value in asdict(self).items() if key != "written_ns"}
+        document = {key: value for key, value in asdict(self).items() if key != "written"}
         write_bytes_atomic(path, json.dumps(document, sort_keys=True).encode() + b"\n", durable=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CopyCheck:
         with open(path, encoding="utf-8") as handle:
             check = _from_document(cls, handle.read(), os.fspath(path))
-            return replace(check, written_ns=os.fstat(handle.fileno()).st_mtime_ns)
+            stat = os.fstat(handle.fileno())
+            return replace(check, written=(stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 @dataclass(frozen=True)

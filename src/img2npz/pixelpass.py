@@ -155,7 +155,7 @@ def scan_images(
         return None if not part.any() else np.flatnonzero(~part)
 
     # work items give (the dataset rows of the chunk, its scan)
-    if layout.offset is not None and proven:  # only the rows to hash are read
+    if layout.offset is not None and proven and known.any():  # only the rows to hash are read
 
         def scan(rows: np.ndarray) -> tuple[np.ndarray, _ChunkScan]:
             return rows, _scan_chunk(read_rows(npz, layout.name, rows.tolist(), layout), None)

@@ -21,9 +21,9 @@ error leaves as ``CancelledError``, which the scheduler does not catch: a traceb
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import gc
+import os
 import signal
 import threading
 
@@ -52,27 +52,41 @@ def skip_final_collections() -> None:
     gc.freeze()
 
 
-WAKE = signal.SIGURG  # wakes the main thread; ignored by default, so nothing it starts minds it
+WAKE = getattr(signal, "SIGURG", None)  # wakes the main thread; ignored by default, so no job minds it
 
 
 def plain_interrupts() -> bool:
     """Raise ``KeyboardInterrupt`` on SIGINT through a handler of our own, which ``asyncio.Runner``
     leaves in place (it replaces only Python's default handler object), and start every later job
     with SIGINT blocked: a job's shell ignores it (the rules' ``trap '' INT``) only once it runs
-    that line, and a Ctrl-C in that first millisecond killed the job. The main thread then learns of
-    a Ctrl-C from a thread that waits for it, which interrupts the main thread's wait (Snakemake's
-    scheduler sleeps until a job ends). A handler someone else set (or SIGINT ignored) is left alone.
+    that line, and a Ctrl-C in that first millisecond killed the job.
+
+    With SIGINT blocked in the main thread, the kernel hands it to a thread that takes it: the
+    forwarding thread started here, or one started before (numpy's BLAS workers, an executor's
+    status thread). Either way Python's C handler notes it and writes its number to the wakeup
+    file descriptor, which the forwarding thread reads, and wakes the main thread with :data:`WAKE`
+    (Snakemake's scheduler sleeps until a job ends), which then runs :func:`interrupt`. A handler
+    someone else set (or SIGINT ignored) is left alone, and so is a platform without these signals.
     Return whether ours was installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return False
     signal.signal(signal.SIGINT, interrupt)
+    if WAKE is None or not hasattr(signal, "pthread_sigmask"):
+        return True
+    in_use = signal.set_wakeup_fd(-1)
+    if in_use != -1:  # an event loop's: left as it was, and only the handler is ours
+        signal.set_wakeup_fd(in_use)
+        return True
     signal.signal(WAKE, _woken)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     # threads started from here on, and the jobs they start, inherit the blocked signal
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     main = threading.main_thread().ident
-    threading.Thread(target=_forward_interrupts, args=(main,), name="ctrl-c", daemon=True).start()
+    threading.Thread(target=_forward_interrupts, args=(read_end, main), name="ctrl-c", daemon=True).start()
     return True
 
 
@@ -85,9 +99,9 @@ def _woken(signum, frame) -> None:
     """Nothing: the signal only ends the main thread's wait, so that it runs :func:`interrupt`."""
 
 
-def _forward_interrupts(main: int) -> None:
-    """Each SIGINT, taken here, becomes one in the main thread (its handler, :func:`interrupt`)."""
-    while True:
-        signal.sigwait({signal.SIGINT})
-        _thread.interrupt_main(signal.SIGINT)
-        signal.pthread_kill(main, WAKE)
+def _forward_interrupts(read_end: int, main: int) -> None:
+    """Wake the main thread for each SIGINT noted (the forwarding thread, which takes SIGINT too)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    while noted := os.read(read_end, 64):
+        if signal.SIGINT in noted:
+            signal.pthread_kill(main, WAKE)
