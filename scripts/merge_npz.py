@@ -24,7 +24,8 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         near_duplicate_bits=params.near_duplicate_bits,
         group_near_duplicates=params.group_near_duplicates,
         drop_duplicates=params.drop_duplicates,
-        streams=snakemake.threads,  # noqa: F821
+        streams=snakemake.resources.copy_streams,  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
         out_check=output.verified,
     )
     stats = {path.rsplit("/", 1)[-1].removesuffix(".stats.json"): ShardStats.load(path) for path in inputs.stats}

@@ -101,7 +101,7 @@ EVERY_KEY = {
     "preprocess": {"image_timeout_s": 2.5, "max_image_pixels": 1000000},
     "shards": {"target_images": 500, "min_images": 10, "max_images": 2000, "compact_dropped": 0.3, "compact_small": 4},
     "filters": {"min_width": 16, "min_height": 12, "max_aspect": 3.5, "drop_constant": True, "drop_duplicates": "near"},
-    "merge": {"compress": True, "streams": 3},
+    "merge": {"compress": True, "streams": 3, "threads": 5},
     "validate": {
         "threads": 3,
         "max_failure_fraction": 0.1,

@@ -131,6 +131,8 @@ def test_a_rerun_looks_up_only_its_new_rows_and_finds_what_a_whole_search_finds(
 def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not_see(tmp_path, monkeypatch):
     """With the last catalogue, a rerun's pass hashes the new rows and takes the others' recorded
     sha256s, with the same results as hashing all; a known row damaged in dataset.npz still fails."""
+    from dataclasses import replace
+
     import numpy as np
     from conftest import save, solid
 
@@ -155,12 +157,16 @@ def test_the_file_layout_hashes_only_the_rows_the_last_passed_validation_did_not
     real_read = pixelpass.read_rows
     monkeypatch.setattr(pixelpass, "read_rows", lambda *args: read.extend(args[2]) or real_read(*args))
     table = str(out.parent / "images.parquet")
-    for copied in (None, proof):  # with the merge's proof, only the new rows are read
+    assert proof.hashed and proof.finite and proof.low is None  # uint8: no range to prove
+    # without a proof every row is read, the 2 new ones hashed; with a proof of an earlier release
+    # (each range's CRC-32, no row hashed) only the new rows are read; with this one, none
+    for copied, hashes, reads in ((None, 2, 0), (replace(proof, hashed=None), 2, 2), (proof, 0, 0)):
         hashed.clear()
         read.clear()
         again = Facts(str(out), str(fail), table, DEFAULT_PIXEL, "folder", previous=previous, copied=copied)
-        assert again.pixels.sha256 == again.meta.images_sha256 and again.hashed_rows == (2, 23) and sum(hashed) == 2
-        assert again.copy_proven == (copied is not None) and len(read) == (2 if copied else 0)
+        assert again.pixels.sha256 == again.meta.images_sha256 and again.hashed_rows == (hashes, 23)
+        assert sum(hashed) == hashes and again.merge_hashed == (hashes == 0)
+        assert again.copy_proven == (copied is not None) and len(read) == reads
         whole = facts_of(tmp_path, out, fail)
         assert np.array_equal(again.pixels.digests, whole.pixels.digests)
         assert again.pixels.constant == whole.pixels.constant and checks.images_crc32(again, None).passed

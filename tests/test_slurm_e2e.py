@@ -50,7 +50,7 @@ def test_the_workflow_runs_through_slurm_and_gives_the_local_bytes(slurm_cluster
         "--slurm-keep-successful-logs",
         "--group-components",
         "shards=3",
-        cores=4,  # the most CPUs one bundle of shard jobs asks for: the test node has 4
+        cores=4,  # the most CPUs one job asks for (a bundle of shard jobs, the merge, validate)
         env={"IMG2NPZ_SCAN_LOG": str(walks)},
     )
     log = result.stdout + result.stderr

@@ -402,25 +402,33 @@ class ShardMeta:
 @dataclass(frozen=True)
 class CopyCheck:
     """The merge's proof of the pixels it copied (``results/dataset.verified.json``): ``rows`` of
-    ``dataset.npz`` read back from the page cache as the copy was made, each range's CRC-32 equal to
-    its shard's, in the file of that ``size`` and ``inode``. validate-report then reads only the
-    rows it hashes. A file changed since is read whole: another size or inode, or a modification
-    or change time later than the proof file's (Snakemake touches a job's outputs after it, in
-    their order: the dataset before the proof; a change time cannot be set back, so a file put
-    back with its old mtime counts as changed). Damage that changes neither, on the disk itself,
-    is not seen. ``rows`` is 0 where nothing was proven: the ``shards`` layout (no copy), a
-    compressed member, ``merge.streams`` above 1, a file system without kernel copies. ``written``:
-    the proof file's (mtime, ctime) in ns, when loaded (not in the file)."""
+    ``dataset.npz`` read back from the page cache as the copy was made, in the file of that ``size``
+    and ``inode``. With ``hashed`` true, every row read back had the sha256, CRC-32 and one-colour
+    test its shard recorded when it was decoded (the validation's own per-row pass,
+    :mod:`img2npz.readback`), and ``finite``, ``low`` and ``high`` are the pixels' (floats; None
+    for uint8): validate-report then reads no pixel. Otherwise (a proof of an earlier release) each
+    range's CRC-32 was its shard's, and validate-report reads only the rows it hashes. A file
+    changed since is read whole: another size or inode, or a modification or change time later than
+    the proof file's (Snakemake touches a job's outputs after it, in their order: the dataset before
+    the proof; a change time cannot be set back, so a file put back with its old mtime counts as
+    changed). Damage that changes neither, on the disk itself, is not seen. ``rows`` is 0 where
+    nothing was proven: the ``shards`` layout (no copy), a compressed member, ``merge.streams``
+    above 1, a file system without kernel copies. ``written``: the proof file's (mtime, ctime) in
+    ns, when loaded (not in the file)."""
 
     rows: int
     size: int = 0
     inode: int = 0
     written: tuple[int, int] | None = None
+    hashed: bool | None = None
+    finite: bool | None = None
+    low: float | None = None
+    high: float | None = None
 
     @classmethod
-    def of(cls, path: str | os.PathLike, rows: int) -> CopyCheck:
+    def of(cls, path: str | os.PathLike, rows: int, **read_back) -> CopyCheck:
         stat = os.stat(path)
-        return cls(rows, stat.st_size, stat.st_ino)
+        return cls(rows, stat.st_size, stat.st_ino, **read_back)
 
     def holds_for(self, path: str | os.PathLike, rows: int) -> bool:
         """Whether this proves every one of ``rows`` rows of the file at ``path`` as it is now."""

@@ -251,26 +251,42 @@ class Facts:
             scan = scan_shards(self.shard_files, self.image_layouts, *self.placement, recorded, checked, self.threads)
             self.checked_shards = (len(self.shard_files) - len(checked), len(self.shard_files))
         else:
-            known, recorded = self._verified_rows()
             self.copy_proven = self.copied is not None and self.copied.holds_for(self.npz, self.count)
+            hashed = self.copy_proven and bool(self.copied.hashed) and (recorded := self._recorded()) is not None
+            if hashed:  # the merge hashed every row as it read its copy back (img2npz.readback)
+                known = np.ones(self.count, bool)
+            else:
+                known, recorded = self._verified_rows()
             scan = scan_images(self.npz, self.layouts["images"], self.threads, known, recorded, self.copy_proven)
+            if hashed and self.copied.finite is not None:
+                scan.finite = scan.finite and self.copied.finite
+                if self.copied.low is not None:
+                    scan.low, scan.high = self.copied.low, self.copied.high
+            self.merge_hashed = hashed
             self.hashed_rows = (self.count - int(known.sum()), self.count)
         release_free_memory()
         return scan
+
+    def _recorded(self) -> dict[str, np.ndarray] | None:
+        """The ``sha256s``, ``crc32s`` and ``constant`` this dataset records for its rows, or None
+        where one is missing or of another shape (the checks name it; every row is hashed meanwhile)."""
+        count = max(self.count, 0)
+        shapes = {"sha256s": (count, DIGEST_BYTES), "crc32s": (count,), "constant": (count,)}
+        if any(name not in self.layouts or self.layouts[name].shape != shape for name, shape in shapes.items()):
+            return None
+        return {name: self.member(name) for name in shapes}
 
     def _verified_rows(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The ``file`` layout's rows the last passed validation verified (:func:`unchanged_rows`:
         the same path and the whole sha256 this dataset records), and the recorded members the pass
         takes for them. None are known without a catalogue of a passed validation, or in a dataset
         whose ``sha256s``, ``crc32s`` or ``constant`` is missing or of another shape."""
-        count = max(self.count, 0)
-        none = np.zeros(count, bool), {}
-        shapes = {"sha256s": (count, DIGEST_BYTES), "crc32s": (count,), "constant": (count,)}
+        none = np.zeros(max(self.count, 0), bool), {}
         if self.previous is None or not self.previous.passed:
             return none
-        if any(name not in self.layouts or self.layouts[name].shape != shape for name, shape in shapes.items()):
-            return none  # members that the checks will name; every row is hashed meanwhile
-        recorded = {name: self.member(name) for name in shapes}
+        recorded = self._recorded()
+        if recorded is None:
+            return none
         if self.previous.fingerprints.shape[1:] != (4,):
             return none
         digests = np.asarray(recorded["sha256s"], np.uint8)

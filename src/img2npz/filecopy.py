@@ -15,10 +15,12 @@ zipfile.
 ``release`` drops each source range from the page cache once both the copy and the digest thread
 are past it (:func:`release_cache`), for sources that are read once.
 
-``verify`` reads the copy back from the output, a range as soon as the kernel has copied it, on a
-thread of its own (the page cache serves it; the copy itself keeps one core busy in the kernel), and
-compares each range's CRC-32 with the source's: the copy is then proven as it is made, instead of by
-a later pass over the whole output (:class:`CopyMismatch` when a range differs).
+``verify`` reads the copy back from the output, a range as soon as the kernel has copied it, on
+threads of their own (the page cache serves it; the copy itself keeps one core busy in the kernel),
+and compares each range's CRC-32 with the source's: the copy is then proven as it is made, instead
+of by a later pass over the whole output (:class:`CopyMismatch` when a range differs). A
+:data:`ReadBack` in its place reads each copied range itself: the merge hashes every row there, so
+that the validation need not read the pixels again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from img2npz import crc32
 from img2npz.npzformat import CHUNK_BYTES, read_chunks, ring_buffers
 
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+
+# ``read_back(out_fd, number, position)``: range ``number`` is copied, at ``position`` of the output
+# file ``out_fd``; read it (positioned reads only) and raise where it is not what it should be.
+ReadBack = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -97,22 +103,23 @@ def copy_ranges(
     observe: Callable[[object], None] | None = None,
     release: bool = False,
     streams: int = 1,
-    verify: bool = False,
+    verify: bool | ReadBack = False,
+    readers: int = 1,
 ) -> bool:
     """Append the ranges' bytes, in order, to ``member`` (an :meth:`img2npz.npzformat.NpzWriter.stream`
     member); ``observe`` sees every byte once, in order. ``streams`` > 1 (without ``observe``):
     that many threads copy contiguous parts of the whole at once (:class:`_ParallelCopy`).
-    ``verify``: read the copy back and compare (see the module docstring). Return whether it was
-    verified: False in parallel streams, or where the kernel could not copy (the bytes went through
-    ``member.write_bytes``)."""
+    ``verify``: read the copy back and compare, or a :data:`ReadBack` that does, in ``readers``
+    threads (see the module docstring). Return whether it was verified: False in parallel streams,
+    or where the kernel could not copy (the bytes went through ``member.write_bytes``)."""
     if sum(r.nbytes for r in ranges) > member.remaining:
         raise ValueError("more data than the member's declared shape")
     target = member.direct_target() if hasattr(os, "copy_file_range") else None
     if target is not None and streams > 1 and observe is None:
         if _ParallelCopy(ranges, streams, release).run(member, *target):
             return False  # not read back: one thread after the streams would cost a whole read
-    elif target is not None and _KernelCopy(ranges, observe, release, verify).run(member, *target):
-        return verify
+    elif target is not None and _KernelCopy(ranges, observe, release, verify, readers).run(member, *target):
+        return bool(verify)
     buffers = ring_buffers(2, min(CHUNK_BYTES, max((r.nbytes for r in ranges), default=0)))
     for byte_range in ranges:
         for chunk in byte_range.chunks(buffers):
@@ -258,30 +265,38 @@ def _check_copy(byte_range: ByteRange, expected: int, copied: int) -> None:
 
 class _KernelCopy:
     """One ``copy_file_range`` pass over the ranges, with the digest thread behind it, and with
-    ``verify`` the read-back thread, which takes each range from a queue once it is copied."""
+    ``verify`` the read-back threads, which take each range from a queue once it is copied."""
 
-    def __init__(self, ranges: Sequence[ByteRange], observe, release: bool, verify: bool = False):
-        self.ranges, self.observe, self.release, self.verify = ranges, observe, release, verify
+    def __init__(
+        self, ranges: Sequence[ByteRange], observe, release: bool, verify: bool | ReadBack = False, readers: int = 1
+    ):
+        self.ranges, self.observe, self.release = ranges, observe, release
+        self.verify = bool(verify)
+        self.read_back: ReadBack = verify if callable(verify) else self._read_crc
+        self.readers = max(1, readers) if verify else 0
         self.crcs = [r.crc32 for r in ranges]
         self.copied_crcs: list[int | None] = [None] * len(ranges)
+        self.checked = [False] * len(ranges)
         self.copied: queue.SimpleQueue = queue.SimpleQueue()  # (range number, output position), None at the end
         self.error: BaseException | None = None
         self.stop = False
         self.digested = 0  # ranges the digest thread is done with
         self.released = 0
+        self._buffers = threading.local()
 
     def run(self, member, out_fd: int, position: int) -> bool:
         """Copy to ``out_fd`` from ``position`` and account the bytes to ``member``; False, having
         written nothing, when the kernel or file system cannot copy this way."""
         start = position
         thread = None
-        reader = None
-        if self.verify:
-            reader = threading.Thread(target=self._read_back, args=(out_fd,), name="read-back", daemon=True)
+        readers = [
+            threading.Thread(target=self._read_back, args=(out_fd,), name=f"read-back{n}", daemon=True)
+            for n in range(self.readers)
+        ]
         try:
             for copied, byte_range in enumerate(self.ranges):
                 self._release_behind(copied)
-                if reader is not None and copied:
+                if readers and copied:
                     self.copied.put((copied - 1, position - self.ranges[copied - 1].nbytes))
                 with open(byte_range.path, "rb") as source:
                     offset, end = byte_range.offset, byte_range.offset + byte_range.nbytes
@@ -297,32 +312,35 @@ class _KernelCopy:
                         if thread is None:  # the kernel can copy: from here on every byte goes this way
                             thread = threading.Thread(target=self._digest, name="digest", daemon=True)
                             thread.start()
-                            if reader is not None:
+                            for reader in readers:
                                 reader.start()
                         offset += count
                         position += count
-            if reader is not None and self.ranges and reader.is_alive():
+            if readers and self.ranges and readers[0].is_alive():
                 self.copied.put((len(self.ranges) - 1, position - self.ranges[-1].nbytes))
         except BaseException:
             self.stop = True
             raise
         finally:
-            if reader is not None and reader.is_alive():
+            started = [reader for reader in readers if reader.is_alive()]
+            for _ in started:
                 self.copied.put(None)
+            for reader in started:
                 reader.join()
             if thread is not None:
                 thread.join()
         if self.error is not None:
             raise self.error
         self._release_behind(len(self.ranges))
-        crc = 0
+        crc, at = 0, start
         for number, (byte_range, range_crc) in enumerate(zip(self.ranges, self.crcs, strict=True)):
             if self.verify and byte_range.nbytes:
-                copied = self.copied_crcs[number]
-                if copied is None:  # copied before the kernel's first answer: read back here
-                    copied = _output_crc(out_fd, start + sum(r.nbytes for r in self.ranges[:number]), byte_range.nbytes)
-                _check_copy(byte_range, range_crc, copied)
+                if not self.checked[number]:  # copied before the kernel's first answer: read back here
+                    self.read_back(out_fd, number, at)
+                if self.copied_crcs[number] is not None:
+                    _check_copy(byte_range, range_crc, self.copied_crcs[number])
             crc = crc32.combine(crc, range_crc, byte_range.nbytes) if byte_range.nbytes else crc
+            at += byte_range.nbytes
         member.appended(position - start, crc)
         return True
 
@@ -347,15 +365,23 @@ class _KernelCopy:
             self.error = error
 
     def _read_back(self, out_fd: int) -> None:
-        """The CRC-32 of each copied range as the output holds it (the read-back thread)."""
+        """Each copied range, as the output holds it, to :attr:`read_back` (a read-back thread)."""
         try:
-            buffer = bytearray(min(CHUNK_BYTES, max((r.nbytes for r in self.ranges), default=1) or 1))
             while (item := self.copied.get()) is not None:
                 number, position = item
-                if not self.stop and self.ranges[number].nbytes:
-                    self.copied_crcs[number] = _output_crc(out_fd, position, self.ranges[number].nbytes, buffer)
+                if not self.stop and self.ranges[number].nbytes and self.error is None:
+                    self.read_back(out_fd, number, position)
+                    self.checked[number] = True
         except BaseException as error:  # re-raised in the copying thread
             self.error = error
+
+    def _read_crc(self, out_fd: int, number: int, position: int) -> None:
+        """The plain read-back: the range's CRC-32 as the output holds it, compared after the copy."""
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None:
+            largest = max((r.nbytes for r in self.ranges), default=1) or 1
+            buffer = self._buffers.buffer = bytearray(min(CHUNK_BYTES, largest))
+        self.copied_crcs[number] = _output_crc(out_fd, position, self.ranges[number].nbytes, buffer)
 
     def _release_behind(self, copied: int) -> None:
         """Release the ranges that both the copy and the digest thread are done with."""

@@ -48,6 +48,7 @@ from img2npz.dedupe import find_copies
 from img2npz.dtypes import uint8_of
 from img2npz.filecopy import ByteRange, copy_ranges, row_ranges
 from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array, read_rows
+from img2npz.readback import RowReadBack
 from img2npz.treedigest import TreeDigest
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -212,8 +213,12 @@ def _histogram(shards: Sequence[_Shard], rows: _Rows, pixel: dict) -> np.ndarray
     return total
 
 
+READ_BACK_BYTES = 32 << 20  # ranges of about this many bytes: the read-back follows the copy closely
+
+
 def _image_ranges(shards: Sequence[_Shard], rows: _Rows) -> list[ByteRange]:
-    """A byte range per run of consecutive rows of one shard, each with its rows' CRC-32s combined."""
+    """Byte ranges of runs of consecutive rows of one shard (of about :data:`READ_BACK_BYTES`),
+    each with its rows' CRC-32s combined."""
     if not len(rows.row):
         return []
     breaks = np.flatnonzero((np.diff(rows.shard) != 0) | (np.diff(rows.row) != 1)) + 1
@@ -224,7 +229,7 @@ def _image_ranges(shards: Sequence[_Shard], rows: _Rows) -> list[ByteRange]:
     for start, stop in zip(starts, stops, strict=True):
         shard = shards[int(rows.shard[start])]
         offset = shard.layouts["images"].offset + int(rows.row[start]) * shard.row_bytes
-        ranges.extend(row_ranges(shard.npz, offset, shard.row_bytes, crcs[start:stop]))
+        ranges.extend(row_ranges(shard.npz, offset, shard.row_bytes, crcs[start:stop], READ_BACK_BYTES))
     return ranges
 
 
@@ -270,6 +275,7 @@ def merge_shards(
     drop_duplicates: str = "none",
     streams: int = 1,
     out_check: str | os.PathLike | None = None,
+    threads: int = 1,
 ) -> DatasetMeta:
     """Write the dataset (``out``: ``dataset.npz``, or the ``shards`` layout's ``index.npz``) and the
     failure list, and ``out_check``, the :class:`~img2npz.contract.CopyCheck` of the pixels it
@@ -279,7 +285,8 @@ def merge_shards(
     split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
     ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
     ``near``): leave out every copy but the first (:mod:`img2npz.dedupe`). ``streams``: threads
-    copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`).
+    copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`); with one, ``threads`` read
+    the copy back and hash its rows (:mod:`img2npz.readback`) beside it.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: one of {', '.join(LAYOUTS)}")
@@ -328,8 +335,11 @@ def merge_shards(
     )
     check = CopyCheck(0)
     if layout == "file":
-        if _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams):
-            check = CopyCheck.of(out, meta.images)
+        read_back = _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams, threads)
+        if read_back is not None:
+            read_back.check(rows.members["sha256s"], rows.members["crc32s"], rows.members["constant"], rows.paths)
+            found = {"low": read_back.low, "high": read_back.high} if read_back.low is not None else {}
+            check = CopyCheck.of(out, meta.images, hashed=True, finite=read_back.finite, **found)
     else:
         _write_index(out, shards, placement.shards, rows, classes, split, splits, meta)
     write_tsv(out_failures, FAILURE_HEADER, failures)
@@ -352,16 +362,22 @@ def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: D
     writer.add("meta", np.array(meta.to_json()))
 
 
-def _write_file(out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int) -> bool:
-    """Write ``dataset.npz``; return whether its pixels were read back and found equal to the shards'."""
+def _write_file(
+    out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int, readers: int
+) -> RowReadBack | None:
+    """Write ``dataset.npz``; return what its rows read back from the copy gave (for the merge to
+    compare with what the shards recorded), or None where nothing was read back."""
     height, width = pixel["size"]
     total = len(rows.row)
+    dtype = np.dtype(pixel["dtype"])
+    ranges = _image_ranges(shards, rows)
+    read_back = RowReadBack(ranges, (height, width, 3), dtype)
     with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
-        with writer.stream("images", np.dtype(pixel["dtype"]), (total, height, width, 3)) as member:
+        with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            verified = copy_ranges(member, _image_ranges(shards, rows), release=True, streams=streams, verify=True)
+            verified = copy_ranges(member, ranges, release=True, streams=streams, verify=read_back, readers=readers)
         _write_table(writer, rows, classes, split, splits, meta)
-    return verified
+    return read_back if verified else None
 
 
 def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:

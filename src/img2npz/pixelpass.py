@@ -98,7 +98,7 @@ class _ChunkScan:
     fresh: np.ndarray | None = None
 
 
-def _scan_chunk(rows: np.ndarray, fresh: np.ndarray | None = None) -> _ChunkScan:
+def scan_chunk(rows: np.ndarray, fresh: np.ndarray | None = None) -> _ChunkScan:
     """Every per-row fact of the pass for one chunk: the CRC-32 of every row, the rest of the rows
     ``fresh`` (numbers within the chunk; None: all). hashlib and zlib release the GIL, numpy mostly
     does: chunks scan in parallel threads."""
@@ -158,7 +158,7 @@ def scan_images(
     if layout.offset is not None and proven and known.any():  # only the rows to hash are read
 
         def scan(rows: np.ndarray) -> tuple[np.ndarray, _ChunkScan]:
-            return rows, _scan_chunk(read_rows(npz, layout.name, rows.tolist(), layout), None)
+            return rows, scan_chunk(read_rows(npz, layout.name, rows.tolist(), layout), None)
 
         fresh = np.flatnonzero(~known)
         work = [fresh[at : at + chunk_rows] for at in range(0, len(fresh), chunk_rows)]
@@ -166,7 +166,7 @@ def scan_images(
 
         def scan(start: int) -> tuple[np.ndarray, _ChunkScan]:
             rows = _read_rows(npz, layout, start, min(chunk_rows, count - start))
-            chunk = _scan_chunk(rows.reshape(-1, *row_shape), fresh_in(start, min(chunk_rows, count - start)))
+            chunk = scan_chunk(rows.reshape(-1, *row_shape), fresh_in(start, min(chunk_rows, count - start)))
             return np.arange(start, start + len(chunk.crcs)), chunk
 
         work = range(0, count, chunk_rows)
@@ -180,7 +180,7 @@ def scan_images(
 
         def scan(item) -> tuple[np.ndarray, _ChunkScan]:
             rows, start = item
-            return np.arange(start, start + len(rows)), _scan_chunk(rows, fresh_in(start, len(rows)))
+            return np.arange(start, start + len(rows)), scan_chunk(rows, fresh_in(start, len(rows)))
 
         work = chunks() if count else ()
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pixelpass") as pool:

@@ -74,7 +74,9 @@ def validate_dataset(
         log.info("%s %s", status, checktext.line(asdict(check)))
     if hasattr(facts, "checked_shards"):
         log.info("pixels: read %d of %d shard files (the others verified by an earlier run)", *facts.checked_shards)
-    if hasattr(facts, "hashed_rows"):
+    if getattr(facts, "merge_hashed", False):
+        log.info("pixels: read none of %d rows: the merge hashed every row as it read its copy back", facts.count)
+    elif hasattr(facts, "hashed_rows"):
         log.info(
             "pixels: hashed %d of %d rows (the others verified by an earlier run), %s",
             *facts.hashed_rows,

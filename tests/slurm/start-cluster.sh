@@ -10,7 +10,7 @@
 set -euo pipefail
 STATE=$(realpath -m "${1:-/tmp/img2npz-slurm}")
 NODE=$(hostname -s)
-CPUS=${SLURM_TEST_CPUS:-4}           # advertised; may exceed the real cores (SlurmdParameters)
+CPUS=${SLURM_TEST_CPUS:-8}           # advertised (profiles/slurm asks up to 8); may exceed the real cores (SlurmdParameters)
 MEMORY_MB=${SLURM_TEST_MEMORY_MB:-16000}
 CONF=/etc/slurm/slurm.conf
 MARK="# Written by tests/slurm/start-cluster.sh"

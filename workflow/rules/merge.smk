@@ -22,10 +22,13 @@ rule merge_npz:
         "results/logs/merge_npz.log",
     conda:
         "../../envs/img2npz.yaml"
-    threads: config["merge"]["streams"]  # copy_file_range streams (img2npz.filecopy)
+    # copy_file_range streams, or threads reading the copy back (img2npz.filecopy, readback)
+    threads: max(config["merge"]["streams"], config["merge"]["threads"])
     resources:
         mem_mb=merge_mem_mb,
         runtime=dataset_runtime,
+        # copy_file_range streams (not a param: a change of them does not redo the merge)
+        copy_streams=config["merge"]["streams"],
     params:
         pixel=PIXEL,
         layout=config["layout"],
