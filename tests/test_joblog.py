@@ -1,7 +1,9 @@
 """joblog: a rule script logs to its log file and ends a failed job with one readable line."""
 
+import re
 import subprocess
 import sys
+import time
 
 from conftest import REPO
 
@@ -22,8 +24,15 @@ def run(tmp_path, outcome):
 
 
 def test_a_job_logs_its_work_and_its_peak_memory(tmp_path):
+    before = time.time()
     result, log = run(tmp_path, "pass")
+    after = time.time()
     assert result.returncode == 0 and "working on shard 7" in log and "peak RSS of this job" in log
+    # the whole process's wall, interpreter start included (the bench's shard phase adds these up)
+    process = re.search(r"process: ([\d.]+) to ([\d.]+) s since the epoch \(([\d.]+) s", log)
+    started, ended, wall = map(float, process.groups())
+    script = float(re.search(r"([\d.]+) s wall", log).group(1))
+    assert before - 0.05 <= started <= ended <= after and wall >= script and abs(ended - started - wall) < 0.01
 
 
 def test_a_failing_job_exits_with_one_line_and_keeps_the_traceback_in_its_log(tmp_path):

@@ -19,7 +19,7 @@ def test_hash_is_fixed_across_processes_and_the_array_form_agrees():
 
 def test_the_default_target_grows_with_the_tree():
     assert [auto_target(n) for n in (1, 299_999, 300_000, 2_999_999, 3_000_000, 10**8)] == [
-        1000,
+        250,
         1000,
         4000,
         4000,
@@ -27,10 +27,13 @@ def test_the_default_target_grows_with_the_tree():
         16000,
     ]
     assert AUTO_TARGETS[-1][0] is None
+    # a small tree is still cut into 32 jobs, of at least 250 images
+    assert [auto_target(n) for n in (8_000, 20_000, 31_999, 32_000, 100_000)] == [250, 625, 1000, 1000, 1000]
 
 
 def test_bounds_left_null_are_resolved_by_the_tree_size():
-    assert resolve_bounds((None, None, None), 1000) == (1000, 500, 2000)
+    assert resolve_bounds((None, None, None), 1000) == (250, 125, 500)
+    assert resolve_bounds((None, None, None), 50_000) == (1000, 500, 2000)
     assert resolve_bounds((None, None, None), 10**6) == (4000, 2000, 8000)
     assert resolve_bounds((500, None, None), 10**6) == (500, 250, 1000)  # a configured target is kept
     assert resolve_bounds((None, None, 3000), 10**6) == (3000, 1500, 3000)  # the derived one within max

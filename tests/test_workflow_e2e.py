@@ -5,6 +5,7 @@ back to the demo. Hostile input is ``test_hostile_e2e``'s, reruns ``test_rerun_e
 
 import html
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import (
 )
 from PIL import Image
 
+from img2npz.contract import MANIFEST_HEADER
 from img2npz.tsv import read_tsv
 
 pytestmark = pytest.mark.slow
@@ -173,3 +175,27 @@ def test_back_to_the_demo_after_another_source_plans_no_vanishing_shard(tmp_path
     manifests = {path.stem for path in (work / "results" / "index" / "shards").glob("*.tsv")}
     assert set(shards_run(back)) == manifests  # the demo's own (pruned when the other tree was merged)
     assert (work / "results" / "dataset.npz").read_bytes() == demo_bytes
+
+
+def test_the_longest_shard_jobs_start_first(tmp_path):
+    """Each shard job's priority is its manifest's size (about its lines), so with one core the
+    largest shard to build runs before the smaller ones: here an old shard of 12 images rebuilt
+    (its file deleted) and new shards of 3."""
+    make_tree(tmp_path / "src", per_class=12)
+    bounds = {"min_images": 1, "max_images": 24}
+    config = write_config(tmp_path / "c.yaml", source=str(tmp_path / "src"), shards={"target_images": 12, **bounds})
+    work = tmp_path / "work"
+    run_snakemake(work, config)
+    big = sorted((work / "results" / "shards").glob("*.npz"))[0]
+    big.unlink()
+    for i in range(9):
+        save(solid((i, 9, 9), (12, 12)), tmp_path / "src" / "added" / f"a{i}.png")
+    config = write_config(tmp_path / "c.yaml", source=str(tmp_path / "src"), shards={"target_images": 3, **bounds})
+    result = run_snakemake(work, config, cores=1)
+    order = shards_run(result)
+    manifests = work / "results" / "index" / "shards"
+    lines = {shard: len(read_tsv(manifests / f"{shard}.tsv", MANIFEST_HEADER)) for shard in order}
+    assert order[0] == big.stem and lines[big.stem] == 12 and sorted(lines.values()) == [3, 3, 3, 12]
+    logged = [int(n) for n in re.findall(r"priority: (\d+)", result.stdout + result.stderr)]
+    assert logged == [(manifests / f"{shard}.tsv").stat().st_size for shard in order]
+    assert logged == sorted(logged, reverse=True)

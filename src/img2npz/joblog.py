@@ -43,6 +43,17 @@ def release_free_memory() -> bool:
         return False
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: its start in clock ticks since boot), or None:
+    a job's whole wall, interpreter start and imports included, which its script cannot time."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            started = int(handle.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 @contextlib.contextmanager
 def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -65,6 +76,10 @@ def rule_logging(log_path: str | None) -> Iterator[logging.Logger]:
             user,
             system,
         )
+        age = process_age()
+        if age is not None:  # bench/throughput.py sums these into the shard phase's work
+            ended = time.time()
+            logger.info("process: %.3f to %.3f s since the epoch (%.2f s wall)", ended - age, ended, age)
     except Exception as error:
         if log_path:
             with open(log_path, "a", encoding="utf-8") as handle:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import pickle
 import stat
@@ -30,13 +31,13 @@ import numpy as np
 from img2npz.atomic import atomic_output
 from img2npz.contract import LISTING_FORMAT
 from img2npz.npzformat import array_layout, blob_strings, read_array, strings_blob, write_npz
-from img2npz.sharding import path_hashes
 
 SCAN_LOG_ENV = "IMG2NPZ_SCAN_LOG"
 # Worker processes pay a Python start each (about 0.17 s): measured here, a serial walk takes
 # 0.09 s at 20,000 files (2 workers 0.25 s), both about 0.4 s at 10^5, and 4.2 s against 2.6 s at 10^6.
 PARALLEL_MIN_FILES = 100_000
 PARALLEL_MIN_FOLDERS = 8
+MAX_WALKERS = 16  # walker processes at most, one per core this process may use
 
 
 @dataclass
@@ -150,7 +151,9 @@ class _Walk:
         self.skipped: Counter = Counter()
 
     def folder(self, prefix: str, directory: str, ancestors: frozenset[tuple[int, int]]) -> None:
-        """``ancestors``: identities of the folders above, so a link back up (a loop) is not followed."""
+        """``ancestors``: identities of the folders above, so a link back up (a loop) is not followed.
+        A name with an image extension is stat'ed once, which says whether it is a file or a folder
+        (about 4 us a file of the walk's 10 here; the rest is kept lean, it runs per file)."""
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -159,45 +162,51 @@ class _Walk:
             own = os.fstat(fd)
             ancestors = ancestors | {(own.st_dev, own.st_ino)}
             with os.scandir(fd) as listing:
-                children = sorted((c for c in listing if not c.name.startswith(".")), key=_name)
+                children = [c for c in listing if c.name[0] != "."]
+            children.sort(key=_name)
+            extensions, paths, sizes, mtimes = self.extensions, self.paths, self.sizes, self.mtimes
             for child in children:
                 name = child.name
-                identity = _folder_identity(child)
-                if identity is not None:
-                    if identity not in ancestors:
-                        self.folder(f"{prefix}{name}/", os.path.join(directory, name), ancestors)
-                elif name.lower().endswith(self.extensions):
+                if name.lower().endswith(extensions):
                     try:
                         info = child.stat()
                     except OSError:
                         continue
                     if stat.S_ISREG(info.st_mode):
-                        self.paths.append(f"{prefix}{name}")
-                        self.sizes.append(info.st_size)
-                        self.mtimes.append(info.st_mtime_ns)
+                        paths.append(prefix + name)
+                        sizes.append(info.st_size)
+                        mtimes.append(info.st_mtime_ns)
+                        continue
+                    if not stat.S_ISDIR(info.st_mode):
+                        continue
+                    identity = (info.st_dev, info.st_ino)  # a folder with an image's name
                 else:
-                    _skip(child, self.skipped)
+                    identity = _folder_identity(child)
+                    if identity is None:
+                        _skip(child, self.skipped)
+                        continue
+                if identity not in ancestors:
+                    self.folder(f"{prefix}{name}/", os.path.join(directory, name), ancestors)
         finally:
             os.close(fd)
 
 
-def _name(entry: os.DirEntry) -> str:
-    return entry.name
+_name = operator.attrgetter("name")
 
 
 def _walk_units(root: str, extensions: tuple[str, ...], units: list[tuple[str, list[tuple[int, int]]]]) -> list:
     """Walk each unit (a folder below root, with its ancestors): per unit, its paths joined by NUL
-    (UTF-8, surrogates escaped), their count, and their sizes, mtimes and path hashes as int64 and
-    uint64 bytes (compact to pickle back from a worker, and no Python object per file), and the
-    counts of the files skipped by extension."""
+    (UTF-8, surrogates escaped), their count, and their sizes and mtimes as int64 bytes (compact to
+    pickle back from a worker, and no Python object per file), and the counts of the files skipped
+    by extension. No path hash: a walk that finds the tree unchanged needs none (the index job
+    computes them for a new listing)."""
     results = []
     for prefix, ancestors in units:
         walk = _Walk(extensions)
         walk.folder(prefix, os.path.join(root, prefix), frozenset(map(tuple, ancestors)))
-        hashes = path_hashes(walk.paths).tobytes()
         blob = "\0".join(walk.paths).encode("utf-8", "surrogateescape")
         sizes, mtimes = (np.array(values, np.int64).tobytes() for values in (walk.sizes, walk.mtimes))
-        results.append((blob, len(walk.paths), sizes, mtimes, hashes, dict(walk.skipped)))
+        results.append((blob, len(walk.paths), sizes, mtimes, dict(walk.skipped)))
     return results
 
 
@@ -266,17 +275,17 @@ def scan_tree(root: str | os.PathLike, extensions: Sequence[str], workers: int |
     a link back to a folder above it, so a link loop ends. Large trees are walked by several processes,
     one share of the top-level folders each; the result does not depend on how many.
     """
-    blob, count, sizes, mtimes, hashes, skipped = _collect(root, extensions, workers)
+    blob, count, sizes, mtimes, skipped = _collect(root, extensions, workers)
     paths = blob.tobytes().decode("utf-8", "surrogateescape").split("\0") if count else []
-    return Listing(paths, sizes, mtimes, hashes, skipped)
+    return Listing(paths, sizes, mtimes, None, skipped)
 
 
 def _collect(
     root: str | os.PathLike, extensions: Sequence[str], workers: int | None = None
-) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """:func:`scan_tree`'s walk as (the paths' :func:`strings_blob`, their count, sizes, mtimes, path
-    hashes, the files skipped by extension): bytes and arrays, no Python object per file, so the
-    main Snakemake process that only fingerprints and saves the listing holds about 40 bytes a file."""
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, dict[str, int]]:
+    """:func:`scan_tree`'s walk as (the paths' :func:`strings_blob`, their count, sizes, mtimes, the
+    files skipped by extension): bytes and arrays, no Python object per file, so the main Snakemake
+    process that only fingerprints and saves the listing holds about 32 bytes a file."""
     root = os.fspath(root)
     _record_walk(root)
     extensions = tuple(ext.lower() for ext in extensions)
@@ -284,7 +293,7 @@ def _collect(
     items, ancestors = _top_level(root, extensions, skipped)
     folders = [prefix for kind, prefix in items if kind == "dir"]
     units = [(prefix, sorted(ancestors)) for prefix in folders]
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    workers = workers if workers is not None else min(MAX_WALKERS, len(os.sched_getaffinity(0)))
     if workers > 1 and _looks_large(root, folders):
         unit_results = iter(_walk_in_workers(root, extensions, units, min(workers, len(units) or 1)))
     else:
@@ -292,11 +301,10 @@ def _collect(
     blobs: list[bytes] = []
     sizes: list[bytes] = []
     mtimes: list[bytes] = []
-    hashes: list[bytes] = []
     count = 0
     for kind, name in items:
         if kind == "dir":
-            blob, unit_count, unit_sizes, unit_mtimes, unit_hashes, unit_skipped = next(unit_results)
+            blob, unit_count, unit_sizes, unit_mtimes, unit_skipped = next(unit_results)
             skipped.update(unit_skipped)
             if not unit_count:
                 continue
@@ -311,18 +319,13 @@ def _collect(
             unit_sizes, unit_mtimes = (
                 np.array([value], np.int64).tobytes() for value in (info.st_size, info.st_mtime_ns)
             )
-            unit_hashes = path_hashes([name]).tobytes()
         blobs.append(blob)
         sizes.append(unit_sizes)
         mtimes.append(unit_mtimes)
-        hashes.append(unit_hashes)
         count += unit_count
     joined = np.frombuffer(b"\0".join(blobs), np.uint8)
     del blobs
-    arrays = [
-        np.frombuffer(b"".join(parts), dtype)
-        for parts, dtype in ((sizes, np.int64), (mtimes, np.int64), (hashes, np.uint64))
-    ]
+    arrays = [np.frombuffer(b"".join(parts), np.int64) for parts in (sizes, mtimes)]
     return joined, count, *arrays, dict(sorted(skipped.items()))
 
 
@@ -396,7 +399,7 @@ def tree_fingerprint(
     """
     if not os.path.isdir(root):
         return "missing"
-    blob, count, sizes, mtimes, hashes, skipped = _collect(root, extensions)
+    blob, count, sizes, mtimes, skipped = _collect(root, extensions)
     if not count:
         found = "".join(f"; {line}" for line in describe_skipped(skipped))
         raise EmptyTreeError(f"no images with extensions {' '.join(extensions)} under {os.fspath(root)!r}{found}")
@@ -405,7 +408,7 @@ def tree_fingerprint(
         folder = Path(save_to)
         target = folder / f"{value}.npz"
         if not target.exists():
-            _save_listing(target, blob, sizes, mtimes, hashes, skipped)
+            _save_listing(target, blob, sizes, mtimes, None, skipped)
         for old in folder.glob("*.npz"):
             if old != target:
                 old.unlink(missing_ok=True)

@@ -46,15 +46,22 @@ def path_hashes(paths: Sequence[str]) -> np.ndarray:
 # The default shard size by the tree's size: (trees under this many images, target). A tree that
 # grows past a threshold keeps the shards it has; new ones take the new target.
 AUTO_TARGETS = ((300_000, 1_000), (3_000_000, 4_000), (None, 16_000))
+# Below the first tier's, a tree is cut into at least this many shards (while they keep at least
+# AUTO_MIN_TARGET images): equal jobs fill 2, 4, 8, 16 or 32 cores evenly, 12 within 1.13x.
+AUTO_SHARDS = 32
+AUTO_MIN_TARGET = 250
 
 
 def auto_target(images: int) -> int:
     """The default ``shards.target_images`` for a tree of ``images``: jobs of about a minute or less
     at 256 x 256, and at most a few hundred jobs up to 10^7 images, since Snakemake's own work per
-    job (0.14 s at 10^3 jobs) and the cluster's per-submission cost grow with their number."""
+    job (0.14 s at 10^3 jobs) and the cluster's per-submission cost grow with their number. A small
+    tree still makes :data:`AUTO_SHARDS` jobs: 20 jobs of 1,000 on 16 cores ran in two rounds, the
+    second on 4 cores, while a job's fixed cost (about 0.25 s of a core) makes shards of a few
+    hundred images cheap enough."""
     for below, target in AUTO_TARGETS:
         if below is None or images < below:
-            return target
+            return min(target, max(AUTO_MIN_TARGET, -(-images // AUTO_SHARDS)))
     raise AssertionError("the last tier has no bound")
 
 

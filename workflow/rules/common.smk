@@ -122,6 +122,15 @@ def shard_ids():
     return manifest_ids(checkpoints.index_images.get().output.manifests)
 
 
+def shard_priority(wildcards, input):
+    """The longest shard jobs first, so that the last to start are the short ones and the cores
+    finish together: a shard's manifest bytes, about its lines (a stat, no read)."""
+    try:
+        return os.path.getsize(input.manifest)
+    except OSError:
+        return 0
+
+
 def all_shard_npzs(wildcards):
     return expand("results/shards/{shard}.npz", shard=shard_ids())
 

@@ -12,6 +12,7 @@ rule preprocess_shard:
         stats="results/shards/{shard}.stats.json",
     log:
         "results/logs/preprocess_shard/{shard}.log",
+    priority: shard_priority
     conda:
         "../../envs/img2npz.yaml"
     threads: 1
