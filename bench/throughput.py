@@ -14,7 +14,11 @@ In one run, on one bench tree (bench/corpus.py), with C cores:
       validate, as if shard jobs cost no more than (a) and Snakemake and job start-up cost nothing;
   (f) floors of the contract: what it adds to each decoded row (channel counts, sha256, CRC-32,
       perceptual hash; in one process, nothing written) against the decode, and the shortest tail:
-      the merge alone, then sha256 and CRC-32 of every pixel byte on C cores.
+      the merge alone (its copy read back by range CRC-32s, no row hashed), then sha256 and CRC-32 of
+      every pixel byte on C cores; and the workflow's tail against it (its merge hashes every row
+      as it reads the copy back, so that validate reads none);
+  (g) the fixed costs: the shard phase's wall against its work / C (the jobs' whole processes), the
+      largest and smallest shard, a no-op rerun, and the shard job of a one-image tree.
 Prints the figures; ``--out FILE`` also writes them to FILE as Markdown (the committed
 bench/RESULTS.md is one run with ``--out bench/RESULTS.md``). Usage:
 python bench/throughput.py [--images 20000] [--cores 2] [--naive 300] [--dir /tmp/img2npz-bench] [--out FILE]
@@ -235,6 +239,37 @@ def job_cpu(log: Path) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def job_process(log: Path) -> tuple[float, float]:
+    """(start, end), seconds since the epoch, of the job's whole process (joblog): interpreter
+    start and imports included."""
+    match = re.search(r"process: ([\d.]+) to ([\d.]+) s since the epoch", log.read_text())
+    return (float(match.group(1)), float(match.group(2))) if match else (float("nan"), float("nan"))
+
+
+def shard_phase(work: Path, cores: int) -> tuple[float, float]:
+    """(wall, work) of the shard jobs: from the first one's start to the last one's end, and the
+    sum of their processes' walls."""
+    spans = [job_process(log) for log in (work / "results" / "logs" / "preprocess_shard").glob("*.log")]
+    return max(end for _, end in spans) - min(start for start, _ in spans), sum(end - start for start, end in spans)
+
+
+def shard_sizes(work: Path) -> list[int]:
+    return [len(p.read_text().splitlines()) - 1 for p in (work / "results" / "index" / "shards").glob("*.tsv")]
+
+
+def one_image_job(folder: Path, cores: int) -> tuple[float, float]:
+    """(process wall, script wall) of the shard job of a tree of one image: a job's fixed cost."""
+    from PIL import Image
+
+    source = folder / "tree" / "a"
+    source.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (640, 480), (10, 120, 30)).save(source / "one.jpg", quality=90)
+    run_workflow(folder / "tree", folder / "work", cores)
+    (log,) = (folder / "work" / "results" / "logs" / "preprocess_shard").glob("*.log")
+    start, end = job_process(log)
+    return end - start, job_wall(log)
+
+
 def phases(work: Path, cores: int, seconds: float) -> str:
     """Where the end-to-end time went: the scripts' own time per rule, the rest is Snakemake and
     job start-up (the shard jobs' time is shared by ``cores`` processes)."""
@@ -257,7 +292,7 @@ from img2npz.contract import read_classes
 from img2npz.joblog import peak_rss_mb
 from img2npz.merge import merge_shards
 npzs, failures, classes, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-streams, table = int(sys.argv[5]), sys.argv[6]
+streams, table, hash_rows, threads = int(sys.argv[5]), sys.argv[6], sys.argv[7] == "1", int(sys.argv[8])
 chosen = [os.path.basename(npz)[: -len(".npz")] for npz in npzs]
 rows = pq.read_table(table)
 rows = rows.filter(pc.is_in(rows.column("shard").cast("string"), value_set=pc.cast(chosen, "string")))
@@ -266,7 +301,7 @@ pixel = {"size": [256, 256], "resize": "center-crop", "dtype": "uint8", "backgro
          "normalize": None}
 start = time.perf_counter()
 meta = merge_shards(out + ".images.parquet", os.path.dirname(npzs[0]), read_classes(classes), pixel, out,
-                    out + ".failures.tsv", streams=streams)
+                    out + ".failures.tsv", streams=streams, hash_rows=hash_rows, threads=threads)
 print(json.dumps({"seconds": time.perf_counter() - start, "images": meta.images, "rss_mb": peak_rss_mb()}))
 """
 
@@ -280,7 +315,12 @@ def warm(paths: list[Path] | list[str]) -> None:
                 pass
 
 
-def merge_alone(work: Path, fraction: float, out: Path, streams: int = 1) -> dict:
+def merge_alone(
+    work: Path, fraction: float, out: Path, streams: int = 1, hash_rows: bool = False, threads: int = 1
+) -> dict:
+    """The merge of a ``fraction`` of the shards in a process of its own. Without ``hash_rows`` its
+    read-back checks each range's CRC-32 only (the floor's copy, which hashes no row); with it,
+    ``threads`` hash every row as they read it back, as the workflow's merge does."""
     npzs = sorted(str(p) for p in (work / "results" / "shards").glob("*.npz"))
     npzs = npzs[: max(1, round(len(npzs) * fraction))]
     warm(npzs)
@@ -296,6 +336,8 @@ def merge_alone(work: Path, fraction: float, out: Path, streams: int = 1) -> dic
             str(out),
             str(streams),
             str(work / "results" / "index" / "images.parquet"),
+            "1" if hash_rows else "0",
+            str(threads),
         ],
         capture_output=True,
         text=True,
@@ -377,26 +419,30 @@ def run_bench(args: argparse.Namespace) -> str:
     work = args.dir / "work"
     seconds = run_workflow(source, work, args.cores)
     workflow = len(paths) / seconds
+    phase_wall, phase_work = shard_phase(work, args.cores)
+    sizes = shard_sizes(work)
+    noop = run_snakemake(source, work, args.cores)
+    one_job, one_script = one_image_job(args.dir / "one", args.cores)
     baseline = naive(
         paths[:: max(1, len(paths) // args.naive)][: args.naive], args.dir / "naive.npz", args.naive_python
     )
     naive_rate = min(args.naive, len(paths)) / baseline["seconds"]
     shard_logs = sorted((work / "results" / "logs" / "preprocess_shard").glob("*.log"))
     shard_rss = max(peak_rss(log) for log in shard_logs)
-    largest_rows = max(
-        len(p.read_text().splitlines()) - 1 for p in (work / "results" / "index" / "shards").glob("*.tsv")
-    )
+    largest_rows = max(sizes)
     shard_array_mb = largest_rows * SIZE[0] * SIZE[1] * 3 / 2**20
     merge_rss = peak_rss(work / "results" / "logs" / "merge_npz.log")
     half = merge_alone(work, 0.5, args.dir / "m.npz")
     dataset_mb = (work / "results" / "dataset.npz").stat().st_size / 2**20
-    merges, copies = {1: [], 2: [], 4: []}, []
+    merges, copies, hashing = {1: [], 2: [], 4: []}, [], []
     for _ in range(3):  # interleaved, best of three: this disk's speed swings between minutes
         for streams, found in merges.items():
             found.append(merge_alone(work, 1.0, args.dir / "m.npz", streams))
         copies.append(copy_speed(work, args.dir / "cp"))
+        hashing.append(merge_alone(work, 1.0, args.dir / "m.npz", 1, hash_rows=True, threads=args.cores))
     best = {streams: min(found, key=lambda m: m["seconds"]) for streams, found in merges.items()}
-    full = best[1]  # the default merge.streams
+    full = best[1]  # the default merge.streams, each range's CRC-32 read back (no row hashed)
+    hashed = min(hashing, key=lambda m: m["seconds"])  # as the workflow merges: every row hashed
     copy_mb_s = max(copies)
     validate = job_wall(work / "results" / "logs" / "validate_report.log")
     ceiling = len(paths) / bound + full["seconds"] + validate
@@ -443,10 +489,38 @@ def run_bench(args: argparse.Namespace) -> str:
             f"{tail:.1f} s in the run against {len(paths) / bound:.1f} s, target <= 0.12",
         ),
         (
+            "merge + validate / its floor",
+            f"{tail / tail_floor:.2f}",
+            f"{tail:.1f} s in the run against the floor's {tail_floor:.1f} s (next line); target <= 1.3",
+        ),
+        (
             "merge + validate floor / (a) seconds",
             f"{tail_floor / (len(paths) / bound):.3f}",
             f"{tail_floor:.1f} s: the merge alone {full['seconds']:.2f} s, then sha256 and CRC-32 of every "
             f"pixel byte on {args.cores} cores {pixel_floor:.2f} s ({costs['hash_ns']:.2f} ns a byte), nothing else",
+        ),
+        (
+            "shard phase wall / (work / cores)",
+            f"{phase_wall / (phase_work / args.cores):.2f}",
+            f"{phase_wall:.1f} s from the first shard job's start to the last one's end; work {phase_work:.1f} s "
+            f"(the jobs' process walls, interpreter start included) on {args.cores} cores; target <= 1.15",
+        ),
+        (
+            "shards: largest / mean, smallest",
+            f"{max(sizes) / (sum(sizes) / len(sizes)):.2f}, {min(sizes)}",
+            f"{len(sizes)} shards of {min(sizes)} to {max(sizes)} images; target largest <= 1.5x the mean",
+        ),
+        ("no-op rerun", f"{noop:.2f} s", "`snakemake --cores C` again, nothing to do; target <= 1.5 s at 20,000"),
+        (
+            "one-image shard job",
+            f"{one_job:.2f} s",
+            f"the job's process wall (interpreter, imports, the script's {one_script:.2f} s); target <= 0.3 s",
+        ),
+        (
+            "merge alone, rows hashed",
+            f"{hashed['seconds']:.2f} s",
+            f"as the workflow merges ({args.cores} read-back threads beside the copy), against "
+            f"{full['seconds']:.2f} s with each range's CRC-32 read back only",
         ),
         ("(b) / (c)", f"{workflow / naive_rate:.0f}x", "target >= 20x"),
         (

@@ -183,3 +183,9 @@ def test_the_merge_proves_the_pixels_it_copied_where_it_read_them_back(tmp_path,
     proof = CopyCheck.load(tmp_path / "verified.json")
     proven = layout == "file" and not compress
     assert proof.rows == (meta.images if proven else 0) and proof.holds_for(out, meta.images) == proven
+    assert proof.hashed == (True if proven else None)  # every row hashed as it was read back
+    if proven:  # the bench's floor: each range's CRC-32 read back, no row hashed
+        again, _, _, _ = build_dataset(tmp_path, 4, "e", out_check=tmp_path / "crc.json", hash_rows=False)
+        crc_only = CopyCheck.load(tmp_path / "crc.json")
+        assert crc_only.holds_for(again, meta.images) and crc_only.hashed is None
+        assert again.read_bytes() == out.read_bytes()

@@ -276,6 +276,7 @@ def merge_shards(
     streams: int = 1,
     out_check: str | os.PathLike | None = None,
     threads: int = 1,
+    hash_rows: bool = True,
 ) -> DatasetMeta:
     """Write the dataset (``out``: ``dataset.npz``, or the ``shards`` layout's ``index.npz``) and the
     failure list, and ``out_check``, the :class:`~img2npz.contract.CopyCheck` of the pixels it
@@ -286,7 +287,8 @@ def merge_shards(
     ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
     ``near``): leave out every copy but the first (:mod:`img2npz.dedupe`). ``streams``: threads
     copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`); with one, ``threads`` read
-    the copy back and hash its rows (:mod:`img2npz.readback`) beside it.
+    the copy back and hash its rows (:mod:`img2npz.readback`) beside it (``hash_rows`` False: one
+    reads it back and checks each range's CRC-32 only, as bench/throughput.py's floor does).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: one of {', '.join(LAYOUTS)}")
@@ -335,11 +337,16 @@ def merge_shards(
     )
     check = CopyCheck(0)
     if layout == "file":
-        read_back = _write_file(out, shards, rows, classes, pixel, split, splits, meta, compress, streams, threads)
+        readers = threads if hash_rows else 0
+        verified, read_back = _write_file(
+            out, shards, rows, classes, pixel, split, splits, meta, compress, streams, readers
+        )
         if read_back is not None:
             read_back.check(rows.members["sha256s"], rows.members["crc32s"], rows.members["constant"], rows.paths)
             found = {"low": read_back.low, "high": read_back.high} if read_back.low is not None else {}
             check = CopyCheck.of(out, meta.images, hashed=True, finite=read_back.finite, **found)
+        elif verified:
+            check = CopyCheck.of(out, meta.images)
     else:
         _write_index(out, shards, placement.shards, rows, classes, split, splits, meta)
     write_tsv(out_failures, FAILURE_HEADER, failures)
@@ -364,20 +371,23 @@ def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: D
 
 def _write_file(
     out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int, readers: int
-) -> RowReadBack | None:
-    """Write ``dataset.npz``; return what its rows read back from the copy gave (for the merge to
-    compare with what the shards recorded), or None where nothing was read back."""
+) -> tuple[bool, RowReadBack | None]:
+    """Write ``dataset.npz``; return whether its copy was read back, and what its rows gave there
+    (for the merge to compare with what the shards recorded) where ``readers`` hashed them."""
     height, width = pixel["size"]
     total = len(rows.row)
     dtype = np.dtype(pixel["dtype"])
     ranges = _image_ranges(shards, rows)
-    read_back = RowReadBack(ranges, (height, width, 3), dtype)
+    read_back = RowReadBack(ranges, (height, width, 3), dtype) if readers else None
     with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
-            verified = copy_ranges(member, ranges, release=True, streams=streams, verify=read_back, readers=readers)
+            verify = read_back if read_back is not None else True
+            verified = copy_ranges(
+                member, ranges, release=True, streams=streams, verify=verify, readers=max(1, readers)
+            )
         _write_table(writer, rows, classes, split, splits, meta)
-    return read_back if verified else None
+    return verified, read_back if verified else None
 
 
 def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split, splits, meta) -> None:
