@@ -1,6 +1,7 @@
 """merge: shards into one dataset.npz in the index order, whatever the sharding; exact stats; splits."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,32 @@ def test_the_merge_proves_the_pixels_it_copied_where_it_read_them_back(tmp_path,
         crc_only = CopyCheck.load(tmp_path / "crc.json")
         assert crc_only.holds_for(again, meta.images) and crc_only.hashed is None
         assert again.read_bytes() == out.read_bytes()
+
+
+def test_a_rerun_hashes_the_rows_of_its_new_shards_only(tmp_path, caplog):
+    """The proof names the shards whose rows a merge hashed, with their files' mtimes: the next
+    merge hashes the new shards' rows only, and a shard file changed since has its rows hashed again."""
+    import logging
+
+    from conftest import solid
+
+    make_tree(tmp_path / "src")
+    proof = tmp_path / "verified.json"
+    caplog.set_level(logging.INFO, logger="img2npz.merge")
+    out, _, meta, _ = build_dataset(tmp_path, 4, "d", out_check=proof)
+    first = CopyCheck.load(proof)
+    assert f"rows hashed as read back: {meta.images} of {meta.images}" in caplog.text
+    assert first.hashed and set(first.shards) == {p.stem for p in (tmp_path / "d").glob("*.npz")} - {"dataset"}
+    for i in range(3):
+        save(solid((i, 40, 80), (9, 9)), tmp_path / "src" / "red" / f"new{i}.png")
+    caplog.clear()
+    out, _, meta, _ = build_dataset(tmp_path, 4, "d", out_check=proof)
+    assert f"rows hashed as read back: 3 of {meta.images}" in caplog.text
+    again = CopyCheck.load(proof)
+    assert again.hashed and set(first.shards) < set(again.shards) and again.holds_for(out, meta.images)
+    shard = tmp_path / "d" / f"{sorted(first.shards)[0]}.npz"
+    os.utime(shard, ns=(1, 10**18))  # a shard file touched since: its rows are hashed again
+    caplog.clear()
+    build_dataset(tmp_path, 4, "d", out_check=proof)
+    with np.load(shard) as data:
+        assert f"rows hashed as read back: {int(data['ok'].sum())} of {meta.images}" in caplog.text

@@ -90,3 +90,42 @@ def test_a_byte_the_copy_got_wrong_names_its_image(tmp_path, monkeypatch):
 def test_ranges_of_part_rows_are_refused():
     with pytest.raises(ValueError, match="no whole rows"):
         RowReadBack([ByteRange("x", 0, 10)], SHAPE, np.dtype("uint8"))
+
+
+def test_a_trusted_range_is_checked_by_its_crc_and_its_rows_are_not_hashed(tmp_path, monkeypatch):
+    """Rows from a shard an earlier merge hashed: their range's CRC-32 read back, nothing hashed; a
+    byte the copy got wrong there still fails, naming the source."""
+    rows = _rows("uint8")
+    path = tmp_path / "source.bin"
+    path.write_bytes(rows.tobytes())
+    ranges = row_ranges(str(path), 0, rows[0].nbytes, [zlib.crc32(r.tobytes()) for r in rows], 4 * rows[0].nbytes)
+    trusted = [True, False, True]
+    read_back = RowReadBack(ranges, SHAPE, rows.dtype, trusted)
+    with open(tmp_path / "out.npz", "w+b") as handle:
+        writer = NpzWriter(handle)
+        with writer.stream("images", rows.dtype, rows.shape) as member:
+            copy_ranges(member, ranges, verify=read_back, readers=2)
+        writer.close()
+    assert read_back.read.all() and read_back.hashed.tolist() == [False] * 4 + [True] * 4 + [False] * 4
+    sha, crc, constant = _recorded(rows)
+    sha[0] = 0  # a trusted row's record is not compared again
+    read_back.check(sha, crc, constant, [str(n) for n in range(12)])
+
+    real = os.copy_file_range
+
+    def copy_file_range(source, out, count, offset_source, offset_out):
+        done = real(source, out, count, offset_source, offset_out)
+        if offset_source == 0:  # the first range, a trusted one, gets a byte wrong
+            os.pwrite(out, bytes([os.pread(out, 1, offset_out + 3)[0] ^ 0xFF]), offset_out + 3)
+        return done
+
+    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    handle = open(tmp_path / "again.npz", "w+b")  # noqa: SIM115 (outlives the writer, whose close needs it)
+    writer = NpzWriter(handle)
+    with (
+        pytest.raises(CopyMismatch, match=r"source\.bin: the 144 bytes from byte 0 read back"),
+        writer.stream("images", rows.dtype, rows.shape) as member,
+    ):
+        copy_ranges(member, ranges, verify=RowReadBack(ranges, SHAPE, rows.dtype, trusted), readers=2)
+    writer.close()
+    handle.close()

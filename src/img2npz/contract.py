@@ -405,9 +405,11 @@ class CopyCheck:
     ``dataset.npz`` read back from the page cache as the copy was made, in the file of that ``size``
     and ``inode``. With ``hashed`` true, every row read back had the sha256, CRC-32 and one-colour
     test its shard recorded when it was decoded (the validation's own per-row pass,
-    :mod:`img2npz.readback`), and ``finite``, ``low`` and ``high`` are the pixels' (floats; None
-    for uint8): validate-report then reads no pixel. Otherwise (a proof of an earlier release) each
-    range's CRC-32 was its shard's, and validate-report reads only the rows it hashes. A file
+    :mod:`img2npz.readback`): here, or for the rows of ``shards`` (id -> that shard file's mtime_ns)
+    still unchanged, at an earlier merge, their range's CRC-32 read back here; ``finite``, ``low``
+    and ``high`` are the pixels' (floats; None for uint8): validate-report then reads no pixel.
+    Otherwise (``merge_shards(hash_rows=False)``, or a proof of an earlier release) each range's
+    CRC-32 was its shard's, and validate-report reads only the rows it hashes. A file
     changed since is read whole: another size or inode, or a modification or change time later than
     the proof file's (Snakemake touches a job's outputs after it, in their order: the dataset before
     the proof; a change time cannot be set back, so a file put back with its old mtime counts as
@@ -424,6 +426,7 @@ class CopyCheck:
     finite: bool | None = None
     low: float | None = None
     high: float | None = None
+    shards: dict[str, int] | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike, rows: int, **read_back) -> CopyCheck:

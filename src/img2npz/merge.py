@@ -216,21 +216,36 @@ def _histogram(shards: Sequence[_Shard], rows: _Rows, pixel: dict) -> np.ndarray
 READ_BACK_BYTES = 32 << 20  # ranges of about this many bytes: the read-back follows the copy closely
 
 
-def _image_ranges(shards: Sequence[_Shard], rows: _Rows) -> list[ByteRange]:
+def _image_ranges(
+    shards: Sequence[_Shard], rows: _Rows, trusted: set[int] = frozenset()
+) -> tuple[list[ByteRange], list[bool]]:
     """Byte ranges of runs of consecutive rows of one shard (of about :data:`READ_BACK_BYTES`),
-    each with its rows' CRC-32s combined."""
+    each with its rows' CRC-32s combined; and whether each comes from a shard in ``trusted``."""
     if not len(rows.row):
-        return []
+        return [], []
     breaks = np.flatnonzero((np.diff(rows.shard) != 0) | (np.diff(rows.row) != 1)) + 1
     starts = np.concatenate([[0], breaks]).tolist()
     stops = np.concatenate([breaks, [len(rows.row)]]).tolist()
     crcs = rows.members["crc32s"]
-    ranges = []
+    ranges, from_trusted = [], []
     for start, stop in zip(starts, stops, strict=True):
         shard = shards[int(rows.shard[start])]
         offset = shard.layouts["images"].offset + int(rows.row[start]) * shard.row_bytes
-        ranges.extend(row_ranges(shard.npz, offset, shard.row_bytes, crcs[start:stop], READ_BACK_BYTES))
-    return ranges
+        found = row_ranges(shard.npz, offset, shard.row_bytes, crcs[start:stop], READ_BACK_BYTES)
+        ranges.extend(found)
+        from_trusted.extend([int(rows.shard[start]) in trusted] * len(found))
+    return ranges, from_trusted
+
+
+def _hashed_before(out_check, names: Sequence[str], shards: Sequence[_Shard]) -> tuple[set[int], dict[str, int]]:
+    """The shards (numbers) whose rows the last merge hashed, their files unchanged since (its
+    proof, kept by Snakemake across runs), and every shard's file mtime now."""
+    mtimes = {name: os.stat(shard.npz).st_mtime_ns for name, shard in zip(names, shards, strict=True)}
+    try:
+        before = CopyCheck.load(out_check).shards or {} if out_check is not None else {}
+    except (OSError, ValueError, TypeError):
+        before = {}
+    return {number for number, name in enumerate(names) if before.get(name) == mtimes[name]}, mtimes
 
 
 def _strings(values) -> np.ndarray:
@@ -338,13 +353,18 @@ def merge_shards(
     check = CopyCheck(0)
     if layout == "file":
         readers = threads if hash_rows else 0
+        trusted, mtimes = _hashed_before(out_check, placement.shards, shards)
+        if pixel["dtype"] != "uint8":
+            trusted = set()  # the pixels' float range is the merge's to prove: every row is read
         verified, read_back = _write_file(
-            out, shards, rows, classes, pixel, split, splits, meta, compress, streams, readers
+            out, shards, rows, classes, pixel, split, splits, meta, compress, streams, readers, trusted
         )
         if read_back is not None:
             read_back.check(rows.members["sha256s"], rows.members["crc32s"], rows.members["constant"], rows.paths)
             found = {"low": read_back.low, "high": read_back.high} if read_back.low is not None else {}
-            check = CopyCheck.of(out, meta.images, hashed=True, finite=read_back.finite, **found)
+            hashed = {placement.shards[n]: mtimes[placement.shards[n]] for n in sorted(set(rows.shard.tolist()))}
+            check = CopyCheck.of(out, meta.images, hashed=True, finite=read_back.finite, shards=hashed, **found)
+            log.info("rows hashed as read back: %d of %d", int(read_back.hashed.sum()), meta.images)
         elif verified:
             check = CopyCheck.of(out, meta.images)
     else:
@@ -370,15 +390,16 @@ def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: D
 
 
 def _write_file(
-    out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress: bool, streams: int, readers: int
+    out, shards, rows: _Rows, classes, pixel, split, splits, meta, compress, streams, readers, trusted=frozenset()
 ) -> tuple[bool, RowReadBack | None]:
     """Write ``dataset.npz``; return whether its copy was read back, and what its rows gave there
-    (for the merge to compare with what the shards recorded) where ``readers`` hashed them."""
+    (for the merge to compare with what the shards recorded) where ``readers`` hashed them: the
+    rows of the shards not ``trusted``, whose rows an earlier merge hashed."""
     height, width = pixel["size"]
     total = len(rows.row)
     dtype = np.dtype(pixel["dtype"])
-    ranges = _image_ranges(shards, rows)
-    read_back = RowReadBack(ranges, (height, width, 3), dtype) if readers else None
+    ranges, from_trusted = _image_ranges(shards, rows, trusted)
+    read_back = RowReadBack(ranges, (height, width, 3), dtype, from_trusted) if readers else None
     with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)

@@ -16,8 +16,9 @@ rule merge_npz:
         failures="results/failures.tsv",
         # per shard: npz mtime, rows copied and decoded, for validate-report's change section
         shards="results/dataset.shards.tsv",
-        # the pixels the merge copied, read back as copied: validate-report need not read them again
-        verified="results/dataset.verified.json",
+        # the pixels the merge copied, read back and hashed as copied: validate-report need not read
+        # them again; kept across runs (update) for the shards whose rows it hashed already
+        verified=update("results/dataset.verified.json"),
     log:
         "results/logs/merge_npz.log",
     conda:
