@@ -186,3 +186,35 @@ def test_every_configurable_threshold_names_the_config_keys_that_set_it(tmp_path
     assert set(THRESHOLD_KEYS) <= {check.__name__ for check in CHECKS}
     assert all(schema_has(key) for keys in THRESHOLD_KEYS.values() for key in keys)
     assert not schema_has("validate.no_such_key")
+
+
+def test_the_near_duplicate_search_runs_beside_the_pixel_checks_and_once(tmp_path, monkeypatch):
+    """run_checks asks for the near-duplicates in a thread of their own as the checks start (the
+    search needs the hashes, not the pixels); the check then takes that search's result."""
+    import threading
+
+    from img2npz import facts as facts_module
+
+    make_tree(tmp_path / "src")
+    out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    searches, started = [], threading.Event()
+    real = facts_module.near_duplicates_of
+
+    def near_duplicates_of(*args, **kwargs):
+        searches.append(threading.current_thread().name)
+        started.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(facts_module, "near_duplicates_of", near_duplicates_of)
+    seen = []
+    real_scan = facts_module.scan_images
+
+    def scan_images(*args, **kwargs):  # the pixel pass, in the main thread, waits for the search to start
+        seen.append(started.wait(timeout=30))
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(facts_module, "scan_images", scan_images)
+    facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder")
+    checks, readable = run_checks(facts, thresholds())
+    assert readable and seen == [True] and len(searches) == 1 and searches[0].startswith("near-duplicates")
+    assert {check.name for check in checks} >= {"near_duplicates", "images_sha256"}

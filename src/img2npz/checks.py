@@ -12,6 +12,7 @@ nothing else is checked.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,7 +316,11 @@ def run_checks(facts: Facts, limits: Thresholds) -> tuple[list[Check], bool]:
             readable = False
             break
     if readable:
-        checks.extend(found for check in CHECKS if (found := check(facts, limits)) is not None)
+        # the near-duplicate search needs the hashes, not the pixels (a rerun's, the pixel pass's
+        # fingerprints too): it runs beside the checks that read the pixels
+        with ThreadPoolExecutor(1, thread_name_prefix="near-duplicates") as ahead:
+            ahead.submit(facts.near_duplicates, limits.near_duplicate_bits)
+            checks.extend(found for check in CHECKS if (found := check(facts, limits)) is not None)
     for check in checks:
         check.severity = "soft" if check.name in SOFT_CHECKS and check.name not in limits.fail_on else "hard"
     return checks, readable

@@ -9,6 +9,7 @@ holds a few dozen bytes per image (labels, fingerprints, CRCs), never the pixels
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -176,6 +177,7 @@ class Facts:
         self.sharded = layout == "shards"
         self.verified = dict(verified or {})
         self.previous = previous
+        self._near_lock = threading.Lock()
 
     @cached_property
     def layouts(self) -> dict[str, ArrayLayout]:
@@ -343,6 +345,10 @@ class Facts:
         run's pairs under the same threshold, only the rows that are new since (and those whose
         pair lost its other row) are looked up among all (:func:`rows_to_search`)."""
         found = self.__dict__.setdefault("_near", {})
+        with self._near_lock:  # asked ahead in a thread of its own (checks.run_checks): searched once
+            return self._near_duplicates(bits, found)
+
+    def _near_duplicates(self, bits: int, found: dict) -> NearDuplicates:
         if bits not in found:
             threads = min(self.threads, SEARCH_THREADS)
             hashes, colours = self.member("phashes"), self.member("mean_rgb")
