@@ -24,7 +24,7 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         near_duplicate_bits=params.near_duplicate_bits,
         group_near_duplicates=params.group_near_duplicates,
         drop_duplicates=params.drop_duplicates,
-        streams=snakemake.resources.copy_streams,  # noqa: F821
+        streams=min(snakemake.resources.copy_streams, snakemake.threads),  # noqa: F821 (at most --cores)
         threads=snakemake.threads,  # noqa: F821
         out_check=output.verified,
     )

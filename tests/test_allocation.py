@@ -150,3 +150,17 @@ def test_a_key_matches_its_first_row_even_when_two_keys_mix_to_one_number():
     wanted = np.concatenate([table[[2, 3, 1]], keys_of(np.array([9], np.uint64), [1], [2])])
     assert match(wanted, table).tolist() == [0, 3, 1, -1]
     assert match(wanted, table[:0]).tolist() == [-1] * 4
+
+
+def test_a_small_tree_that_grows_under_the_default_bounds_keeps_its_shards():
+    """The default target follows a small tree (32 shards), its min does not: 8,000 images in 32
+    shards of 250, grown to 20,000, add shards and compact none."""
+    from img2npz.sharding import resolve_bounds
+
+    tree = {f"c{n % 10}/{n:06d}.jpg": 1 for n in range(8000)}
+    first = run(tree, {}, *resolve_bounds((None, None, None), len(tree)))
+    assert len(first.shards) == 32 and first.compaction is None
+    manifests = on_disk(first, {})
+    tree.update({f"c{n % 10}/{n:06d}.jpg": 1 for n in range(8000, 20000)})
+    grown = run(tree, manifests, *resolve_bounds((None, None, None), len(tree)))
+    assert grown.compaction is None and set(first.shards) < set(grown.shards) and grown.written["copy"] == 0

@@ -22,6 +22,19 @@ def test_row_fingerprints_find_one_colour_rows_in_every_layout():
         assert (prints[0] == prints[3]).all() and len({tuple(p) for p in prints.tolist()}) == 3
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+def test_a_row_of_a_repeated_pattern_is_not_one_colour(dtype):
+    """Stripes repeat every 24 bytes too (8 uint8 pixels, 4 float16, 2 float32): one colour is one
+    pixel repeated, as the shard job's channel counts say."""
+    period = 24 // (3 * np.dtype(dtype).itemsize)
+    rows = np.zeros((2, 16, 16, 3), dtype)
+    rows[0, :, ::period] = 1  # a stripe every period pixels: the row repeats every 24 bytes
+    rows[1, :, 1::2] = 1
+    assert row_fingerprints(rows)[1].tolist() == [False, False]
+    rows[:] = 7
+    assert row_fingerprints(rows)[1].tolist() == [True, True]
+
+
 def test_equal_fingerprints_are_no_duplicates_until_the_bytes_agree(tmp_path):
     rng = np.random.default_rng(5)
     rows = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)

@@ -160,3 +160,11 @@ def test_a_folder_with_an_image_name_is_walked_and_other_entries_are_kept_out(tm
     os.symlink(tmp_path / "gone.jpg", tmp_path / "c" / "broken.jpg")
     os.symlink(tmp_path / "odd.jpg", tmp_path / "c" / "folder.jpg")
     assert scan_tree(tmp_path, EXTS).paths == ["c/folder.jpg/inner.png", "c/real.jpg", "odd.jpg/inner.png"]
+
+
+def test_the_walkers_follow_the_usable_cores_where_the_platform_says(monkeypatch):
+    monkeypatch.setattr(scan.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert scan._usable_cores() == 3
+    monkeypatch.delattr(scan.os, "sched_getaffinity")  # macOS, Windows
+    monkeypatch.setattr(scan.os, "cpu_count", lambda: 5)
+    assert scan._usable_cores() == 5

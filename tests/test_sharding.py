@@ -33,7 +33,9 @@ def test_the_default_target_grows_with_the_tree():
 
 def test_bounds_left_null_are_resolved_by_the_tree_size():
     assert resolve_bounds((None, None, None), 1000) == (250, 125, 500)
-    assert resolve_bounds((None, None, None), 50_000) == (1000, 500, 2000)
+    assert resolve_bounds((None, None, None), 20_000) == (625, 125, 1250)  # min stays as the tree grows
+    assert resolve_bounds((None, None, None), 50_000) == (1000, 125, 2000)
+    assert resolve_bounds((None, None, None), 300_000) == (4000, 2000, 8000)
     assert resolve_bounds((None, None, None), 10**6) == (4000, 2000, 8000)
     assert resolve_bounds((500, None, None), 10**6) == (500, 250, 1000)  # a configured target is kept
     assert resolve_bounds((None, None, 3000), 10**6) == (3000, 1500, 3000)  # the derived one within max

@@ -322,7 +322,7 @@ LISTING_MEMBERS = _members(
     ("paths", "uint8", "(bytes,)", "NUL-joined paths in index order"),
     ("sizes", "int64", "(N,)", "file sizes"),
     ("mtimes", "int64", "(N,)", "mtimes in ns"),
-    ("hashes", "uint64", "(N,)", "sharding.path_hash of each path"),
+    ("hashes", "uint64", "(N,)", "sharding.path_hash of each path (optional: the index computes them)"),
     ("skipped", "unicode", "()", "JSON: files left out by extension, extension -> count"),
 )
 
@@ -405,8 +405,9 @@ class CopyCheck:
     ``dataset.npz`` read back from the page cache as the copy was made, in the file of that ``size``
     and ``inode``. With ``hashed`` true, every row read back had the sha256, CRC-32 and one-colour
     test its shard recorded when it was decoded (the validation's own per-row pass,
-    :mod:`img2npz.readback`): here, or for the rows of ``shards`` (id -> that shard file's mtime_ns)
-    still unchanged, at an earlier merge, their range's CRC-32 read back here; ``finite``, ``low``
+    :mod:`img2npz.readback`): here, or at an earlier merge for the rows of ``shards`` still as
+    recorded (id -> that shard file's [mtime_ns, size, inode] and a digest of the rows the dataset
+    takes from it), their ranges' CRC-32s read back here; ``finite``, ``low``
     and ``high`` are the pixels' (floats; None for uint8): validate-report then reads no pixel.
     Otherwise (``merge_shards(hash_rows=False)``, or a proof of an earlier release) each range's
     CRC-32 was its shard's, and validate-report reads only the rows it hashes. A file
@@ -426,7 +427,7 @@ class CopyCheck:
     finite: bool | None = None
     low: float | None = None
     high: float | None = None
-    shards: dict[str, int] | None = None
+    shards: dict[str, list] | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike, rows: int, **read_back) -> CopyCheck:

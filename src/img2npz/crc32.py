@@ -11,6 +11,7 @@ numpy: 10^6 rows in tens of milliseconds, where ``combine`` row by row took abou
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -32,16 +33,21 @@ def _square(matrix: list[int]) -> list[int]:
     return [_times(matrix, matrix[row]) for row in range(32)]
 
 
-@functools.cache
-def _byte_powers() -> list[list[int]]:
-    """Operators that advance a CRC over 2**k zero bytes, k = 0..63."""
-    one_bit = [_POLYNOMIAL] + [1 << bit for bit in range(31)]
-    operator = _square(_square(_square(one_bit)))  # 8 zero bits
-    powers = []
-    for _ in range(64):
-        powers.append(operator)
-        operator = _square(operator)
-    return powers
+_POWERS: list[list[int]] = []  # operators that advance a CRC over 2**k zero bytes, k = 0, 1, ...
+_GROWING = threading.Lock()
+
+
+def _byte_power(power: int) -> list[int]:
+    """The operator over 2**``power`` zero bytes, the table grown as far as asked (a shard job of
+    one image needs 18 of them, not 64: each costs 32 products, a job's millisecond)."""
+    if len(_POWERS) <= power:
+        with _GROWING:
+            if not _POWERS:
+                one_bit = [_POLYNOMIAL] + [1 << bit for bit in range(31)]
+                _POWERS.append(_square(_square(_square(one_bit))))  # 8 zero bits
+            while len(_POWERS) <= power:
+                _POWERS.append(_square(_POWERS[-1]))
+    return _POWERS[power]
 
 
 def _shift(crc: int, length: int) -> int:
@@ -50,7 +56,7 @@ def _shift(crc: int, length: int) -> int:
     power = 0
     while length:
         if length & 1:
-            crc = _times(_byte_powers()[power], crc)
+            crc = _times(_byte_power(power), crc)
         length >>= 1
         power += 1
     return crc

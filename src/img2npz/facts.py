@@ -154,7 +154,8 @@ class Facts:
     -> npz mtime of the shards an earlier run verified (the ``shards`` layout reads only the
     others); ``previous``: the last checked dataset's catalogue (its near-duplicate pairs);
     ``copied``: the merge's :class:`~img2npz.contract.CopyCheck` (where it proves the ``file``
-    layout's copy as it is now, the pass reads only the rows it hashes). Until
+    layout's copy as it is now, the pass reads no pixel, or with a proof of an earlier release only
+    the rows it hashes). Until
     the ``members`` and ``shapes_and_dtypes`` checks have passed, only :attr:`layouts` and
     :attr:`image_layouts` may be asked for."""
 

@@ -295,6 +295,8 @@ class _KernelCopy:
         ]
         try:
             for copied, byte_range in enumerate(self.ranges):
+                if self.error is not None:  # a reader found a range wrong: copy no more
+                    break
                 self._release_behind(copied)
                 if readers and copied:
                     self.copied.put((copied - 1, position - self.ranges[copied - 1].nbytes))
@@ -316,7 +318,7 @@ class _KernelCopy:
                                 reader.start()
                         offset += count
                         position += count
-            if readers and self.ranges and readers[0].is_alive():
+            if readers and self.ranges and readers[0].is_alive() and self.error is None:
                 self.copied.put((len(self.ranges) - 1, position - self.ranges[-1].nbytes))
         except BaseException:
             self.stop = True

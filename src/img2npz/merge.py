@@ -12,15 +12,18 @@ leaves those out. Two layouts (config ``layout``):
   pixels, and each row's shard and row), beside hard links to the shard files it names under
   ``results/dataset/shards/``. No pixel is copied.
 
-Peak memory is the per-row members (about 100 bytes an image) and a read chunk, never the pixels.
-No pixel is read to digest them: ``meta.images_sha256`` is the tree of the rows' sha256s taken by
-the shard jobs (:mod:`img2npz.treedigest`), and the zip's CRC-32 the rows' CRC-32s combined. The
-mean and std in ``meta`` are exact, from the shards' integer histograms less the counts of the rows
-left out (the only pixels read: those of dropped rows).
+Peak memory is the per-row members (about 100 bytes an image) and a read chunk per read-back
+thread, never the pixels. ``meta.images_sha256`` is the tree of the rows' sha256s taken by the shard
+jobs (:mod:`img2npz.treedigest`), and the zip's CRC-32 the rows' CRC-32s combined; in the ``file``
+layout the merge then reads its copy back and hashes each row it has not hashed before, comparing
+with those (:mod:`img2npz.readback`). The mean and std in ``meta`` are exact, from the shards'
+integer histograms less the counts of the rows left out (the only shard pixels read: those of
+dropped rows).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -237,15 +240,25 @@ def _image_ranges(
     return ranges, from_trusted
 
 
-def _hashed_before(out_check, names: Sequence[str], shards: Sequence[_Shard]) -> tuple[set[int], dict[str, int]]:
-    """The shards (numbers) whose rows the last merge hashed, their files unchanged since (its
-    proof, kept by Snakemake across runs), and every shard's file mtime now."""
-    mtimes = {name: os.stat(shard.npz).st_mtime_ns for name, shard in zip(names, shards, strict=True)}
+def _shard_identities(names: Sequence[str], shards: Sequence[_Shard], rows: _Rows) -> dict[str, list]:
+    """Per shard: its file's (mtime_ns, size, inode) and a digest of the rows the dataset takes from
+    it, in order: what a proof's ``shards`` records, to trust them again only as they are."""
+    identities = {}
+    for number, (name, shard) in enumerate(zip(names, shards, strict=True)):
+        info = os.stat(shard.npz)
+        taken = hashlib.blake2b(np.ascontiguousarray(rows.row[rows.shard == number], np.int64), digest_size=16)
+        identities[name] = [info.st_mtime_ns, info.st_size, info.st_ino, taken.hexdigest()]
+    return identities
+
+
+def _hashed_before(out_check, identities: dict[str, list], names: Sequence[str]) -> set[int]:
+    """The shards (numbers) whose rows the last merge hashed, their files and the rows taken from
+    them unchanged since (its proof, kept by Snakemake across runs)."""
     try:
-        before = CopyCheck.load(out_check).shards or {} if out_check is not None else {}
+        before = (CopyCheck.load(out_check).shards or {}) if out_check is not None else {}
     except (OSError, ValueError, TypeError):
         before = {}
-    return {number for number, name in enumerate(names) if before.get(name) == mtimes[name]}, mtimes
+    return {number for number, name in enumerate(names) if before.get(name) == identities[name]}
 
 
 def _strings(values) -> np.ndarray:
@@ -352,17 +365,18 @@ def merge_shards(
     )
     check = CopyCheck(0)
     if layout == "file":
-        readers = threads if hash_rows else 0
-        trusted, mtimes = _hashed_before(out_check, placement.shards, shards)
+        readers = threads if hash_rows and not compress and streams == 1 else 0
+        identities = _shard_identities(placement.shards, shards, rows) if readers else {}
+        trusted = _hashed_before(out_check, identities, placement.shards) if readers else set()
         if pixel["dtype"] != "uint8":
             trusted = set()  # the pixels' float range is the merge's to prove: every row is read
         verified, read_back = _write_file(
             out, shards, rows, classes, pixel, split, splits, meta, compress, streams, readers, trusted
         )
         if read_back is not None:
-            read_back.check(rows.members["sha256s"], rows.members["crc32s"], rows.members["constant"], rows.paths)
             found = {"low": read_back.low, "high": read_back.high} if read_back.low is not None else {}
-            hashed = {placement.shards[n]: mtimes[placement.shards[n]] for n in sorted(set(rows.shard.tolist()))}
+            used = {placement.shards[n] for n in set(rows.shard.tolist())}
+            hashed = {name: identity for name, identity in identities.items() if name in used}
             check = CopyCheck.of(out, meta.images, hashed=True, finite=read_back.finite, shards=hashed, **found)
             log.info("rows hashed as read back: %d of %d", int(read_back.hashed.sum()), meta.images)
         elif verified:
@@ -399,7 +413,11 @@ def _write_file(
     total = len(rows.row)
     dtype = np.dtype(pixel["dtype"])
     ranges, from_trusted = _image_ranges(shards, rows, trusted)
-    read_back = RowReadBack(ranges, (height, width, 3), dtype, from_trusted) if readers else None
+    read_back = None
+    if readers:
+        recorded = {name: rows.members[name] for name in ("sha256s", "crc32s", "constant")}
+        read_back = RowReadBack(ranges, (height, width, 3), dtype, recorded, rows.paths, from_trusted)
+        readers = read_back.readers(readers)
     with atomic_output(out) as handle, NpzWriter(handle, compress=compress) as writer:
         with writer.stream("images", dtype, (total, height, width, 3)) as member:
             # each shard is read once here: release its pages for the copy's (filecopy.release_cache)
@@ -407,6 +425,8 @@ def _write_file(
             verified = copy_ranges(
                 member, ranges, release=True, streams=streams, verify=verify, readers=max(1, readers)
             )
+        if verified and read_back is not None:
+            read_back.finish()  # before the file is in place
         _write_table(writer, rows, classes, split, splits, meta)
     return verified, read_back if verified else None
 

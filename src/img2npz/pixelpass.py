@@ -7,8 +7,9 @@ and range (uint8 is 0..255 by type). A row verified before is taken as the datas
 (``sha256s``, ``constant``) once its bytes have the CRC-32 recorded with them: at about 4 GB/s
 against sha256's 1.4, the copy the merge made is checked whole at a fraction of hashing it. Memory
 holds about 40 bytes per image and a few chunks, never the pixels. In the ``file`` layout it reads
-``dataset.npz`` (the copy the merge made), or only the rows it hashes where the merge read its copy
-back as it made it (``dataset.verified.json``, :class:`img2npz.contract.CopyCheck`); in the
+``dataset.npz`` (the copy the merge made), or nothing where the merge hashed every row as it read
+its copy back (``dataset.verified.json``, :class:`img2npz.contract.CopyCheck`; with a proof of an
+earlier release, only the rows it hashes); in the
 ``shards`` layout only the shard files no earlier run verified (:func:`scan_shards`). Rows with
 equal fingerprints are then read again, few of them, to confirm duplicates byte for byte.
 """
@@ -55,12 +56,15 @@ def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: (sum, xor) of its 8-byte words, and whether it is one colour throughout.
 
     The fingerprint only proposes duplicates (they are confirmed byte for byte); a row of one colour
-    repeats every 24 bytes (8 pixels' worth of any dtype), which the fingerprint tests for free.
-    Rows whose size is not a multiple of 24 bytes take an exact, slower path.
+    repeats every 24 bytes (8 pixels of uint8, 2 of float32), which the fingerprint tests for free,
+    and those 24 bytes are one pixel repeated (a row of an 8-pixel pattern repeats too). Rows whose
+    size is not a multiple of 24 bytes, or whose pixel is not a divisor of 24 bytes, take an exact,
+    slower path.
     """
     count = len(rows)
     flat = rows.reshape(count, -1).view(np.uint8)
-    if flat.shape[1] % 24 or not flat.shape[1]:
+    pixel_bytes = (rows.shape[-1] if rows.ndim > 1 else 1) * rows.dtype.itemsize
+    if flat.shape[1] % 24 or not flat.shape[1] or 24 % pixel_bytes:
         pixels = rows.reshape(count, -1, rows.shape[-1]) if rows.ndim > 1 else rows.reshape(count, -1, 1)
         constant = (pixels == pixels[:, :1]).all(axis=(1, 2))
         digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
@@ -80,7 +84,8 @@ def row_fingerprints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero((prints[:, 0] == candidate_sum) & (prints[:, 1] == candidate_xor))
     constant = np.zeros(count, bool)
     for row in candidates:
-        constant[row] = bool((words[row].reshape(-1, 3) == period[row]).all())
+        first = period[row].view(np.uint8).reshape(-1, pixel_bytes)
+        constant[row] = bool((first == first[0]).all() and (words[row].reshape(-1, 3) == period[row]).all())
     return prints, constant
 
 

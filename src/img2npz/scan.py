@@ -240,6 +240,13 @@ def _looks_large(root: str, folders: list[str]) -> bool:
     return entries / len(sample) * len(folders) >= PARALLEL_MIN_FILES
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (Linux: its affinity, as a cluster job's cgroup sets it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _walk_in_workers(root: str, extensions: tuple[str, ...], units: list, workers: int) -> list:
     """Walk units in ``python -m img2npz.scan`` subprocesses (plain subprocesses: unlike multiprocessing
     they behave the same whatever the main module is, Snakemake's included). Round-robin keeps the
@@ -293,7 +300,7 @@ def _collect(
     items, ancestors = _top_level(root, extensions, skipped)
     folders = [prefix for kind, prefix in items if kind == "dir"]
     units = [(prefix, sorted(ancestors)) for prefix in folders]
-    workers = workers if workers is not None else min(MAX_WALKERS, len(os.sched_getaffinity(0)))
+    workers = workers if workers is not None else min(MAX_WALKERS, _usable_cores())
     if workers > 1 and _looks_large(root, folders):
         unit_results = iter(_walk_in_workers(root, extensions, units, min(workers, len(units) or 1)))
     else:

@@ -68,10 +68,17 @@ def auto_target(images: int) -> int:
 def resolve_bounds(bounds: Sequence[int | None], images: int) -> tuple[int, int, int]:
     """(target, min, max) for a tree of ``images`` from the configured ones, where None is derived:
     the target from the tree's size (:func:`auto_target`, kept within a configured min and max),
-    min as target // 2 (fewer rows make a shard *small*, for a compaction) and max as 2 * target."""
+    min as target // 2 (fewer rows make a shard *small*, for a compaction) and max as 2 * target.
+    Where the first tier's target follows the tree (under 32,000 images), min stays at
+    AUTO_MIN_TARGET // 2: the shards of a tree that grows would otherwise turn small under it."""
     target, low, high = bounds
+    auto_low = None
     if target is None:
         target = auto_target(images)
+        if target <= AUTO_TARGETS[0][1]:
+            auto_low = AUTO_MIN_TARGET // 2
         target = max(target, low) if low is not None else target
         target = min(target, high) if high is not None else target
-    return target, low if low is not None else max(1, target // 2), high if high is not None else 2 * target
+    if low is None:
+        low = min(auto_low, target) if auto_low is not None else max(1, target // 2)
+    return target, low, high if high is not None else 2 * target

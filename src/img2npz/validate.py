@@ -62,7 +62,7 @@ def validate_dataset(
     warnings) the page shows. ``layout``: ``file`` (``npz`` is ``dataset.npz``) or ``shards``
     (``npz`` is ``results/dataset/index.npz``; only the shards the last catalogued run did not
     verify are read). ``copy_check``: the merge's ``dataset.verified.json``; where it proves the
-    ``file`` layout's copy, only the rows to hash are read."""
+    ``file`` layout's copy, with every row hashed (:mod:`img2npz.readback`), no pixel is read."""
     previous = Catalogue.load(files.catalogue) if files.catalogue is not None else None
     verified = previous.verified if previous is not None else {}
     copied = CopyCheck.load(copy_check) if copy_check is not None else None
