@@ -31,6 +31,7 @@ member       dtype                       shape       holds
 ``phashes``  ``|u1``                     (N, 32)     256-bit perceptual hash of row i (below)
 ``mean_rgb`` ``|u1``                     (N, 3)      row i's mean R, G, B (0..255), rounded
 ``constant`` ``|b1``                     (N,)        row i is one colour throughout
+``field_hashes`` ``|u1``                 (N, 36, 32) window hashes of image i's full field (below)
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
 ``meta``     ``<Uk``                     ()          one JSON document (below)
@@ -61,6 +62,11 @@ Near-duplicates: ``phashes[i]`` is :mod:`img2npz.fingerprint`'s 256-bit perceptu
 ``i``'s uint8 pixels (before any float conversion), bit ``16 * u + v`` of the 16 x 16 DCT
 coefficients in byte ``(16 * u + v) // 8``, most significant bit first; ``mean_rgb[i]`` the row's
 mean R, G and B, rounded. Both are computed when the row is decoded and travel with it.
+``field_hashes[i, k]`` is :mod:`img2npz.fieldhash`'s 256-bit hash of window ``k`` of the image's
+full field (the upright source before the row's resize or crop): window ``k`` spans
+``fieldhash.INTERVALS[k // 6]`` of the height and ``INTERVALS[k % 6]`` of the width, window 0 the
+whole field; bits channel-major, then frequency ``8 * u + v``, packed most significant bit first.
+A crop of a photo is found as a whole field near a window of its original.
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
@@ -81,11 +87,12 @@ member             dtype           shape            holds
 ``phashes``        ``|u1``         (rows, 32)       each row's perceptual hash
 ``mean_rgb``       ``|u1``         (rows, 3)        each row's mean R, G, B, rounded
 ``constant``       ``|b1``         (rows,)          the row is one colour throughout
+``field_hashes``   ``|u1``         (rows, 36, 32)   window hashes of each image's full field
 ``histogram``      ``<i8``         (3, 256)         the ok rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
 =================  ==============  ===============  ==============================================
 
-The members from ``crc32s`` to ``constant`` are the per-row members of :data:`ROW_MEMBERS`, the
+The members from ``crc32s`` to ``field_hashes`` are the per-row members of :data:`ROW_MEMBERS`, the
 one table the shard writer, the compaction's copy, the merge and the loader follow (zeros where a
 row failed). ``meta`` has ``format``, ``pixel``, ``decoder`` (everything else that shapes a row's
 bytes: the pixel config, ``max_image_pixels``, the filters, Pillow's version and the decoder's; a
@@ -116,6 +123,7 @@ member           dtype       shape       holds
 ``phashes``      ``|u1``     (N, 32)     as in dataset.npz
 ``mean_rgb``     ``|u1``     (N, 3)      as in dataset.npz
 ``constant``     ``|b1``     (N,)        as in dataset.npz
+``field_hashes`` ``|u1``   (N, 36, 32) as in dataset.npz
 ``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
 ``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
 ``meta``         ``<Uk``     ()          as dataset.npz's, with this layout's format tag
@@ -179,7 +187,7 @@ T = TypeVar("T")
 DATASET_FORMAT = "img2npz/2"
 # what the loader reads: img2npz/1 differs only in how meta.images_sha256 was computed
 READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
-SHARD_FORMAT = "img2npz-shard/6"
+SHARD_FORMAT = "img2npz-shard/7"
 # results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
 SHARDED_DATASET_FORMAT = "img2npz-shards/1"
 CATALOGUE_FORMAT = "img2npz-catalogue/5"
@@ -230,6 +238,8 @@ class RowMember:
     dtype: str  # numpy's spelling, little-endian where it matters
     shape: tuple[int, ...]  # of one row's value
     meaning: str
+    # large per row: the merge streams it from the shards a block at a time instead of holding it
+    streamed: bool = False
 
     def empty(self, rows: int) -> np.ndarray:
         return np.zeros((rows, *self.shape), self.dtype)
@@ -242,6 +252,13 @@ ROW_MEMBERS = (
     RowMember("phashes", "|u1", (32,), "256-bit perceptual hash of the row, bits packed (near-duplicates)"),
     RowMember("mean_rgb", "|u1", (3,), "mean R, G, B of the row, rounded (near-duplicates share it)"),
     RowMember("constant", "|b1", (), "the row is one colour throughout"),
+    RowMember(
+        "field_hashes",
+        "|u1",
+        (36, 32),
+        "256-bit hashes of 36 windows of the source's full field, window 0 the whole (crops)",
+        streamed=True,
+    ),
 )
 
 
@@ -270,7 +287,7 @@ DATASET_MEMBERS = _members(
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
 # img2npz file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant")
+ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "field_hashes")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),

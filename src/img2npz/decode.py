@@ -190,6 +190,7 @@ def load_image(
     timeout_s: float | None = None,
     histogram: np.ndarray | None = None,
     admit: Callable[[tuple[int, int]], None] | None = None,
+    field: Callable[[Image.Image], None] | None = None,
 ) -> Image.Image:
     """Decode ``path`` to an upright, loaded RGB image, resized to ``target`` (W, H) if given.
 
@@ -197,6 +198,9 @@ def load_image(
     ``histogram``, a (3, 256) int64 array, gets this image's channel counts added (Pillow counts in
     C, far faster than numpy on the array). ``admit`` is called with the image's upright (width,
     height) before it is decoded, and may raise an :class:`ImageFailure` (the filters do).
+    ``field`` is called with the upright RGB image before the resize: the full field that
+    :mod:`img2npz.fieldhash` hashes (a draft-decoded JPEG's, already reduced to at least twice
+    what the row needs).
     """
     mode = ResizeMode(mode)
     with time_limit(timeout_s):
@@ -204,6 +208,8 @@ def load_image(
         try:
             image = _stage("exif", lambda: _upright(source))
             image = _stage("convert", lambda: to_rgb(image, background))
+            if field is not None:
+                field(image)
             if target is not None:
                 image = _stage("resize", lambda: resize(image, target, mode, background))
             if image is source:

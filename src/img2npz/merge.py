@@ -69,6 +69,17 @@ class _Shard:
     def column(self, name: str) -> np.ndarray:
         return read_array(self.npz, name, self.layouts[name])
 
+    def rows_of(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of a stored member, by one read of the span from the first to the last."""
+        layout = self.layouts[name]
+        if layout.offset is None:
+            return read_rows(self.npz, name, rows.tolist(), layout)
+        size = layout.nbytes // layout.shape[0]
+        low, high = int(rows.min()), int(rows.max()) + 1
+        with open(self.npz, "rb") as handle:
+            span = os.pread(handle.fileno(), (high - low) * size, layout.offset + low * size)
+        return np.frombuffer(span, layout.dtype).reshape(high - low, *layout.shape[1:])[rows - low]
+
     @property
     def row_bytes(self) -> int:
         layout = self.layouts["images"]
@@ -152,7 +163,7 @@ def _gather(shards: Sequence[_Shard], placement: Placement) -> tuple[_Rows, list
     count = len(placement.shard)
     ok = np.zeros(count, bool)
     paths = np.empty(count, object)
-    members = {member.name: member.empty(count) for member in ROW_MEMBERS}
+    members = {member.name: member.empty(count) for member in ROW_MEMBERS if not member.streamed}
     failed_paths: dict[int, set[str]] = {}
     for number, shard in enumerate(shards):
         mine = np.flatnonzero(placement.shard == number)
@@ -168,8 +179,8 @@ def _gather(shards: Sequence[_Shard], placement: Placement) -> tuple[_Rows, list
             paths[slot] = path
         shard_ok = shard.column("ok")[rows]
         ok[mine] = shard_ok
-        for member in ROW_MEMBERS:
-            members[member.name][mine] = shard.column(member.name)[rows]
+        for name, values in members.items():
+            values[mine] = shard.column(name)[rows]
         if not shard_ok.all():
             failed_paths[number] = set(shard_paths[~shard_ok].tolist())
     failures = []
@@ -392,13 +403,33 @@ def merge_shards(
     return meta
 
 
-def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: DatasetMeta) -> None:
+STREAM_ROWS = 4096  # rows of a streamed member gathered at a time
+
+
+def _stream_member(writer: NpzWriter, member, shards: Sequence[_Shard], rows: _Rows) -> None:
+    """A :attr:`~img2npz.contract.RowMember.streamed` member, gathered from the shards a block of
+    rows at a time: each shard's rows of a block are one read of the span they lie in (rows of
+    one shard are mostly consecutive), so the merge holds a block, never the member."""
+    with writer.stream(member.name, member.dtype, (len(rows.row), *member.shape)) as out:
+        for start in range(0, len(rows.row), STREAM_ROWS):
+            shard_of, row_of = rows.shard[start : start + STREAM_ROWS], rows.row[start : start + STREAM_ROWS]
+            block = member.empty(len(shard_of))
+            for number in np.unique(shard_of).tolist():
+                mine = np.flatnonzero(shard_of == number)
+                block[mine] = shards[number].rows_of(member.name, row_of[mine])
+            out.write(block)
+
+
+def _write_table(writer: NpzWriter, rows: _Rows, classes, split, splits, meta: DatasetMeta, shards=()) -> None:
     """The members after the pixels (or their places), the same in both layouts."""
     writer.add("labels", rows.labels)
     writer.add("classes", _strings(classes))
     _write_paths(writer, rows.paths)
     for member in ROW_MEMBERS:
-        writer.add(member.name, rows.members[member.name])
+        if member.streamed:
+            _stream_member(writer, member, shards, rows)
+        else:
+            writer.add(member.name, rows.members[member.name])
     if split is not None:
         writer.add("split", split)
         writer.add("splits", _strings(splits))
@@ -429,7 +460,7 @@ def _write_file(
             )
         if verified and read_back is not None:
             read_back.finish()  # before the file is in place
-        _write_table(writer, rows, classes, split, splits, meta)
+        _write_table(writer, rows, classes, split, splits, meta, shards)
     return verified, read_back if verified else None
 
 
@@ -446,5 +477,5 @@ def _write_index(out, shards, names: Sequence[str], rows: _Rows, classes, split,
         writer.add("shard", renumber[rows.shard] if len(rows.shard) else np.zeros(0, np.int32))
         writer.add("row", rows.row)
         writer.add("shards", _strings(files))
-        _write_table(writer, rows, classes, split, splits, meta)
+        _write_table(writer, rows, classes, split, splits, meta, shards)
     shardfiles.unlink_others(out.parent, {Path(name).name for name in files})

@@ -24,7 +24,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from img2npz import fingerprint
+from img2npz import fieldhash, fingerprint
 from img2npz.atomic import atomic_output
 from img2npz.contract import FAILURE_HEADER, ROW_MEMBERS, SHARD_FORMAT, ShardMeta, ShardStats
 from img2npz.decode import DECODER_VERSION, ImageFailure, load_image, one_line
@@ -71,9 +71,11 @@ class RowValues:
         self.ok = np.zeros(rows, bool)
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # row, thumbnail, counts
 
-    def decoded(self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray) -> int:
-        """Produce every member of a decoded row from its bytes, channel counts and thumbnail; its CRC."""
+    def decoded(self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray, field: np.ndarray) -> int:
+        """Produce every member of a decoded row from its bytes, channel counts, thumbnail and the
+        hashes of its source's full field; its CRC."""
         crc = zlib.crc32(data)
+        self.arrays["field_hashes"][row] = field
         self.ok[row] = True
         self.arrays["crc32s"][row] = crc
         self.arrays["sha256s"][row] = np.frombuffer(row_digest(data), np.uint8)
@@ -146,13 +148,13 @@ def process_shard(
                     decoded += 1
                     try:
                         check_unchanged(os.fspath(source / line.path), line.size, line.mtime)
-                        pixels, counts, thumb = _decode(os.fspath(source / line.path), pixel, timeout_s, filters)
+                        pixels, counts, thumb, field = _decode(os.fspath(source / line.path), pixel, timeout_s, filters)
                     except ImageFailure as failure:
                         failures.append((line.path, failure.stage, failure.reason.replace(prefix, "")))
                         images.write_bytes(zero)
                         continue
                     data = pixels.reshape(-1).view(np.uint8)
-                    images.write_bytes(data, values.decoded(row, data, counts, thumb))
+                    images.write_bytes(data, values.decoded(row, data, counts, thumb, field))
                     histogram += counts
             values.flush()
             meta = ShardMeta(SHARD_FORMAT, pixel, decoder, len(lines), int(values.ok.sum()), len(failures))
@@ -179,15 +181,24 @@ def process_shard(
 
 def _decode(
     path: str, pixel: dict, timeout_s: float | None, filters: Filters
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A row in the stored dtype, its uint8 channel counts and its fingerprint thumbnail."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A row in the stored dtype, its uint8 channel counts, its fingerprint thumbnail and the
+    window hashes of its full field (taken before the resize, which may crop it away)."""
     counts = np.zeros((3, 256), np.int64)
     height, width = pixel["size"]
     admit = filters.admit_size if filters.checks_size else None
-    image = load_image(path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts, admit)
+    fields = []
+
+    def field(image: Image.Image) -> None:
+        fields.append(fieldhash.thumbnail(image))
+
+    image = load_image(
+        path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts, admit, field
+    )
     filters.admit_pixels(counts)
     pixels = np.asarray(image)
-    return to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"]), counts, fingerprint.thumbnail(image, pixels)
+    stored = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
+    return stored, counts, fingerprint.thumbnail(image, pixels), fieldhash.hashes(fields[0])
 
 
 def _strings(values: list[str]) -> np.ndarray:
