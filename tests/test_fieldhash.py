@@ -40,8 +40,6 @@ def test_a_crop_is_near_a_window_of_its_original_and_far_from_other_scenes(photo
     for number, photo in enumerate(photos[:4]):
         cropped = jpeg(crop(photo, keep_x, keep_y, at_x, at_y), 90)
         assert closest_window(photo, cropped) <= 36
-        if min(keep_x, keep_y) <= 0.92:  # the whole fields alone would miss it
-            assert distances(hashes_of(photo)[0], hashes_of(cropped)[0]) > 44
         others = [other for index, other in enumerate(photos) if index != number]
         assert min(closest_window(other, cropped) for other in others) > 44
 
