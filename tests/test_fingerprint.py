@@ -51,3 +51,16 @@ def test_a_hash_does_not_depend_on_its_batch(monkeypatch):
     monkeypatch.setattr(fingerprint, "BLOCK", 4)  # blocks of 4, the last of 3
     assert np.array_equal(fingerprint.hashes(thumbnails), whole)
     assert np.array_equal(np.concatenate([fingerprint.hashes(thumbnails[n : n + 1]) for n in range(23)]), whole)
+
+
+def test_quality_is_low_for_flat_and_smooth_rows_and_high_for_photos():
+    def quality(pixels: np.ndarray) -> int:
+        row = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        return int(fingerprint.hashes_and_quality(fingerprint.thumbnail(row)[None])[1][0])
+
+    rng = np.random.default_rng(4)
+    photos = [quality(np.asarray(scene(np.random.default_rng([2, n])).resize((128, 128)))) for n in range(8)]
+    assert min(photos) >= 40
+    assert quality(np.full((128, 128, 3), 90)) == 0
+    assert quality(np.tile(np.linspace(0, 255, 128)[None, :, None], (128, 1, 3))) == 0  # a smooth gradient
+    assert quality(128 + rng.normal(0, 6, (128, 128, 3))) < 10  # flat with sensor noise

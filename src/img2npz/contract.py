@@ -31,6 +31,7 @@ member       dtype                       shape       holds
 ``phashes``  ``|u1``                     (N, 32)     256-bit perceptual hash of row i (below)
 ``mean_rgb`` ``|u1``                     (N, 3)      row i's mean R, G, B (0..255), rounded
 ``constant`` ``|b1``                     (N,)        row i is one colour throughout
+``hash_quality`` ``|u1``                 (N,)        0..100: how far ``phashes[i]`` stands from noise
 ``field_hashes`` ``|u1``                 (N, 36, 32) window hashes of image i's full field (below)
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
@@ -66,7 +67,9 @@ mean R, G and B, rounded. Both are computed when the row is decoded and travel w
 full field (the upright source before the row's resize or crop): window ``k`` spans
 ``fieldhash.INTERVALS[k // 6]`` of the height and ``INTERVALS[k % 6]`` of the width, window 0 the
 whole field; bits channel-major, then frequency ``8 * u + v``, packed most significant bit first.
-A crop of a photo is found as a whole field near a window of its original.
+A crop of a photo is found as a whole field near a window of its original. ``hash_quality[i]``
+(0..100, :func:`img2npz.fingerprint.hashes_and_quality`) says how far row ``i``'s hash stands
+from noise; near-duplicate searches leave out rows under ``validate.min_hash_quality``.
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
@@ -87,6 +90,7 @@ member             dtype           shape            holds
 ``phashes``        ``|u1``         (rows, 32)       each row's perceptual hash
 ``mean_rgb``       ``|u1``         (rows, 3)        each row's mean R, G, B, rounded
 ``constant``       ``|b1``         (rows,)          the row is one colour throughout
+``hash_quality``   ``|u1``         (rows,)          how far each row's hash stands from noise
 ``field_hashes``   ``|u1``         (rows, 36, 32)   window hashes of each image's full field
 ``histogram``      ``<i8``         (3, 256)         the ok rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
@@ -123,6 +127,7 @@ member           dtype       shape       holds
 ``phashes``      ``|u1``     (N, 32)     as in dataset.npz
 ``mean_rgb``     ``|u1``     (N, 3)      as in dataset.npz
 ``constant``     ``|b1``     (N,)        as in dataset.npz
+``hash_quality`` ``|u1``   (N,)        as in dataset.npz
 ``field_hashes`` ``|u1``   (N, 36, 32) as in dataset.npz
 ``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
 ``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
@@ -252,6 +257,7 @@ ROW_MEMBERS = (
     RowMember("phashes", "|u1", (32,), "256-bit perceptual hash of the row, bits packed (near-duplicates)"),
     RowMember("mean_rgb", "|u1", (3,), "mean R, G, B of the row, rounded (near-duplicates share it)"),
     RowMember("constant", "|b1", (), "the row is one colour throughout"),
+    RowMember("hash_quality", "|u1", (), "0..100: how far the row hash stands from noise (fingerprint)"),
     RowMember(
         "field_hashes",
         "|u1",
@@ -287,7 +293,7 @@ DATASET_MEMBERS = _members(
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
 # img2npz file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "field_hashes")
+ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "hash_quality", "field_hashes")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),

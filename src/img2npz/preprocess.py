@@ -93,7 +93,9 @@ class RowValues:
     def flush(self) -> None:
         if self._pending:
             rows = [row for row, _, _ in self._pending]
-            self.arrays["phashes"][rows] = fingerprint.hashes(np.stack([thumb for _, thumb, _ in self._pending]))
+            found, quality = fingerprint.hashes_and_quality(np.stack([thumb for _, thumb, _ in self._pending]))
+            self.arrays["phashes"][rows] = found
+            self.arrays["hash_quality"][rows] = quality
             self.arrays["mean_rgb"][rows] = fingerprint.mean_rgb(np.stack([counts for _, _, counts in self._pending]))
             self._pending.clear()
 
