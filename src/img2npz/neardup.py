@@ -125,13 +125,13 @@ def chunk_count(count: int, threshold: int) -> int:
 PERMUTATION = (np.arange(BITS) * 97) % BITS
 
 
-def _columns(hashes: np.ndarray) -> np.ndarray:
+def byte_columns(hashes: np.ndarray) -> np.ndarray:
     """The hashes' bytes as (BYTES, n) rows: a chunk's value reads a few of them whole."""
     return np.ascontiguousarray(hashes.T)
 
 
-def _chunk_values(columns: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Permuted bits ``start:stop`` (at most 32) of each hash (:func:`_columns`), as uint32: each
+def chunk_values(columns: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Permuted bits ``start:stop`` (at most 32) of each hash (:func:`byte_columns`), as uint32: each
     source byte looked up in a table of what its bits add to the value (unpacking every hash into
     bits cost 13 times as much)."""
     width = stop - start
@@ -187,7 +187,7 @@ def near_pairs(
         raise ValueError(f"chunks must be {MIN_CHUNKS}..{BITS}, not {chunks}")
     bounds = np.linspace(0, BITS, chunks + 1).round().astype(int)
     words = hashes.view(np.uint64)  # (count, 4): distances a word at a time (_near_in)
-    columns = _columns(hashes)
+    columns = byte_columns(hashes)
     asked = None
     if queries is not None:
         asked = np.zeros(count, bool)
@@ -229,7 +229,7 @@ def _search_chunk(
     """The pair keys that chunk ``start:stop`` finds: every item (or every row of ``rows``) looked
     up under every value within ``radius`` bits of its own."""
     count, width = len(words), stop - start
-    values = _chunk_values(columns, start, stop)
+    values = chunk_values(columns, start, stop)
     order = np.argsort(values, kind="stable").astype(np.int32 if count < 2**31 else np.int64)
     lookup = _Lookup(values, order, width)
     found = []
@@ -254,7 +254,7 @@ def _probe_chunk(columns, words, start: int, stop: int, radius: int, threshold: 
     candidate of the rows that probed it. No sort of all rows: a rerun's search costs a pass over
     the chunk's values, not a sort of them."""
     width = stop - start
-    values = _chunk_values(columns, start, stop)
+    values = chunk_values(columns, start, stop)
     masks = np.array(_masks(width, radius), np.uint32)
     probes = (values[rows][:, None] ^ masks).reshape(-1)
     order = np.argsort(probes, kind="stable")

@@ -1,0 +1,139 @@
+"""Crops among millions: each image's whole-field hash looked up among every other image's window
+hashes (:mod:`img2npz.fieldhash`), without comparing all pairs.
+
+The candidates come from multi-index hashing with exact chunk matches only (the first stage of
+:mod:`img2npz.neardup`, without its probes): the 256 bits are cut into chunks of about
+``log2(n) + 2`` bits (:func:`chunk_bounds`), and a window is a candidate of a whole field
+when some chunk of the two is equal. Each candidate's full distance is then computed, and the
+pairs within the threshold kept. Unlike the row-hash search this is not exact: a pair 36 bits
+apart has some chunk equal most of the time, not always (``bench/neardup.py`` measures the
+recall, 98% to 100% for crops up to 10%). What it costs is set by the windows looked up: about
+``n * 35 * chunks`` lookups, each finding a whole field by chance a quarter of the time.
+
+The windows are read a block of rows at a time from any array-like (a memory map, a member read
+in blocks), so the search holds the whole-field hashes, one chunk table and one block: a few
+hundred bytes an image, where all the windows would be 1,120.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from img2npz import neardup
+from img2npz.fieldhash import BYTES, WINDOWS
+
+MIN_WIDTH = 16  # bits a chunk at least: below, chance candidates outnumber the lookups
+MAX_WIDTH = 22  # and at most (a table of 2**22 + 1 starts)
+BLOCK_ROWS = 4096  # rows whose windows are looked up at once: 4096 * 35 windows
+CANDIDATES = 1 << 20  # candidate pairs whose distances are computed at once
+
+Windows = Callable[[int, int], np.ndarray]  # (start, stop) -> (stop - start, WINDOWS, BYTES)
+
+
+def chunk_bounds(count: int) -> np.ndarray:
+    """Chunks of about ``log2(count) + 2`` bits (within MIN_WIDTH..MAX_WIDTH): a window finds a
+    whole field by chance a quarter of the times it is looked up, and a crop 36 bits from its
+    window still shares an equal chunk with it (``bench/neardup.py`` measures how often)."""
+    width = min(MAX_WIDTH, max(MIN_WIDTH, math.ceil(math.log2(max(count, 2))) + 2))
+    return np.linspace(0, BYTES * 8, math.ceil(BYTES * 8 / width) + 1).round().astype(int)
+
+
+class _Table:
+    """Where each chunk value's whole fields sit, in a sorted order: a table of bucket starts."""
+
+    def __init__(self, values: np.ndarray, width: int):
+        self.order = np.argsort(values, kind="stable").astype(np.int32)
+        counts = np.bincount(values, minlength=1 << width)
+        self.starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+
+    def candidates(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, whole-field index) of every whole field sharing a query's value."""
+        low, high = self.starts[values], self.starts[values.astype(np.int64) + 1]
+        lengths = high - low
+        queries = np.repeat(np.arange(len(values)), lengths)
+        if not len(queries):
+            return queries, queries
+        offsets = np.arange(len(queries)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return queries, self.order[np.repeat(low, lengths) + offsets]
+
+
+def window_reader(fields) -> Windows:
+    """A :data:`Windows` of an (n, WINDOWS, BYTES) array-like (an array, a memory map)."""
+    return lambda start, stop: np.asarray(fields[start:stop])
+
+
+def crop_pairs(
+    wholes: np.ndarray,
+    windows: Windows,
+    bits: int,
+    usable: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, distance), first < second, sorted, unique: pairs of rows where one row's
+    whole field (``wholes``, (n, BYTES): window 0 of each row) is at most ``bits`` from a window
+    of the other's (``windows(start, stop)``: the rows' (rows, WINDOWS, BYTES) hashes); the
+    distance is the smallest such. ``usable``: rows that may be matched (the others are never a
+    candidate); ``queries``: only pairs with one of these rows (a rerun's new rows)."""
+    wholes = np.ascontiguousarray(wholes, np.uint8).reshape(-1, BYTES)
+    count = len(wholes)
+    usable = np.ones(count, bool) if usable is None else np.asarray(usable, bool)
+    found: list[np.ndarray] = []
+    if queries is None:
+        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(usable), bits)
+    else:
+        asked = np.zeros(count, bool)
+        asked[np.asarray(queries, np.int64)] = True
+        asked &= usable
+        # the new rows' whole fields among every window, then every whole field among theirs
+        found += _search(wholes, np.flatnonzero(asked), windows, np.flatnonzero(usable), bits)
+        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(asked), bits)
+    keys = np.concatenate(found) if found else np.zeros(0, np.int64)
+    if not len(keys):
+        return keys, keys, keys
+    # key = (pair << 9) | distance: sorted, the first of each pair is its smallest distance
+    keys.sort()
+    pairs = keys >> 9
+    first_of = np.concatenate(([True], pairs[1:] != pairs[:-1]))
+    keys = keys[first_of]
+    pair = keys >> 9
+    return pair // count, pair % count, keys & 511
+
+
+def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.ndarray, bits: int) -> list[np.ndarray]:
+    """Keys of the pairs of a whole field of ``bases`` and a window of ``rows`` (both ascending)."""
+    if not len(bases) or not len(rows):
+        return []
+    count = len(wholes)
+    bounds = chunk_bounds(len(bases))
+    base_hashes = wholes[bases]
+    base_columns = neardup.byte_columns(base_hashes)
+    tables = [
+        _Table(neardup.chunk_values(base_columns, int(low), int(high)), int(high - low))
+        for low, high in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    words = base_hashes.view(np.uint64)
+    found = []
+    # the rows in runs of consecutive rows of at most BLOCK_ROWS: one read each
+    cuts = np.flatnonzero((np.diff(rows) != 1) | (np.arange(1, len(rows)) % BLOCK_ROWS == 0)) + 1
+    for run in np.split(rows, cuts):
+        block = np.ascontiguousarray(windows(int(run[0]), int(run[-1]) + 1)[:, 1:], np.uint8)
+        owner = np.repeat(run, WINDOWS - 1)
+        flat = block.reshape(-1, BYTES)
+        flat_words = flat.view(np.uint64)
+        columns = neardup.byte_columns(flat)
+        seen: list[np.ndarray] = []
+        for (low, high), table in zip(zip(bounds[:-1], bounds[1:], strict=True), tables, strict=True):
+            query, base = table.candidates(neardup.chunk_values(columns, int(low), int(high)))
+            for at in range(0, len(query), CANDIDATES):
+                q, b = query[at : at + CANDIDATES], base[at : at + CANDIDATES]
+                apart = np.bitwise_count(flat_words[q] ^ words[b]).sum(axis=1, dtype=np.int64)
+                keep = (apart <= bits) & (bases[b] != owner[q])
+                one, other = bases[b[keep]], owner[q[keep]]
+                pair = np.minimum(one, other) * count + np.maximum(one, other)
+                seen.append((pair << 9) | apart[keep])
+        if seen:
+            found.append(np.unique(np.concatenate(seen)))
+    return found
