@@ -17,6 +17,7 @@ hundred bytes an image, where all the windows would be 1,120.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -112,7 +113,7 @@ def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.nd
     base_columns = neardup.byte_columns(base_hashes)
     tables = [
         _Table(neardup.chunk_values(base_columns, int(low), int(high)), int(high - low))
-        for low, high in zip(bounds[:-1], bounds[1:], strict=True)
+        for low, high in itertools.pairwise(bounds)
     ]
     words = base_hashes.view(np.uint64)
     found = []
@@ -125,7 +126,7 @@ def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.nd
         flat_words = flat.view(np.uint64)
         columns = neardup.byte_columns(flat)
         seen: list[np.ndarray] = []
-        for (low, high), table in zip(zip(bounds[:-1], bounds[1:], strict=True), tables, strict=True):
+        for (low, high), table in zip(itertools.pairwise(bounds), tables, strict=True):
             query, base = table.candidates(neardup.chunk_values(columns, int(low), int(high)))
             for at in range(0, len(query), CANDIDATES):
                 q, b = query[at : at + CANDIDATES], base[at : at + CANDIDATES]
