@@ -22,6 +22,9 @@ with rule_logging(snakemake.log[0]) as log:  # noqa: F821
         splits=dict(params.splits) if params.splits else None,
         group_by=params.group_by,
         near_duplicate_bits=params.near_duplicate_bits,
+        near_duplicate_crop_bits=params.near_duplicate_crop_bits,
+        min_hash_quality=params.min_hash_quality,
+        min_field_quality=params.min_field_quality,
         group_near_duplicates=params.group_near_duplicates,
         drop_duplicates=params.drop_duplicates,
         streams=min(snakemake.resources.copy_streams, snakemake.threads),  # noqa: F821 (at most --cores)

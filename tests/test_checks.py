@@ -177,7 +177,16 @@ def test_every_configurable_threshold_names_the_config_keys_that_set_it(tmp_path
         save(noise(i), tmp_path / "src" / ("a" if i % 2 else "b") / f"{i:02d}.png")
     out, fail, _, _ = build_dataset(tmp_path, 6, "d", splits=FRACTIONS)
     default = {c.name: c.threshold for c in checks_of(tmp_path, out, fail)[0]}
-    changed = {"max_failure_fraction": 0.5, "min_class_images": 5, "max_class_imbalance": 3, "near_duplicate_bits": 8}
+    changed = {
+        "max_failure_fraction": 0.5,
+        "min_class_images": 5,
+        "max_class_imbalance": 3,
+        "near_duplicate_bits": 8,
+        "near_duplicate_crops": False,
+        "near_duplicate_crop_bits": 30,
+        "min_hash_quality": 50,
+        "min_field_quality": 10,
+    }
     assert set(changed) == {field.name for field in fields(Thresholds)} - {"fail_on"}  # every limit is tried
     for key, value in changed.items():
         moved = {c.name for c in checks_of(tmp_path, out, fail, **{key: value})[0] if c.threshold != default[c.name]}

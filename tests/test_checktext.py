@@ -89,12 +89,27 @@ def test_a_failed_check_reads_as_what_was_found_against_what_is_allowed():
     assert threshold(fractions) == "train 80%, val 20%, each within 1%"
 
 
+def test_the_near_duplicate_threshold_says_what_is_matched():
+    def near(limits):
+        return threshold({"name": "near_duplicates", "threshold": limits, "severity": "soft"})
+
+    assert near({"bits": 24, "crop_bits": 36, "min_hash_quality": 20, "min_field_quality": 40}) == (
+        "none within 24 bits, no crop within 36 bits among fields of quality 40 or more"
+        " (hashes of quality under 20: exact copies only)"
+    )
+    assert near({"bits": 1, "crop_bits": None, "min_hash_quality": 0}) == "none within 1 bit"
+    assert near(16) == "none within 16 bits"  # a report from before crops
+
+
 def test_the_keys_behind_a_verdict_are_named_and_fail_on_when_it_made_a_warning_fail():
     def check(name, severity="hard"):
         return {"name": name, "passed": False, "value": 0, "threshold": 0, "severity": severity}
 
     assert set_by(check("failure_fraction")) == "set by validate.max_failure_fraction"
-    assert set_by(check("near_duplicates", "soft")) == "set by validate.near_duplicate_bits"
+    assert set_by(check("near_duplicates", "soft")) == (
+        "set by validate.near_duplicate_bits, validate.near_duplicate_crops, validate.near_duplicate_crop_bits"
+        ", validate.min_hash_quality and validate.min_field_quality"
+    )
     assert set_by(check("class_counts")) == (
         "set by validate.min_class_images and validate.max_class_imbalance, fails the run by validate.fail_on"
     )

@@ -109,6 +109,10 @@ EVERY_KEY = {
         "min_class_images": 3,
         "max_class_imbalance": 4.5,
         "near_duplicate_bits": 30,
+        "near_duplicate_crops": False,
+        "near_duplicate_crop_bits": 40,
+        "min_hash_quality": 10,
+        "min_field_quality": 30,
         "fail_on": ["class_counts", "split_fractions"],
     },
 }

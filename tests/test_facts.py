@@ -2,7 +2,7 @@
 
 import os
 
-from conftest import DEFAULT_PIXEL, build_dataset, make_tree
+from conftest import DEFAULT_PIXEL, build_dataset, make_tree, thresholds
 
 from img2npz import facts as facts_module
 from img2npz.facts import Facts, account_for_index
@@ -108,20 +108,21 @@ def test_a_rerun_looks_up_only_its_new_rows_and_finds_what_a_whole_search_finds(
     save(originals[4], src / "b" / "s4_copy1.png")  # two copies of s4, joined through it
     save(originals[4], src / "b" / "s4_copy2.png")
     out, fail, _, _ = build_dataset(tmp_path, 4, "d")
+    rule = thresholds().near_rule  # crops and hash quality too
     first = facts_of(tmp_path, out, fail)
-    found = first.near_duplicates(24)
+    found = first.near_duplicates(rule)
     assert len(found.groups) == 4 and first.searched == first.count
     previous = Catalogue.of(
         "x", first.iter_paths(), [""] * first.count, [""] * first.count, first.pixels.fingerprints, {}
     )
-    previous.near_bits, previous.near_pairs = 24, np.stack([found.first, found.second], axis=1)
+    previous.near_bits, previous.near_pairs = rule.key(), np.stack([found.first, found.second], axis=1)
     (src / "a" / "s4.png").unlink()  # the copies' pairs went through it
     save(VARIANTS["jpeg60"](originals[6]), src / "b" / "s6_q60.png")  # a new pair
     save(scene(np.random.default_rng(99), (96, 72)), src / "c" / "new.png")  # a new row alone
     out, fail, _, _ = build_dataset(tmp_path, 4, "d")
     again = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, "folder", previous=previous)
-    whole = facts_of(tmp_path, out, fail).near_duplicates(24)
-    searched = again.near_duplicates(24)
+    whole = facts_of(tmp_path, out, fail).near_duplicates(rule)
+    searched = again.near_duplicates(rule)
     assert again.searched == 4  # the 2 new rows, and the 2 copies that lost their pair
     for name in ("first", "second", "distance"):
         assert np.array_equal(getattr(searched, name), getattr(whole, name)), name

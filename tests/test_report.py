@@ -10,6 +10,7 @@ from img2npz.changes import Catalogue
 from img2npz.checks import run_checks
 from img2npz.contract import CHANGES_HEADER, FAILURE_HEADER, Check
 from img2npz.facts import Facts
+from img2npz.nearrule import NearRule
 from img2npz.report import ReportFiles, failure_groups, page_of, write_report
 from img2npz.tsv import read_tsv, write_tsv
 
@@ -43,7 +44,7 @@ def written_report(tmp_path, failed=False):
         changes=tmp_path / "report" / "changes.tsv",
         catalogue=tmp_path / "report" / "catalogue.npz",
     )
-    write_report(facts, checks, files, 9, {}, failed=failed, near_duplicate_bits=16)
+    write_report(facts, checks, files, 9, {}, failed=failed, near_rule=NearRule(16))
     return files
 
 
@@ -75,7 +76,7 @@ def test_a_failed_run_keeps_its_page_beside_the_logs(tmp_path):
 def test_a_file_that_is_no_dataset_gets_a_page_of_its_checks(tmp_path):
     files = ReportFiles(tmp_path / "s.png", tmp_path / "c.png", tmp_path / "h.png", tmp_path / "index.html")
     checks = [Check("members", False, ["x"], ["images"])]
-    write_report(None, checks, files, 9, {}, failed=True, near_duplicate_bits=16)
+    write_report(None, checks, files, 9, {}, failed=True, near_rule=NearRule(16))
     page = files.html.read_text()
     assert "Validation failed: members" in page and "data:image/png" not in page and not files.samples.exists()
 
@@ -85,7 +86,8 @@ def splits_table(tmp_path, labels):
     out, fail, meta, _ = build_dataset(tmp_path, 4, "d", splits=splits, labels=labels)
     facts = Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, labels)
     checks, _ = run_checks(facts, thresholds())
-    return page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, 16).splits, meta, facts
+    page = page_of(facts, checks, ReportFiles("s.png", "c.png", "h.png", "i.html"), None, NearRule(16))
+    return page.splits, meta, facts
 
 
 def test_a_labelled_splits_table_has_no_unlabelled_column(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 
 from img2npz.contract import DATASET_MEMBERS, INDEX_MEMBERS, UNLABELLED_LABEL, Check, member_names
 from img2npz.facts import LISTED, Facts
+from img2npz.nearrule import NearRule
 from img2npz.splits import group_function
 
 FLOAT_TOLERANCE = 1e-2
@@ -27,11 +28,18 @@ SPLIT_TOLERANCE = 0.01  # split fractions may drift this much (or 3 binomial sig
 SOFT_CHECKS = ("class_counts", "duplicate_images", "near_duplicates", "constant_images", "split_fractions")
 # The config keys that set a check's threshold, named wherever a check fails (the error line, the
 # log, the report); a check not listed has a fixed threshold.
+NEAR_KEYS = (
+    "validate.near_duplicate_bits",
+    "validate.near_duplicate_crops",
+    "validate.near_duplicate_crop_bits",
+    "validate.min_hash_quality",
+    "validate.min_field_quality",
+)
 THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
     "failure_fraction": ("validate.max_failure_fraction",),
     "class_counts": ("validate.min_class_images", "validate.max_class_imbalance"),
-    "near_duplicates": ("validate.near_duplicate_bits",),
-    "split_near_duplicates": ("validate.near_duplicate_bits",),
+    "near_duplicates": NEAR_KEYS,
+    "split_near_duplicates": NEAR_KEYS,
     "split_fractions": ("splits",),
 }
 
@@ -45,6 +53,25 @@ class Thresholds:
     max_class_imbalance: float | int
     near_duplicate_bits: int
     fail_on: tuple[str, ...]
+    near_duplicate_crops: bool = False
+    near_duplicate_crop_bits: int = 36
+    min_hash_quality: int = 0
+    min_field_quality: int = 0
+
+    @property
+    def near_threshold(self) -> dict:
+        """The near-duplicate checks' threshold, as the report shows it."""
+        return {
+            "bits": self.near_duplicate_bits,
+            "crop_bits": self.near_duplicate_crop_bits if self.near_duplicate_crops else None,
+            "min_hash_quality": self.min_hash_quality,
+            "min_field_quality": self.min_field_quality if self.near_duplicate_crops else None,
+        }
+
+    @property
+    def near_rule(self) -> NearRule:
+        crop_bits = self.near_duplicate_crop_bits if self.near_duplicate_crops else None
+        return NearRule(self.near_duplicate_bits, crop_bits, self.min_hash_quality, self.min_field_quality)
 
     @classmethod
     def from_config(cls, validate: Mapping) -> Thresholds:
@@ -55,6 +82,10 @@ class Thresholds:
             max_class_imbalance=validate["max_class_imbalance"],
             near_duplicate_bits=validate["near_duplicate_bits"],
             fail_on=tuple(validate["fail_on"]),
+            near_duplicate_crops=validate["near_duplicate_crops"],
+            near_duplicate_crop_bits=validate["near_duplicate_crop_bits"],
+            min_hash_quality=validate["min_hash_quality"],
+            min_field_quality=validate["min_field_quality"],
         )
 
 
@@ -159,11 +190,16 @@ def duplicate_images(facts: Facts, limits: Thresholds) -> Check:
 
 
 def near_duplicates(facts: Facts, limits: Thresholds) -> Check:
-    """Images whose perceptual hashes are within ``near_duplicate_bits`` (exact duplicates too)."""
-    groups = facts.near_duplicates(limits.near_duplicate_bits).groups
+    """Near-duplicates (:mod:`img2npz.nearrule`: exact duplicates, edits, crops), and how many
+    images' hashes are under ``min_hash_quality`` (matched to exact copies only) and, with crops,
+    how many fields are under ``min_field_quality`` (not searched for crops)."""
+    groups = facts.near_duplicates(limits.near_rule).groups
     examples = [facts.paths_of(group[:LISTED]) for group in groups[:LISTED]]
     value = {"groups": len(groups), "images": sum(len(g) for g in groups), "examples": examples}
-    return Check("near_duplicates", not groups, value, limits.near_duplicate_bits)
+    value["low_quality_hashes"] = facts.low_quality("hash_quality", limits.min_hash_quality)
+    if limits.near_duplicate_crops:
+        value["low_quality_fields"] = facts.low_quality("field_quality", limits.min_field_quality)
+    return Check("near_duplicates", not groups, value, limits.near_threshold)
 
 
 def constant_images(facts: Facts, limits: Thresholds) -> Check:
@@ -235,7 +271,7 @@ def split_near_duplicates(facts: Facts, limits: Thresholds) -> Check | None:
     split, names = facts.split, facts.split_names
     if split is None:
         return None
-    found = facts.near_duplicates(limits.near_duplicate_bits)
+    found = facts.near_duplicates(limits.near_rule)
     across = np.flatnonzero(split[found.first] != split[found.second])
     shown = across[:LISTED]
     first, second = facts.paths_of(found.first[shown]), facts.paths_of(found.second[shown])
@@ -244,7 +280,7 @@ def split_near_duplicates(facts: Facts, limits: Thresholds) -> Check | None:
         for n, a, b in zip(shown, first, second, strict=True)
     ]
     value = {"pairs": len(across), "examples": examples}
-    return Check("split_near_duplicates", not len(across), value, limits.near_duplicate_bits)
+    return Check("split_near_duplicates", not len(across), value, limits.near_threshold)
 
 
 def split_groups(facts: Facts, limits: Thresholds) -> Check | None:
@@ -319,7 +355,7 @@ def run_checks(facts: Facts, limits: Thresholds) -> tuple[list[Check], bool]:
         # the near-duplicate search needs the hashes, not the pixels (a rerun's, the pixel pass's
         # fingerprints too): it runs beside the checks that read the pixels
         with ThreadPoolExecutor(1, thread_name_prefix="near-duplicates") as ahead:
-            ahead.submit(facts.near_duplicates, limits.near_duplicate_bits)
+            ahead.submit(facts.near_duplicates, limits.near_rule)
             checks.extend(found for check in CHECKS if (found := check(facts, limits)) is not None)
     for check in checks:
         check.severity = "soft" if check.name in SOFT_CHECKS and check.name not in limits.fail_on else "hard"

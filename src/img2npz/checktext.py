@@ -9,7 +9,7 @@ A check takes the dict form of :class:`~img2npz.contract.Check` (``name``, ``pas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from img2npz.checks import SOFT_CHECKS, THRESHOLD_KEYS
@@ -216,7 +216,17 @@ def _between(check: Mapping) -> str:
 
 
 def _none_within(check: Mapping) -> str:
-    return f"none within {count(check['threshold'], 'bit')}"
+    limits = check["threshold"]
+    if not isinstance(limits, Mapping):  # a validation.json from before crops and hash quality
+        return f"none within {count(limits, 'bit')}"
+    said = f"none within {count(limits['bits'], 'bit')}"
+    if limits["crop_bits"] is not None:
+        said += f", no crop within {count(limits['crop_bits'], 'bit')}"
+        if limits.get("min_field_quality"):
+            said += f" among fields of quality {limits['min_field_quality']} or more"
+    if limits["min_hash_quality"]:
+        said += f" (hashes of quality under {limits['min_hash_quality']}: exact copies only)"
+    return said
 
 
 def _required(check: Mapping) -> str:
@@ -278,6 +288,11 @@ def measured(check: Mapping) -> str:
     return _worded(check, 0, "value")
 
 
+def _listed(words: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words)
+
+
 def threshold(check: Mapping) -> str:
     """What it allows, e.g. ``at most 5%``."""
     return _worded(check, 1, "threshold")
@@ -288,7 +303,7 @@ def set_by(check: Mapping) -> str:
     check made to fail the run also names ``validate.fail_on``. Empty for a fixed threshold, or none
     (``class_counts`` of unlabelled data)."""
     keys = THRESHOLD_KEYS.get(check["name"]) if check["threshold"] is not None else None  # no threshold applied
-    said = [f"set by {' and '.join(keys)}"] if keys else []
+    said = [f"set by {_listed(keys)}"] if keys else []
     if check["name"] in SOFT_CHECKS and check["severity"] == "hard":
         said.append("fails the run by validate.fail_on")
     return ", ".join(said)

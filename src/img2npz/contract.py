@@ -32,6 +32,7 @@ member       dtype                       shape       holds
 ``mean_rgb`` ``|u1``                     (N, 3)      row i's mean R, G, B (0..255), rounded
 ``constant`` ``|b1``                     (N,)        row i is one colour throughout
 ``hash_quality`` ``|u1``                 (N,)        0..100: how far ``phashes[i]`` stands from noise
+``field_quality`` ``|u1``                (N,)        0..100: how two-dimensional image i's full field is
 ``field_hashes`` ``|u1``                 (N, 36, 32) window hashes of image i's full field (below)
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
@@ -49,8 +50,9 @@ config that shapes pixels: ``size``, ``resize``, ``dtype``, ``background``, ``no
 floats each: per channel, on the 0..1 scale of the uint8 values, exact: computed from
 ``histogram``), ``histogram`` (3 lists of 256 counts: how many pixels of each channel have each
 uint8 value), ``images_sha256`` and, with splits only, ``splits`` (``fractions``: name to
-fraction; ``group_by``; ``counts``: name to images; with ``group_near_duplicates`` also
-``near_duplicate_bits``, the threshold the splits were joined under).
+fraction; ``group_by``; ``counts``: name to images; with ``group_near_duplicates`` also the
+rule the splits were joined under: ``near_duplicate_bits``, ``near_duplicate_crop_bits`` (null
+without crops), ``min_hash_quality`` and ``min_field_quality``).
 
 Digests, each checkable from this file alone: ``images_sha256`` is the hex tree digest of the
 ``images`` rows, ``sha256`` of the rows' sha256 digests (``sha256s``) concatenated in row order
@@ -70,6 +72,9 @@ whole field; bits channel-major, then frequency ``8 * u + v``, packed most signi
 A crop of a photo is found as a whole field near a window of its original. ``hash_quality[i]``
 (0..100, :func:`img2npz.fingerprint.hashes_and_quality`) says how far row ``i``'s hash stands
 from noise; near-duplicate searches leave out rows under ``validate.min_hash_quality``.
+``field_quality[i]`` (0..100, :func:`img2npz.fieldhash.hashes_and_quality`) is the share of the
+full field's energy in frequencies that vary along both axes: fields under
+``validate.min_field_quality`` (a horizon, a gradient, stripes) are not searched for crops.
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
@@ -91,6 +96,7 @@ member             dtype           shape            holds
 ``mean_rgb``       ``|u1``         (rows, 3)        each row's mean R, G, B, rounded
 ``constant``       ``|b1``         (rows,)          the row is one colour throughout
 ``hash_quality``   ``|u1``         (rows,)          how far each row's hash stands from noise
+``field_quality``  ``|u1``         (rows,)          how two-dimensional each image's full field is
 ``field_hashes``   ``|u1``         (rows, 36, 32)   window hashes of each image's full field
 ``histogram``      ``<i8``         (3, 256)         the ok rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
@@ -128,6 +134,7 @@ member           dtype       shape       holds
 ``mean_rgb``     ``|u1``     (N, 3)      as in dataset.npz
 ``constant``     ``|b1``     (N,)        as in dataset.npz
 ``hash_quality`` ``|u1``   (N,)        as in dataset.npz
+``field_quality`` ``|u1``  (N,)        as in dataset.npz
 ``field_hashes`` ``|u1``   (N, 36, 32) as in dataset.npz
 ``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
 ``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
@@ -192,7 +199,7 @@ T = TypeVar("T")
 DATASET_FORMAT = "img2npz/2"
 # what the loader reads: img2npz/1 differs only in how meta.images_sha256 was computed
 READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
-SHARD_FORMAT = "img2npz-shard/7"
+SHARD_FORMAT = "img2npz-shard/8"
 # results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
 SHARDED_DATASET_FORMAT = "img2npz-shards/1"
 CATALOGUE_FORMAT = "img2npz-catalogue/5"
@@ -258,6 +265,7 @@ ROW_MEMBERS = (
     RowMember("mean_rgb", "|u1", (3,), "mean R, G, B of the row, rounded (near-duplicates share it)"),
     RowMember("constant", "|b1", (), "the row is one colour throughout"),
     RowMember("hash_quality", "|u1", (), "0..100: how far the row hash stands from noise (fingerprint)"),
+    RowMember("field_quality", "|u1", (), "0..100: how two-dimensional the source's full field is (crops)"),
     RowMember(
         "field_hashes",
         "|u1",
@@ -293,7 +301,7 @@ DATASET_MEMBERS = _members(
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
 # img2npz file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "hash_quality", "field_hashes")
+ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "hash_quality", "field_quality", "field_hashes")
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),

@@ -31,7 +31,7 @@ MAX_WIDTH = 22  # and at most (a table of 2**22 + 1 starts)
 BLOCK_ROWS = 4096  # rows whose windows are looked up at once: 4096 * 35 windows
 CANDIDATES = 1 << 20  # candidate pairs whose distances are computed at once
 
-Windows = Callable[[int, int], np.ndarray]  # (start, stop) -> (stop - start, WINDOWS, BYTES)
+Windows = Callable[[np.ndarray], np.ndarray]  # ascending rows -> their (rows, WINDOWS, BYTES) hashes
 
 
 def chunk_bounds(count: int) -> np.ndarray:
@@ -62,8 +62,9 @@ class _Table:
 
 
 def window_reader(fields) -> Windows:
-    """A :data:`Windows` of an (n, WINDOWS, BYTES) array-like (an array, a memory map)."""
-    return lambda start, stop: np.asarray(fields[start:stop])
+    """A :data:`Windows` of an (n, WINDOWS, BYTES) array-like (an array, a memory map): the span
+    from the first row to the last is sliced once."""
+    return lambda rows: np.asarray(fields[int(rows[0]) : int(rows[-1]) + 1])[rows - rows[0]]
 
 
 def crop_pairs(
@@ -75,7 +76,8 @@ def crop_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first, second, distance), first < second, sorted, unique: pairs of rows where one row's
     whole field (``wholes``, (n, BYTES): window 0 of each row) is at most ``bits`` from a window
-    of the other's (``windows(start, stop)``: the rows' (rows, WINDOWS, BYTES) hashes); the
+    of the other's (``windows(rows)``: their (rows, WINDOWS, BYTES) hashes, asked for runs of
+    consecutive rows where it can); the
     distance is the smallest such. ``usable``: rows that may be matched (the others are never a
     candidate); ``queries``: only pairs with one of these rows (a rerun's new rows)."""
     wholes = np.ascontiguousarray(wholes, np.uint8).reshape(-1, BYTES)
@@ -120,7 +122,7 @@ def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.nd
     # the rows in runs of consecutive rows of at most BLOCK_ROWS: one read each
     cuts = np.flatnonzero((np.diff(rows) != 1) | (np.arange(1, len(rows)) % BLOCK_ROWS == 0)) + 1
     for run in np.split(rows, cuts):
-        block = np.ascontiguousarray(windows(int(run[0]), int(run[-1]) + 1)[:, 1:], np.uint8)
+        block = np.ascontiguousarray(windows(run)[:, 1:], np.uint8)
         owner = np.repeat(run, WINDOWS - 1)
         flat = block.reshape(-1, BYTES)
         flat_words = flat.view(np.uint64)

@@ -3,7 +3,7 @@ but the first in the index order.
 
 ``exact``: rows with the same perceptual hash and CRC-32 as an earlier row, whose bytes are then
 found equal to its.
-``near``: :func:`img2npz.neardup.near_duplicate_pairs` (exact copies among them). Copies form
+``near``: the near-duplicate pairs of :mod:`img2npz.nearrule` (exact copies and crops among them). Copies form
 sets through their pairs, so in a chain of near-duplicates (A like B, B like C) only A stays, even
 where A and C are further apart than the threshold. Each dropped row becomes a ``failures.tsv``
 line (stage ``filter``) naming the path it is a copy of.
@@ -26,15 +26,16 @@ def find_copies(
     crcs: np.ndarray,
     paths: np.ndarray,
     mode: str,
-    bits: int,
+    near: Callable[[], tuple[np.ndarray, np.ndarray]],
     row_bytes: Callable[[int], bytes],
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """Which rows (of the dataset, in the index order) ``mode`` (``exact`` or ``near``) keeps, and a
-    failure line for each other one; ``bits`` the near-duplicate threshold, ``row_bytes(row)`` a
-    row's stored bytes (read only for rows whose hash and CRC equal an earlier row's)."""
+    failure line for each other one; ``near()`` the near-duplicate pairs (asked in ``near`` mode
+    only), ``row_bytes(row)`` a row's stored bytes (read only for rows whose hash and CRC equal an
+    earlier row's)."""
     count = len(hashes)
     if mode == "near":
-        first, second = neardup.near_duplicate_pairs(hashes, colours, bits)
+        first, second = near()
     else:
         crcs = np.ascontiguousarray(crcs, "<u4")
         keys = np.concatenate([hashes, crcs.view(np.uint8).reshape(-1, 4)], axis=1)

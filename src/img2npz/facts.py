@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
-from img2npz import neardup
+from img2npz import neardup, nearrule
 from img2npz.changes import Catalogue, previous_rows
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, CopyCheck, DatasetMeta, table_path
 from img2npz.joblog import release_free_memory
-from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows
+from img2npz.nearrule import SEARCH_THREADS, HashColumns, NearRule
+from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows, read_span_rows
 from img2npz.pathkeys import order_breaks, path_keys
 from img2npz.pixelpass import PixelScan, duplicate_groups, fingerprints_of, scan_images, scan_shards
 from img2npz.treedigest import DIGEST_BYTES
@@ -81,19 +82,16 @@ def _indexed_paths(images_table: str) -> Iterator[str]:
     pa.default_memory_pool().release_unused()  # the reader's buffers, kept by the pool otherwise
 
 
-# Threads for the near-duplicate search: two take 35% less time at 10^6 images (17 s, not 26 s),
-# but 30 MB more each, and the search is validate's peak: one keeps its memory within 2x of 10^5's.
-SEARCH_THREADS = 1
 SURROGATES = (0xDC80, 0xDCFF)  # where surrogateescape puts the bytes of a file name that is not UTF-8
 LISTED = 50  # groups (and paths per group) and images named in validation.json and the report
 
 
 @dataclass(frozen=True)
 class NearDuplicates:
-    """The pairs of rows whose perceptual hashes are at most ``bits`` apart, and their groups
+    """The near-duplicate pairs of rows under ``rule`` (:mod:`img2npz.nearrule`), and their groups
     (rows joined by pairs, transitively), each group ascending, groups by their first row."""
 
-    bits: int
+    rule: NearRule
     first: np.ndarray
     second: np.ndarray
     distance: np.ndarray
@@ -101,23 +99,23 @@ class NearDuplicates:
 
 
 def near_duplicates_of(
-    hashes: np.ndarray, colours: np.ndarray, bits: int, threads: int = 1, among: np.ndarray | None = None
+    columns: HashColumns, rule: NearRule, threads: int = 1, among: np.ndarray | None = None
 ) -> NearDuplicates:
     """All the near-duplicates; ``among``: only those of these rows (ascending), when every pair of
     the whole is known to lie among them (the same pairs and groups as a search of the whole)."""
     if among is not None:
-        first, second = neardup.near_duplicate_pairs(hashes[among], colours[among], bits, threads)
+        first, second, distance = nearrule.pairs(rule, columns.subset(among), threads)
         first, second = among[first], among[second]
     else:
-        first, second = neardup.near_duplicate_pairs(hashes, colours, bits, threads)
-    distance = neardup.distances(hashes[first], hashes[second])
+        first, second, distance = nearrule.pairs(rule, columns, threads)
+    count = len(columns.hashes)
     rows = np.unique(np.concatenate([first, second]))
-    roots = neardup.groups(len(hashes), first, second)[rows]
+    roots = neardup.groups(count, first, second)[rows]
     order = np.lexsort((rows, roots))
     rows, roots = rows[order], roots[order]
     cuts = np.flatnonzero(np.diff(roots)) + 1
     groups = [group.tolist() for group in np.split(rows, cuts)] if len(rows) else []
-    return NearDuplicates(bits, first, second, distance, groups)
+    return NearDuplicates(rule, first, second, distance, groups)
 
 
 def unchanged_rows(previous: Catalogue, old_of: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:
@@ -341,30 +339,50 @@ class Facts:
         """Groups of rows with the same pixels."""
         return duplicate_groups(lambda rows: self.rows(rows), self.pixels.fingerprints)
 
-    def near_duplicates(self, bits: int) -> NearDuplicates:
-        """:class:`NearDuplicates` within ``bits`` (searched once per threshold): with the previous
-        run's pairs under the same threshold, only the rows that are new since (and those whose
-        pair lost its other row) are looked up among all (:func:`rows_to_search`)."""
+    def near_duplicates(self, rule: NearRule) -> NearDuplicates:
+        """:class:`NearDuplicates` under ``rule`` (searched once per rule): with the previous run's
+        pairs under the same rule, only the rows that are new since (and those whose pair lost its
+        other row) are looked up among all (:func:`rows_to_search`)."""
         found = self.__dict__.setdefault("_near", {})
         with self._near_lock:  # asked ahead in a thread of its own (checks.run_checks): searched once
-            return self._near_duplicates(bits, found)
+            return self._near_duplicates(rule, found)
 
-    def _near_duplicates(self, bits: int, found: dict) -> NearDuplicates:
-        if bits not in found:
+    def low_quality(self, name: str, floor: int) -> int:
+        """Images whose ``name`` (``hash_quality`` or ``field_quality``) is under ``floor``: the
+        near-duplicate search matches them to copies only, or does not search their crops."""
+        return int((self.member(name) < floor).sum()) if name in self.layouts else 0
+
+    def hash_columns(self) -> HashColumns:
+        """The members the near-duplicate search reads; the field hashes a block at a time."""
+        layout = self.layouts.get("field_hashes")
+        count = len(self.member("phashes"))
+        quality, field_quality = (
+            self.member(name) if name in self.layouts else np.full(count, 100, np.uint8)
+            for name in ("hash_quality", "field_quality")
+        )
+        fields = None if layout is None else (lambda rows: read_span_rows(self.npz, "field_hashes", rows, layout))
+        return HashColumns(self.member("phashes"), self.member("mean_rgb"), quality, field_quality, fields)
+
+    def _near_duplicates(self, asked: NearRule, found: dict) -> NearDuplicates:
+        rule = asked
+        if asked not in found:
             threads = min(self.threads, SEARCH_THREADS)
-            hashes, colours = self.member("phashes"), self.member("mean_rgb")
+            columns = self.hash_columns()
+            if columns.fields is None:  # a dataset without field hashes: no crops to look for
+                rule = replace(rule, crop_bits=None)
             previous = self.previous
-            if previous is not None and previous.near_bits == bits:
+            if previous is not None and previous.near_bits == rule.key():
                 queries, kept = rows_to_search(previous, self.old_rows, self.pixels.fingerprints)
-                first, second = neardup.pairs_involving(hashes, colours, bits, queries, threads)
+                first, second, _ = nearrule.pairs(rule, columns, threads, queries)
                 among = np.unique(np.concatenate([first, second, kept.reshape(-1)]))
-                found[bits] = near_duplicates_of(hashes, colours, bits, threads, among)
+                near = near_duplicates_of(columns, rule, threads, among)
                 self.searched = len(queries)
             else:
-                found[bits] = near_duplicates_of(hashes, colours, bits, threads)
-                self.searched = len(hashes)
+                near = near_duplicates_of(columns, rule, threads)
+                self.searched = len(columns.hashes)
+            found[asked] = near
             release_free_memory()  # the search's temporaries, so the next fact's peak starts low
-        return found[bits]
+        return found[asked]
 
     @cached_property
     def duplicate_paths(self) -> list[list[str]]:

@@ -26,14 +26,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from img2npz import neardup, shardfiles
+from img2npz import nearrule, shardfiles
 from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
 from img2npz.contract import (
@@ -45,12 +45,14 @@ from img2npz.contract import (
     DatasetMeta,
     ShardMeta,
     path_sort_key,
+    row_member,
     table_path,
 )
 from img2npz.dedupe import find_copies
 from img2npz.dtypes import uint8_of
 from img2npz.filecopy import ByteRange, copy_ranges, row_ranges
-from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array, read_rows
+from img2npz.nearrule import SEARCH_THREADS, HashColumns, NearRule
+from img2npz.npzformat import ArrayLayout, NpzWriter, array_layout, read_array, read_rows, read_span_rows
 from img2npz.readback import RowReadBack
 from img2npz.treedigest import TreeDigest
 from img2npz.tsv import read_tsv, write_tsv
@@ -70,15 +72,8 @@ class _Shard:
         return read_array(self.npz, name, self.layouts[name])
 
     def rows_of(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of a stored member, by one read of the span from the first to the last."""
-        layout = self.layouts[name]
-        if layout.offset is None:
-            return read_rows(self.npz, name, rows.tolist(), layout)
-        size = layout.nbytes // layout.shape[0]
-        low, high = int(rows.min()), int(rows.max()) + 1
-        with open(self.npz, "rb") as handle:
-            span = os.pread(handle.fileno(), (high - low) * size, layout.offset + low * size)
-        return np.frombuffer(span, layout.dtype).reshape(high - low, *layout.shape[1:])[rows - low]
+        """Rows of a member, by one read of the span they lie in."""
+        return read_span_rows(self.npz, name, rows, self.layouts[name])
 
     @property
     def row_bytes(self) -> int:
@@ -287,16 +282,39 @@ def _write_paths(writer: NpzWriter, paths: np.ndarray, batch: int = 65536) -> No
             member.write(np.array(paths[start : start + batch].tolist(), dtype=f"<U{chars}"))
 
 
-def _splits(rows: _Rows, splits: Mapping[str, float], group_by: str, near_bits: int | None) -> tuple[np.ndarray, dict]:
+def _near_pairs(rule: NearRule, shards: Sequence[_Shard], rows: _Rows, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's near-duplicate pairs under ``rule``, its field hashes read from the shards."""
+    members = rows.members
+
+    def fields(numbers: np.ndarray) -> np.ndarray:
+        block = np.zeros((len(numbers), *row_member("field_hashes").shape), np.uint8)
+        shard_of, row_of = rows.shard[numbers], rows.row[numbers]
+        for number in np.unique(shard_of).tolist():
+            mine = np.flatnonzero(shard_of == number)
+            block[mine] = shards[number].rows_of("field_hashes", row_of[mine])
+        return block
+
+    columns = HashColumns(
+        members["phashes"], members["mean_rgb"], members["hash_quality"], members["field_quality"], fields
+    )
+    first, second, _ = nearrule.pairs(rule, columns, min(threads, SEARCH_THREADS))
+    return first, second
+
+
+def _splits(
+    rows: _Rows, splits: Mapping[str, float], group_by: str, near: Callable[[], tuple] | None, rule: NearRule | None
+) -> tuple[np.ndarray, dict]:
     values = splitting.key_values(rows.paths.tolist(), group_by)
-    if near_bits is not None:
-        pairs = neardup.near_duplicate_pairs(rows.members["phashes"], rows.members["mean_rgb"], near_bits)
-        values = splitting.joined(values, *pairs)
+    if near is not None:
+        values = splitting.joined(values, *near())
     split = splitting.split_of(values, splits)
     counts = np.bincount(split, minlength=len(splits)).tolist()
     record = {"fractions": dict(splits), "group_by": group_by, "counts": dict(zip(splits, counts, strict=True))}
-    if near_bits is not None:
-        record["near_duplicate_bits"] = near_bits
+    if near is not None:
+        record["near_duplicate_bits"] = rule.bits
+        record["near_duplicate_crop_bits"] = rule.crop_bits
+        record["min_hash_quality"] = rule.min_quality
+        record["min_field_quality"] = rule.min_field_quality
     return split, record
 
 
@@ -312,6 +330,9 @@ def merge_shards(
     splits: Mapping[str, float] | None = None,
     group_by: str = "path",
     near_duplicate_bits: int | None = None,
+    near_duplicate_crop_bits: int | None = None,
+    min_hash_quality: int = 0,
+    min_field_quality: int = 0,
     group_near_duplicates: bool = False,
     drop_duplicates: str = "none",
     streams: int = 1,
@@ -324,8 +345,10 @@ def merge_shards(
     copied (read back as they were copied, :mod:`img2npz.filecopy`); return the ``meta`` document.
 
     With ``splits`` (named fractions), ``split`` (int8, an index into ``splits``) says each row's
-    split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates within
-    ``near_duplicate_bits`` (and exact duplicates) in one split. ``drop_duplicates`` (``exact`` or
+    split; see :mod:`img2npz.splits`. ``group_near_duplicates``: keep near-duplicates in one split
+    (:mod:`img2npz.nearrule`: ``near_duplicate_bits``, crops within ``near_duplicate_crop_bits``
+    unless None among fields of ``min_field_quality`` or more, hashes of ``min_hash_quality`` or
+    more; exact duplicates always). ``drop_duplicates`` (``exact`` or
     ``near``): leave out every copy but the first (:mod:`img2npz.dedupe`). ``streams``: threads
     copying the pixels at once (:func:`img2npz.filecopy.copy_ranges`); with one, ``threads`` read
     the copy back and hash its rows (:mod:`img2npz.readback`) beside it (``hash_rows`` False: one
@@ -342,6 +365,7 @@ def merge_shards(
         for name in placement.shards
     ]
     rows, failures = _gather(shards, placement)
+    rule = NearRule(near_duplicate_bits or 0, near_duplicate_crop_bits, min_hash_quality, min_field_quality)
     if drop_duplicates != "none":
         members = rows.members
 
@@ -351,7 +375,7 @@ def merge_shards(
 
         keep, dropped = find_copies(
             members["phashes"], members["mean_rgb"], members["crc32s"], rows.paths, drop_duplicates,
-            near_duplicate_bits or 0, row_bytes,
+            lambda: _near_pairs(rule, shards, rows, threads), row_bytes,
         )  # fmt: skip
         rows = _select(rows, keep)
         failures += dropped
@@ -361,8 +385,8 @@ def merge_shards(
     digest.update(rows.members["sha256s"])
     split = record = None
     if splits:
-        near_bits = near_duplicate_bits if group_near_duplicates else None
-        split, record = _splits(rows, splits, group_by, near_bits)
+        near = (lambda: _near_pairs(rule, shards, rows, threads)) if group_near_duplicates else None
+        split, record = _splits(rows, splits, group_by, near, rule)
     mean, std = channel_stats(histogram)
     meta = DatasetMeta(
         format=DATASET_FORMAT if layout == "file" else SHARDED_DATASET_FORMAT,

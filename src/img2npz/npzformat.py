@@ -358,6 +358,22 @@ def read_rows(path: str | os.PathLike, name: str, rows: Sequence[int], layout: A
     return out
 
 
+def read_span_rows(
+    path: str | os.PathLike, name: str, rows: np.ndarray, layout: ArrayLayout | None = None
+) -> np.ndarray:
+    """Rows of a member by one read of the span from the smallest to the largest when stored
+    (rows of a block are mostly consecutive); :func:`read_rows` when compressed."""
+    layout = layout or array_layout(path)[name]
+    rows = np.asarray(rows, np.int64)
+    if layout.offset is None or not len(rows):
+        return read_rows(path, name, rows.tolist(), layout)
+    size = layout.nbytes // layout.shape[0]
+    low, high = int(rows.min()), int(rows.max()) + 1
+    with open(path, "rb") as handle:
+        span = os.pread(handle.fileno(), (high - low) * size, layout.offset + low * size)
+    return np.frombuffer(span, layout.dtype).reshape(high - low, *layout.shape[1:])[rows - low]
+
+
 def strings_blob(items: Sequence[str]) -> np.ndarray:
     """A list of strings as one uint8 array, NUL-joined (UTF-8, surrogates escaped); see
     :func:`blob_strings`."""

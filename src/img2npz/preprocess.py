@@ -71,11 +71,13 @@ class RowValues:
         self.ok = np.zeros(rows, bool)
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # row, thumbnail, counts
 
-    def decoded(self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray, field: np.ndarray) -> int:
+    def decoded(
+        self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray, field: tuple[np.ndarray, int]
+    ) -> int:
         """Produce every member of a decoded row from its bytes, channel counts, thumbnail and the
-        hashes of its source's full field; its CRC."""
+        hashes and quality of its source's full field; its CRC."""
         crc = zlib.crc32(data)
-        self.arrays["field_hashes"][row] = field
+        self.arrays["field_hashes"][row], self.arrays["field_quality"][row] = field
         self.ok[row] = True
         self.arrays["crc32s"][row] = crc
         self.arrays["sha256s"][row] = np.frombuffer(row_digest(data), np.uint8)
@@ -183,9 +185,9 @@ def process_shard(
 
 def _decode(
     path: str, pixel: dict, timeout_s: float | None, filters: Filters
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, int]]:
     """A row in the stored dtype, its uint8 channel counts, its fingerprint thumbnail and the
-    window hashes of its full field (taken before the resize, which may crop it away)."""
+    window hashes and quality of its full field (taken before the resize, which may crop it away)."""
     counts = np.zeros((3, 256), np.int64)
     height, width = pixel["size"]
     admit = filters.admit_size if filters.checks_size else None
@@ -200,7 +202,7 @@ def _decode(
     filters.admit_pixels(counts)
     pixels = np.asarray(image)
     stored = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
-    return stored, counts, fingerprint.thumbnail(image, pixels), fieldhash.hashes(fields[0])
+    return stored, counts, fingerprint.thumbnail(image, pixels), fieldhash.hashes_and_quality(fields[0])
 
 
 def _strings(values: list[str]) -> np.ndarray:

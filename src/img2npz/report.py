@@ -14,6 +14,7 @@ from img2npz import checktext, htmlreport, pictures
 from img2npz.changes import Catalogue, ShardRecord, compare, write_changes
 from img2npz.contract import FAILURE_HEADER, NEAR_DUPLICATES_HEADER, UNLABELLED_CLASS, Check, IndexSummary
 from img2npz.facts import LISTED, Facts
+from img2npz.nearrule import NearRule
 from img2npz.npzformat import streamed_blob
 from img2npz.scan import describe_skipped
 from img2npz.tsv import iter_tsv, write_tsv
@@ -73,10 +74,10 @@ def draw_pictures(facts: Facts, samples: int, files: ReportFiles) -> None:
 PAIRS_SHOWN = 20
 
 
-def near_duplicate_report(facts: Facts, bits: int, files: ReportFiles) -> None:
+def near_duplicate_report(facts: Facts, rule: NearRule, files: ReportFiles) -> None:
     """``near_duplicates.tsv`` (every group, a line per image) and the picture of the first pairs,
     pairs that straddle two splits first."""
-    found = facts.near_duplicates(bits)
+    found = facts.near_duplicates(rule)
     split, names = facts.split, facts.split_names
     members = [row for group in found.groups for row in group]
     paths = iter(facts.paths_of(members))
@@ -108,7 +109,7 @@ def change_report(
     shards: Mapping[str, ShardRecord],
     failed: bool = False,
     index: IndexSummary | None = None,
-    near_bits: int = -1,
+    near_rule: NearRule | None = None,
 ) -> Catalogue:
     """This dataset's catalogue, carrying what changed since the last checked one (``changes.tsv``),
     and the shards verified: all of them when no hard check ``failed``, else those verified before."""
@@ -131,9 +132,9 @@ def change_report(
     # the catalogue the facts were checked against (loaded once), and the rows matched with it
     previous = facts.previous if facts.previous is not None else Catalogue.load(files.catalogue)
     near = facts.__dict__.get("_near", {})
-    if near_bits in near:  # for the next run's search of its new rows only
-        current.near_bits = near_bits
-        current.near_pairs = np.stack([near[near_bits].first, near[near_bits].second], axis=1)
+    if near_rule in near:  # for the next run's search of its new rows only
+        current.near_bits = near_rule.key()
+        current.near_pairs = np.stack([near[near_rule].first, near[near_rule].second], axis=1)
     current.passed = not failed
     if not failed:
         current.verified = dict(current.shards)
@@ -179,7 +180,7 @@ def page_of(
     checks: Sequence[Check],
     files: ReportFiles,
     changes: Catalogue | None,
-    near_bits: int,
+    near_rule: NearRule,
     index: IndexSummary | None = None,
 ):
     counts = facts.split_class_counts
@@ -201,7 +202,7 @@ def page_of(
         failure_groups=failure_groups(facts.failures),
         listed={
             "duplicate_images": facts.duplicate_paths,
-            "near_duplicates": [facts.paths_of(g[:LISTED]) for g in facts.near_duplicates(near_bits).groups[:LISTED]],
+            "near_duplicates": [facts.paths_of(g[:LISTED]) for g in facts.near_duplicates(near_rule).groups[:LISTED]],
             "constant_images": [[p] for p in facts.constant_paths],
         },
         splits=(split_header, split_table) if split_table else None,
@@ -216,7 +217,7 @@ def write_report(
     samples: int,
     shards: Mapping[str, ShardRecord],
     failed: bool,
-    near_duplicate_bits: int,
+    near_rule: NearRule,
     index: IndexSummary | None = None,
 ) -> None:
     """Pictures, change report and page; ``facts`` None: the file could not be read as a dataset
@@ -225,13 +226,9 @@ def write_report(
     whose notes the page's summary shows."""
     if facts is not None:
         draw_pictures(facts, samples, files)
-        near_duplicate_report(facts, near_duplicate_bits, files)
-        changes = (
-            change_report(facts, files, shards, failed, index, near_duplicate_bits)
-            if files.changes is not None
-            else None
-        )
-        page = htmlreport.render(page_of(facts, checks, files, changes, near_duplicate_bits, index))
+        near_duplicate_report(facts, near_rule, files)
+        changes = change_report(facts, files, shards, failed, index, near_rule) if files.changes is not None else None
+        page = htmlreport.render(page_of(facts, checks, files, changes, near_rule, index))
     else:
         page = htmlreport.render(htmlreport.Page(checks=[asdict(check) for check in checks]))
     htmlreport.write_html(files.html, page)

@@ -92,7 +92,7 @@ def validate_dataset(
         samples,
         shards or {},
         failed=bool(hard),
-        near_duplicate_bits=limits.near_duplicate_bits,
+        near_rule=limits.near_rule,
         index=IndexSummary.load(index_summary) if index_summary is not None else None,
     )
     if hard:

@@ -45,6 +45,30 @@ rule merge_npz:
             or config["filters"]["drop_duplicates"] == "near"
             else None
         ),
+        near_duplicate_crop_bits=(
+            config["validate"]["near_duplicate_crop_bits"]
+            if config["validate"]["near_duplicate_crops"]
+            and (
+                config["group_near_duplicates"]
+                or config["filters"]["drop_duplicates"] == "near"
+            )
+            else None
+        ),
+        min_hash_quality=(
+            config["validate"]["min_hash_quality"]
+            if config["group_near_duplicates"]
+            or config["filters"]["drop_duplicates"] == "near"
+            else 0
+        ),
+        min_field_quality=(
+            config["validate"]["min_field_quality"]
+            if config["validate"]["near_duplicate_crops"]
+            and (
+                config["group_near_duplicates"]
+                or config["filters"]["drop_duplicates"] == "near"
+            )
+            else 0
+        ),
         # files of shards that no longer exist are removed from here (img2npz.shardfiles.prune)
         shards_dir="results/shards",
         # the per-row members the dataset holds: a release that adds one remakes the dataset

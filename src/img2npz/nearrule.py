@@ -1,0 +1,118 @@
+"""What makes two images near-duplicates, in one place: the validation, the splits' grouping and
+the ``near`` filter all ask here, so they agree on every pair.
+
+Two rows are near-duplicates when
+
+* their row hashes (``phashes``) are at most ``bits`` apart and their mean colours alike
+  (:func:`img2npz.neardup.near_duplicate_pairs`), or
+* with crops on, one row's whole field is at most ``crop_bits`` from a window of the other's
+  (``field_hashes``, :mod:`img2npz.cropsearch`), their mean colours are alike
+  (:data:`CROP_COLOUR_TOLERANCE`: a crop's mean colour moves a little with what it cut) and both
+  fields' ``field_quality`` is ``min_field_quality`` or more (a field whose structure runs along
+  one axis, a horizon, is told from its kind by too few numbers to tell a crop from a look-alike);
+
+and neither row's ``hash_quality`` is under ``min_quality`` - except that rows with the same row
+hash and mean colour are always joined (copies: a blank picture and its copy hash alike, their
+bits all ties). A low-quality hash is driven by noise or ties, and its bits flip under a
+re-encoding: matched, it gives pairs that come and go, and false ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from img2npz import cropsearch, neardup
+
+# Threads for the near-duplicate search: two take 35% less time at 10^6 images (17 s, not 26 s),
+# but 30 MB more each, and the search is validate's peak: one keeps its memory within 2x of 10^5's.
+SEARCH_THREADS = 1
+CROP_COLOUR_TOLERANCE = 0.1  # chromaticity apart, at most, for a crop pair (bench/neardup.py)
+
+
+@dataclass(frozen=True)
+class NearRule:
+    """The thresholds: ``bits`` for the row hashes, ``crop_bits`` for crops (None: crops are not
+    searched), ``min_quality`` below which a row is matched only to its exact hash copies,
+    ``min_field_quality`` below which a field is not searched for crops."""
+
+    bits: int
+    crop_bits: int | None = None
+    min_quality: int = 0
+    min_field_quality: int = 0
+
+    def key(self) -> int:
+        """One integer for the catalogue's ``near_bits``: ``bits`` alone for the rule of old
+        (no crops, no quality floor), so a catalogue written before them still counts."""
+        crops = 0 if self.crop_bits is None else self.crop_bits + 1 + 1000 * self.min_field_quality
+        return self.bits + 1000 * crops + 10**9 * self.min_quality
+
+
+@dataclass
+class HashColumns:
+    """The per-row members a search reads: row hashes, mean colours, hash and field qualities in
+    memory; the field hashes through ``fields`` (:data:`img2npz.cropsearch.Windows`), a block at
+    a time."""
+
+    hashes: np.ndarray
+    colours: np.ndarray
+    quality: np.ndarray
+    field_quality: np.ndarray
+    fields: cropsearch.Windows | None = None
+
+    def wholes(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Window 0 (the whole field) of each row, or of ``rows`` (ascending), read in blocks."""
+        rows = np.arange(len(self.hashes)) if rows is None else np.asarray(rows, np.int64)
+        out = np.zeros((len(rows), cropsearch.BYTES), np.uint8)
+        for start in range(0, len(rows), cropsearch.BLOCK_ROWS):
+            part = rows[start : start + cropsearch.BLOCK_ROWS]
+            out[start : start + len(part)] = self.fields(part)[:, 0]
+        return out
+
+    def subset(self, rows: np.ndarray) -> HashColumns:
+        """The columns of ``rows`` (ascending) only, numbered 0.. in their order."""
+        rows = np.asarray(rows, np.int64)
+        fields = self.fields
+        return HashColumns(
+            self.hashes[rows],
+            self.colours[rows],
+            self.quality[rows],
+            self.field_quality[rows],
+            None if fields is None else (lambda part: fields(rows[part])),
+        )
+
+
+def pairs(
+    rule: NearRule, columns: HashColumns, threads: int = 1, queries: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, distance), first < second, sorted by pair, unique: every near-duplicate pair
+    under ``rule`` (``queries``: only those with one of these rows). ``distance`` is the row
+    hashes' where they are within ``rule.bits``, else the crop's (whole field to window)."""
+    hashes, colours = columns.hashes, columns.colours
+    if queries is None:
+        first, second = neardup.near_duplicate_pairs(hashes, colours, rule.bits, threads)
+    else:
+        first, second = neardup.pairs_involving(hashes, colours, rule.bits, queries, threads)
+    usable = columns.quality >= rule.min_quality
+    copies = (hashes[first] == hashes[second]).all(axis=1) & (colours[first] == colours[second]).all(axis=1)
+    keep = (usable[first] & usable[second]) | copies
+    first, second = first[keep], second[keep]
+    distance = neardup.distances(hashes[first], hashes[second])
+    if rule.crop_bits is not None and len(hashes) > 1:
+        searched = usable & (columns.field_quality >= rule.min_field_quality)
+        more = cropsearch.crop_pairs(columns.wholes(), columns.fields, rule.crop_bits, searched, queries)
+        alike = neardup.colour_apart(colours[more[0]], colours[more[1]]) <= CROP_COLOUR_TOLERANCE
+        first, second, distance = _union((first, second, distance), tuple(part[alike] for part in more), len(hashes))
+    return first, second, distance
+
+
+def _union(rows: tuple, crops: tuple, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of both, each once: a pair of both keeps its row-hash distance."""
+    keys = np.concatenate([rows[0] * count + rows[1], crops[0] * count + crops[1]]).astype(np.int64)
+    distance = np.concatenate([rows[2], crops[2]]).astype(np.int64)
+    order = np.argsort(keys, kind="stable")  # row-hash pairs first among equal keys
+    keys, distance = keys[order], distance[order]
+    first_of = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else np.zeros(0, bool)
+    keys, distance = keys[first_of], distance[first_of]
+    return keys // count, keys % count, distance
