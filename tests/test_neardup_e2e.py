@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import run_snakemake, write_config
-from scenes import VARIANTS, scene
+from scenes import VARIANTS, crop, scene
 
 from img2npz.dataset import NPZDataset
 from img2npz.tsv import read_tsv
@@ -13,6 +13,7 @@ from img2npz.tsv import read_tsv
 pytestmark = pytest.mark.slow
 
 PLANTED = ("jpeg60", "half", "contrast-15")
+CROPS = (("crop8_side", (0.92, 1.0, 0.0, 0.0)), ("crop10_corner", (0.9, 0.9, 1.0, 1.0)))  # scenes.crop's
 
 
 def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
@@ -82,3 +83,56 @@ def test_near_duplicates_in_two_splits_fail_the_run_naming_the_pairs(tmp_path):
     merged = NPZDataset(work / "results" / "dataset.npz", split="train").samples
     run_snakemake(work, write_config(tmp_path / "filtered-shards.yaml", **common, filters=filters, layout="shards"))
     assert NPZDataset(work / "results" / "dataset", split="train").samples == merged and merged
+
+
+def test_a_crop_in_another_split_than_its_photo_fails_the_run_and_grouping_joins_them(tmp_path):
+    """Crops of 10% at a corner and 8% at a side, each named so that by path it lands in another
+    split than its photo: the run fails naming both paths (and passes without crops searched,
+    which is how it failed before); ``group_near_duplicates`` puts each crop with its photo."""
+    splits = {"train": 0.5, "val": 0.5}
+    source = tmp_path / "src"
+    crops = []
+    for number in range(20):
+        original = scene(np.random.default_rng([9, number]), (360, 270))
+        photo = f"photos/scene{number:02d}.jpg"
+        original.save(_folder(source / photo), quality=90)
+        if number < 4:
+            name, keep = CROPS[number % 2]
+            crops.append((photo, _other_split_name(photo, f"crops/scene{number:02d}_{name}", splits)))
+            crop(original, *keep).save(_folder(source / crops[-1][1]), quality=90)
+    common = {"source": str(source), "image": {"size": [64, 64]}, "splits": splits}
+
+    work = tmp_path / "work"
+    result = run_snakemake(work, write_config(tmp_path / "by_path.yaml", **common), check=False)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "split_near_duplicates (measured 4 pairs in two splits" in said
+    assert any(f"{photo} (" in said and f"{cropped} (" in said for photo, cropped in crops)  # both paths named
+    groups = {}
+    for group, path, _ in read_tsv(work / "results" / "logs" / "near_duplicates.tsv", ["group", "path", "split"]):
+        groups.setdefault(group, set()).add(path)
+    assert sorted(map(sorted, groups.values())) == sorted(map(sorted, crops))  # each crop with its photo only
+
+    no_crops = {**common, "validate": {"near_duplicate_crops": False}}
+    run_snakemake(work, write_config(tmp_path / "no_crops.yaml", **no_crops))  # the row hashes miss them
+
+    run_snakemake(work, write_config(tmp_path / "joined.yaml", **common, group_near_duplicates=True))
+    with np.load(work / "results" / "dataset.npz") as data:
+        split_of = dict(zip(data["paths"].tolist(), data["split"].tolist(), strict=True))
+    assert all(split_of[photo] == split_of[cropped] for photo, cropped in crops)
+    assert len(set(split_of.values())) == 2
+
+
+def _folder(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _other_split_name(photo: str, stem: str, splits: dict) -> str:
+    """``stem`` with the first suffix that puts it in another split than ``photo`` by path."""
+    from img2npz.splits import key_values, split_of
+
+    for suffix in range(100):
+        name = f"{stem}_{suffix}.jpg"
+        if len(set(split_of(key_values([photo, name]), splits).tolist())) == 2:
+            return name
+    raise AssertionError("no name in another split")
