@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 from scenes import crop, jpeg, scene
 
 from img2npz import fieldhash
@@ -58,3 +59,18 @@ def test_the_decoder_hands_over_the_full_field_before_the_row_crops_it(tmp_path,
     fields = []
     row = load_image(tmp_path / "wide.png", (64, 64), "center-crop", field=fields.append)
     assert row.size == (64, 64) and fields[0].size == (720, 240)
+
+
+def test_a_field_that_runs_along_one_axis_has_low_quality_and_a_scene_does_not(photos):
+    from img2npz.demo import render
+
+    def quality(image):
+        return fieldhash.hashes_and_quality(fieldhash.thumbnail(image))[1]
+
+    rng = np.random.default_rng(3)
+    sunsets = [render("sunsets", (400, 300), rng) for _ in range(12)]
+    assert max(map(quality, sunsets)) < 40 <= min(map(quality, photos))  # validate.min_field_quality's default
+    ramp = Image.fromarray(np.broadcast_to(np.linspace(0, 255, 300)[:, None, None], (300, 400, 3)).astype(np.uint8))
+    assert quality(ramp) == 0 and quality(Image.new("RGB", (50, 40), "grey")) == 0  # no 2-D energy, or none at all
+    found, _ = fieldhash.hashes_and_quality(fieldhash.thumbnail(photos[1]))
+    assert np.array_equal(found, hashes_of(photos[1]))

@@ -108,7 +108,7 @@ def hashes(thumb: np.ndarray) -> np.ndarray:
 
 def hashes_and_quality(thumb: np.ndarray) -> tuple[np.ndarray, int]:
     """:func:`hashes`, and the field's quality (0..100): the share of the whole field's energy
-    (every channel's, but its mean) in frequencies that vary along both axes, x 100.
+    (but its mean) in frequencies that vary along both axes, averaged over the channels, x 100.
 
     A field whose structure runs along one axis (a horizon, a sky's gradient, stripes) is told
     from another of its kind by a few numbers (where the horizon is), so two such photos' hashes
@@ -126,7 +126,8 @@ def hashes_and_quality(thumb: np.ndarray) -> tuple[np.ndarray, int]:
     energy = np.square(blocks[0, 0])  # the whole field's (channel, u, v)
     energy[:, 0, 0] = 0
     total = energy.sum(axis=(1, 2))
-    mixed = np.divide(energy[:, 1:, 1:].sum(axis=(1, 2)), total, out=np.zeros(CHANNELS), where=total > 0)
+    # a channel varying by less than a grey level (RMS) has no structure to share: rounding's, at most
+    mixed = np.divide(energy[:, 1:, 1:].sum(axis=(1, 2)), total, out=np.zeros(CHANNELS), where=total > SIDE**2)
     blocks = blocks.reshape(WINDOWS, CHANNELS, FREQUENCIES**2)
     middle = FREQUENCIES**2 // 2
     pair = np.partition(blocks, (middle - 1, middle), axis=2)[:, :, middle - 1 : middle + 1]
