@@ -66,6 +66,23 @@ def test_queries_give_the_pairs_with_those_rows_and_unusable_rows_are_never_matc
     assert kept == {pair: d for pair, d in every.items() if usable[pair[0]] and usable[pair[1]]}
 
 
+def test_scattered_rows_are_read_in_runs_not_in_one_span_over_the_rows_between():
+    fields, _ = planted(20_000, 30, 20, seed=3)
+    asked_for = []
+
+    def reader(rows):
+        asked_for.append(rows)
+        return cropsearch.window_reader(fields)(rows)
+
+    queries = np.arange(5, 20_000, 1000)  # a rerun's few new rows, far apart
+    found = as_dict(cropsearch.crop_pairs(fields[:, 0], reader, 36, queries=queries))
+    whole = as_dict(cropsearch.crop_pairs(fields[:, 0], cropsearch.window_reader(fields), 36))
+    assert found == {pair: d for pair, d in whole.items() if set(pair) & set(queries.tolist())}
+    assert all((np.diff(rows) <= cropsearch.GAP_ROWS).all() for rows in asked_for)
+    spans = sum(int(rows[-1] - rows[0] + 1) for rows in asked_for)
+    assert spans <= 20_000 + len(queries) * 4  # every row once for the other side, the queries alone
+
+
 @pytest.mark.parametrize("count", [0, 1])
 def test_too_few_rows_give_no_pair(count):
     fields = np.zeros((count, WINDOWS, BYTES), np.uint8)

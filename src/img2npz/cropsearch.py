@@ -29,6 +29,7 @@ from img2npz.fieldhash import BYTES, WINDOWS
 MIN_WIDTH = 16  # bits a chunk at least: below, chance candidates outnumber the lookups
 MAX_WIDTH = 22  # and at most (a table of 2**22 + 1 starts)
 BLOCK_ROWS = 4096  # rows whose windows are looked up at once: 4096 * 35 windows
+GAP_ROWS = 64  # rows this close are read in one span (the rows between read and dropped: 74 KB)
 CANDIDATES = 1 << 20  # candidate pairs whose distances are computed at once
 
 Windows = Callable[[np.ndarray], np.ndarray]  # ascending rows -> their (rows, WINDOWS, BYTES) hashes
@@ -67,6 +68,13 @@ def window_reader(fields) -> Windows:
     return lambda rows: np.asarray(fields[int(rows[0]) : int(rows[-1]) + 1])[rows - rows[0]]
 
 
+def read_runs(windows: Windows, rows: np.ndarray) -> np.ndarray:
+    """``windows`` of ascending ``rows``, asked for runs of rows at most GAP_ROWS apart (a reader
+    takes each run's span in one read: scattered rows must not make it read all between)."""
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) > GAP_ROWS) + 1)
+    return windows(runs[0]) if len(runs) == 1 else np.concatenate([windows(run) for run in runs])
+
+
 def crop_pairs(
     wholes: np.ndarray,
     windows: Windows,
@@ -77,9 +85,9 @@ def crop_pairs(
     """(first, second, distance), first < second, sorted, unique: pairs of rows where one row's
     whole field (``wholes``, (n, BYTES): window 0 of each row) is at most ``bits`` from a window
     of the other's (``windows(rows)``: their (rows, WINDOWS, BYTES) hashes, asked for runs of
-    consecutive rows where it can); the
-    distance is the smallest such. ``usable``: rows that may be matched (the others are never a
-    candidate); ``queries``: only pairs with one of these rows (a rerun's new rows)."""
+    rows at most GAP_ROWS apart, read as one span); the distance is the smallest such.
+    ``usable``: rows that may be matched (the others are never a candidate); ``queries``: only
+    pairs with one of these rows (a rerun's new rows)."""
     wholes = np.ascontiguousarray(wholes, np.uint8).reshape(-1, BYTES)
     count = len(wholes)
     usable = np.ones(count, bool) if usable is None else np.asarray(usable, bool)
@@ -119,11 +127,11 @@ def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.nd
     ]
     words = base_hashes.view(np.uint64)
     found = []
-    # the rows in runs of consecutive rows of at most BLOCK_ROWS: one read each
-    cuts = np.flatnonzero((np.diff(rows) != 1) | (np.arange(1, len(rows)) % BLOCK_ROWS == 0)) + 1
-    for run in np.split(rows, cuts):
-        block = np.ascontiguousarray(windows(run)[:, 1:], np.uint8)
-        owner = np.repeat(run, WINDOWS - 1)
+    # blocks of BLOCK_ROWS rows (one lookup each, however scattered the rows: a rerun's new
+    # ones), each read in runs of rows at most GAP_ROWS apart
+    for group in np.split(rows, range(BLOCK_ROWS, len(rows), BLOCK_ROWS)):
+        block = np.ascontiguousarray(read_runs(windows, group)[:, 1:], np.uint8)
+        owner = np.repeat(group, WINDOWS - 1)
         flat = block.reshape(-1, BYTES)
         flat_words = flat.view(np.uint64)
         columns = neardup.byte_columns(flat)

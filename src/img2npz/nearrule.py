@@ -79,7 +79,7 @@ class HashColumns:
             self.colours[rows],
             self.quality[rows],
             self.field_quality[rows],
-            None if fields is None else (lambda part: fields(rows[part])),
+            None if fields is None else (lambda part: cropsearch.read_runs(fields, rows[part])),
         )
 
 
