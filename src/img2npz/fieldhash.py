@@ -130,6 +130,6 @@ def hashes_and_quality(thumb: np.ndarray) -> tuple[np.ndarray, int]:
     mixed = np.divide(energy[:, 1:, 1:].sum(axis=(1, 2)), total, out=np.zeros(CHANNELS), where=total > SIDE**2)
     blocks = blocks.reshape(WINDOWS, CHANNELS, FREQUENCIES**2)
     middle = FREQUENCIES**2 // 2
-    pair = np.partition(blocks, (middle - 1, middle), axis=2)[:, :, middle - 1 : middle + 1]
+    pair = np.sort(blocks, axis=2)[:, :, middle - 1 : middle + 1]  # a full sort of 64 is faster than partition
     bits = blocks > pair.mean(axis=2, keepdims=True)
     return np.packbits(bits.reshape(WINDOWS, BITS), axis=1), round(100 * float(mixed.mean()))
