@@ -30,7 +30,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -272,10 +271,18 @@ def _flip(rng: np.random.Generator, packed: np.ndarray, most: int) -> np.ndarray
     return np.packbits(bits)
 
 
-def _report(name: str, want: set, got: set, seconds: float, before: int, peak: int, note: str) -> dict:
+def _memory() -> tuple[int, int]:
+    """(resident, peak resident) of this process in MB: /proc's, as getrusage's peak carries the
+    parent's over a spawn's exec."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) // 1024, int(status["VmHWM"].split()[0]) // 1024
+
+
+def _report(name: str, want: set, got: set, seconds: float, before: int, note: str) -> dict:
+    peak = _memory()[1]
     print(
-        f"  {name}: {seconds:.1f} s, peak RSS {peak / 1024:.0f} MB, {(peak - before) / 1024:.0f} MB over the"
-        f" {before / 1024:.0f} MB before; planted found {len(want & got)}/{len(want)}, others {len(got - want)}; {note}"
+        f"  {name}: {seconds:.1f} s, peak RSS {peak} MB, {peak - before} MB over the {before} MB before;"
+        f" planted found {len(want & got)}/{len(want)}, others {len(got - want)}; {note}"
     )
     return {"seconds": seconds, "memory": peak - before}
 
@@ -286,15 +293,14 @@ def _row_search(count: int, planted: int, most: int) -> dict:
     first, second = _planted(rng, count, planted, most)
     for one, other in zip(first, second, strict=True):
         hashes[other] = _flip(rng, hashes[one], most)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _memory()[0]
     start = time.perf_counter()
     found_first, found_second = neardup.near_pairs(hashes, RULE.bits)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     want = set(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist(), strict=True))
     got = set(zip(found_first.tolist(), found_second.tolist(), strict=True))
     note = f"{neardup.chunk_count(count, RULE.bits)} chunks, all pairs would be {count * (count - 1) // 2:.2e}"
-    return _report(f"row hashes within {RULE.bits}", want, got, seconds, before, peak, note)
+    return _report(f"row hashes within {RULE.bits}", want, got, seconds, before, note)
 
 
 def _crop_search(path: str, count: int, planted: int, most: int) -> dict:
@@ -315,17 +321,16 @@ def _crop_search(path: str, count: int, planted: int, most: int) -> dict:
             span = os.pread(handle.fileno(), (high - low) * size, low * size)
         return np.frombuffer(span, np.uint8).reshape(high - low, fieldhash.WINDOWS, fieldhash.BYTES)[rows - low]
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _memory()[0]
     start = time.perf_counter()
     columns = HashColumns(np.zeros((count, 0), np.uint8), None, None, None, windows)
     wholes = columns.wholes()
     found_first, found_second, _ = cropsearch.crop_pairs(wholes, windows, RULE.crop_bits)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     want = set(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist(), strict=True))
     got = set(zip(found_first.tolist(), found_second.tolist(), strict=True))
     note = f"chunks {len(cropsearch.chunk_bounds(count)) - 1}, windows read {os.path.getsize(path) / 2**30:.2f} GiB"
-    return _report(f"crops within {RULE.crop_bits}", want, got, seconds, before, peak, note)
+    return _report(f"crops within {RULE.crop_bits}", want, got, seconds, before, note)
 
 
 def search(count: int, planted: int = 1000, most: int = 24) -> None:

@@ -36,8 +36,13 @@ def test_demo_tree_is_deterministic_and_has_what_it_promises(tmp_path):
     assert sum("broken" in name for name in first) == 3
 
 
-def test_regenerating_replaces_the_tree(tmp_path):
+def test_regenerating_replaces_the_tree_with_the_same_files_to_the_index(tmp_path):
+    def listing():
+        return {p.relative_to(tmp_path): (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.*")}
+
     make_demo_tree(tmp_path / "a", per_class=2)
+    before = listing()
     (tmp_path / "a" / "stray.jpg").write_bytes(b"x")
     make_demo_tree(tmp_path / "a", per_class=2)
     assert not (tmp_path / "a" / "stray.jpg").exists()
+    assert listing() == before  # sizes and mtimes: what the index keys a file by

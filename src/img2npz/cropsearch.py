@@ -30,7 +30,8 @@ MIN_WIDTH = 16  # bits a chunk at least: below, chance candidates outnumber the 
 MAX_WIDTH = 22  # and at most (a table of 2**22 + 1 starts)
 BLOCK_ROWS = 4096  # rows whose windows are looked up at once: 4096 * 35 windows
 GAP_ROWS = 64  # rows this close are read in one span (the rows between read and dropped: 74 KB)
-CANDIDATES = 1 << 20  # candidate pairs whose distances are computed at once
+CANDIDATES = 1 << 18  # candidate pairs whose distances are computed at once
+TABLES_BYTES = 48 << 20  # the chunks' tables held at once (each pass reads every window again)
 
 Windows = Callable[[np.ndarray], np.ndarray]  # ascending rows -> their (rows, WINDOWS, BYTES) hashes
 
@@ -48,8 +49,8 @@ class _Table:
 
     def __init__(self, values: np.ndarray, width: int):
         self.order = np.argsort(values, kind="stable").astype(np.int32)
-        counts = np.bincount(values, minlength=1 << width)
-        self.starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+        self.starts = np.zeros((1 << width) + 1, np.int32)
+        np.cumsum(np.bincount(values, minlength=1 << width), out=self.starts[1:])
 
     def candidates(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, whole-field index) of every whole field sharing a query's value."""
@@ -114,37 +115,43 @@ def crop_pairs(
 
 
 def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.ndarray, bits: int) -> list[np.ndarray]:
-    """Keys of the pairs of a whole field of ``bases`` and a window of ``rows`` (both ascending)."""
+    """Keys of the pairs of a whole field of ``bases`` and a window of ``rows`` (both ascending),
+    as many chunks' tables at a time as fit TABLES_BYTES: every window is read once a pass, and
+    the tables (20 MB a chunk at 10^6 rows) are what the search's memory would grow with."""
     if not len(bases) or not len(rows):
         return []
     count = len(wholes)
     bounds = chunk_bounds(len(bases))
-    base_hashes = wholes[bases]
-    base_columns = neardup.byte_columns(base_hashes)
-    tables = [
-        _Table(neardup.chunk_values(base_columns, int(low), int(high)), int(high - low))
-        for low, high in itertools.pairwise(bounds)
-    ]
+    base_hashes = wholes if len(bases) == count else wholes[bases]
     words = base_hashes.view(np.uint64)
     found = []
-    # blocks of BLOCK_ROWS rows (one lookup each, however scattered the rows: a rerun's new
-    # ones), each read in runs of rows at most GAP_ROWS apart
-    for group in np.split(rows, range(BLOCK_ROWS, len(rows), BLOCK_ROWS)):
-        block = np.ascontiguousarray(read_runs(windows, group)[:, 1:], np.uint8)
-        owner = np.repeat(group, WINDOWS - 1)
-        flat = block.reshape(-1, BYTES)
-        flat_words = flat.view(np.uint64)
-        columns = neardup.byte_columns(flat)
-        seen: list[np.ndarray] = []
-        for (low, high), table in zip(itertools.pairwise(bounds), tables, strict=True):
-            query, base = table.candidates(neardup.chunk_values(columns, int(low), int(high)))
-            for at in range(0, len(query), CANDIDATES):
-                q, b = query[at : at + CANDIDATES], base[at : at + CANDIDATES]
-                apart = np.bitwise_count(flat_words[q] ^ words[b]).sum(axis=1, dtype=np.int64)
-                keep = (apart <= bits) & (bases[b] != owner[q])
-                one, other = bases[b[keep]], owner[q[keep]]
-                pair = np.minimum(one, other) * count + np.maximum(one, other)
-                seen.append((pair << 9) | apart[keep])
-        if seen:
-            found.append(np.unique(np.concatenate(seen)))
+    chunks = list(itertools.pairwise(bounds.tolist()))
+    table_bytes = 4 * ((1 << int(np.diff(bounds).max())) + len(bases))
+    at_once = max(1, TABLES_BYTES // table_bytes)
+    for first in range(0, len(chunks), at_once):
+        part = chunks[first : first + at_once]
+        base_columns = neardup.byte_columns(base_hashes)
+        tables = [_Table(neardup.chunk_values(base_columns, low, high), high - low) for low, high in part]
+        del base_columns
+        # blocks of BLOCK_ROWS rows (one lookup each, however scattered the rows: a rerun's new
+        # ones), each read in runs of rows at most GAP_ROWS apart
+        for group in np.split(rows, range(BLOCK_ROWS, len(rows), BLOCK_ROWS)):
+            block = np.ascontiguousarray(read_runs(windows, group)[:, 1:], np.uint8)
+            owner = np.repeat(group, WINDOWS - 1)
+            flat = block.reshape(-1, BYTES)
+            flat_words = flat.view(np.uint64)
+            columns = neardup.byte_columns(flat)
+            seen: list[np.ndarray] = []
+            for (low, high), table in zip(part, tables, strict=True):
+                query, base = table.candidates(neardup.chunk_values(columns, low, high))
+                for at in range(0, len(query), CANDIDATES):
+                    q, b = query[at : at + CANDIDATES], base[at : at + CANDIDATES]
+                    apart = np.bitwise_count(flat_words[q] ^ words[b]).sum(axis=1, dtype=np.int64)
+                    keep = (apart <= bits) & (bases[b] != owner[q])
+                    one, other = bases[b[keep]], owner[q[keep]]
+                    pair = np.minimum(one, other) * count + np.maximum(one, other)
+                    seen.append((pair << 9) | apart[keep])
+            if seen:
+                found.append(np.unique(np.concatenate(seen)))
+        del tables
     return found

@@ -133,8 +133,15 @@ def _write_broken(root: Path) -> None:
     (root / "bubbles" / "broken_not_an_image.jpg").write_text("<html><body>404 not found</body></html>\n")
 
 
+# Every demo file's mtime: a tree written again (the demo rule reruns when img2npz's code changes)
+# is the same files to the index, whose listing of the source was taken before the rewrite in
+# that run; with fresh mtimes every shard job found its images "changed since indexed".
+DEMO_MTIME_NS = 1_767_225_600 * 10**9  # 2026-01-01
+
+
 def make_demo_tree(root: str | os.PathLike, per_class: int = 60, seed: int = 0) -> int:
-    """Write the demo tree to ``root`` (replaced whole, atomically); return the number of files."""
+    """Write the demo tree to ``root`` (replaced whole, atomically), every file with the same
+    bytes and mtime each time; return the number of files."""
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
@@ -147,6 +154,9 @@ def make_demo_tree(root: str | os.PathLike, per_class: int = 60, seed: int = 0) 
                 size = SIZES[number % len(SIZES)]
                 _write_image(render(class_name, size, rng), folder, f"{class_name}_{number:03d}", number, rng)
         _write_broken(staging)
+        for path in staging.rglob("*"):
+            if path.is_file():
+                os.utime(path, ns=(DEMO_MTIME_NS, DEMO_MTIME_NS))
         if root.exists():
             shutil.rmtree(root)
         os.replace(staging, root)
