@@ -321,10 +321,10 @@ def _crop_search(path: str, count: int, planted: int, most: int) -> dict:
             span = os.pread(handle.fileno(), (high - low) * size, low * size)
         return np.frombuffer(span, np.uint8).reshape(high - low, fieldhash.WINDOWS, fieldhash.BYTES)[rows - low]
 
-    before = _memory()[0]
     start = time.perf_counter()
     columns = HashColumns(np.zeros((count, 0), np.uint8), None, None, None, windows)
-    wholes = columns.wholes()
+    wholes = columns.wholes()  # the search's input, as the hashes are the row search's
+    before = _memory()[0]
     found_first, found_second, _ = cropsearch.crop_pairs(wholes, windows, RULE.crop_bits)
     seconds = time.perf_counter() - start
     want = set(zip(np.minimum(first, second).tolist(), np.maximum(first, second).tolist(), strict=True))

@@ -49,8 +49,12 @@ class _Table:
 
     def __init__(self, values: np.ndarray, width: int):
         self.order = np.argsort(values, kind="stable").astype(np.int32)
-        self.starts = np.zeros((1 << width) + 1, np.int32)
-        np.cumsum(np.bincount(values, minlength=1 << width), out=self.starts[1:])
+        ordered = values[self.order]
+        # where each value starts: searched in slices (a bincount of 2**22 would be 32 MB more)
+        self.starts = np.empty((1 << width) + 1, np.int32)
+        for low in range(0, len(self.starts), 1 << 18):
+            wanted = np.arange(low, min(low + (1 << 18), len(self.starts)), dtype=np.int64)
+            self.starts[low : low + len(wanted)] = np.searchsorted(ordered, wanted)
 
     def candidates(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, whole-field index) of every whole field sharing a query's value."""
@@ -130,9 +134,8 @@ def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.nd
     at_once = max(1, TABLES_BYTES // table_bytes)
     for first in range(0, len(chunks), at_once):
         part = chunks[first : first + at_once]
-        base_columns = neardup.byte_columns(base_hashes)
+        base_columns = base_hashes.T  # a view: the tables are built once a pass, a copy would be 32 MB
         tables = [_Table(neardup.chunk_values(base_columns, low, high), high - low) for low, high in part]
-        del base_columns
         # blocks of BLOCK_ROWS rows (one lookup each, however scattered the rows: a rerun's new
         # ones), each read in runs of rows at most GAP_ROWS apart
         for group in np.split(rows, range(BLOCK_ROWS, len(rows), BLOCK_ROWS)):
