@@ -137,10 +137,14 @@ def quality(scenes: int, size: int, resize: str) -> None:
             f"  {KINDS[kind]:14} {row.max():9d} / {np.median(row):5.1f}    {cut.max():9d} / {np.median(cut):5.1f}"
             f"    {low_hash[:, kind].mean():9.1%}  {caught['rows']:8.1%} {caught['rule']:7.1%}{mark}"
         )
+    originals_only = np.arange(len(rows)) % kinds == 0
     for name, (first, second) in found.items():
-        false = int((scene_of[first] != scene_of[second]).sum())
+        apart = scene_of[first] != scene_of[second]
+        among = int((apart & originals_only[first] & originals_only[second]).sum())
+        print(f"  {name}: {among} pairs among the {scenes} distinct scenes ({among / scenes * 1e4:.2f} per 10^4)")
+        false = int(apart.sum())
         rate = false / len(rows) * 1e4
-        print(f"  {name}: {false} pairs of two distinct scenes among {len(rows):,} images ({rate:.2f} per 10^4)")
+        print(f"  {name}: {false} pairs of two scenes among all {len(rows):,} images ({rate:.2f} per 10^4)")
     wholes, windows = fields[originals, 0], fields[originals, 1:]
     nearest = np.concatenate(
         [neardup.distances(wholes[at : at + 50, None, None], windows[None]).min(axis=2) for at in range(0, scenes, 50)]

@@ -20,7 +20,7 @@ from img2npz.config import (
     shard_bounds,
     validate_config,
 )
-from img2npz.contract import ROW_MEMBERS, IndexSummary
+from img2npz.contract import ROW_MEMBERS, SHARD_FORMAT, IndexSummary
 from img2npz.index import lost_manifests
 from img2npz.manifests import manifest_ids
 from img2npz.scan import EmptyTreeError, tree_fingerprint

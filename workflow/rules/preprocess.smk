@@ -26,5 +26,7 @@ rule preprocess_shard:
         max_pixels=config["preprocess"]["max_image_pixels"],
         # the shard job's filters (drop_duplicates is the merge's)
         filters={k: v for k, v in config["filters"].items() if k != "drop_duplicates"},
+        # a release whose shards hold other members (img2npz.contract.SHARD_FORMAT) redoes them
+        shard_format=SHARD_FORMAT,
     script:
         "../../scripts/preprocess_shard.py"
