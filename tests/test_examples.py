@@ -60,7 +60,7 @@ SUBSTITUTIONS = [
         "200 images in 4 folders (its own checks still apply); the report outside the clone",
     ),
     (
-        "bench/neardup.py [--scenes 200] [--size 256] [--search 1000000]",
+        "bench/neardup.py [--scenes 1000] [--size 256] [--search 1000000]",
         "bench/neardup.py --scenes 6 --size 64 --search 20000 --rounds 1",
         "6 scenes, 20,000 hashes, one timed shard job",
     ),
