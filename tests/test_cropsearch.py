@@ -66,6 +66,22 @@ def test_queries_give_the_pairs_with_those_rows_and_unusable_rows_are_never_matc
     assert kept == {pair: d for pair, d in every.items() if usable[pair[0]] and usable[pair[1]]}
 
 
+def test_a_search_of_some_rows_finds_what_the_whole_search_finds_of_them():
+    # pairs up to 36 bits apart are found only when some chunk is equal: a rerun's lookup of its
+    # new rows, and a search of a subset, must cut the chunks as the whole search does (at 40,000
+    # rows 15 chunks, at a few hundred 16)
+    fields, _ = planted(40_000, 400, 36, seed=6)
+    reader = cropsearch.window_reader(fields)
+    whole = as_dict(cropsearch.crop_pairs(fields[:, 0], reader, 36))
+    assert sum(d >= 30 for d in whole.values()) >= 40
+    queries = np.array(sorted({pair[1] for pair in whole}))
+    asked = as_dict(cropsearch.crop_pairs(fields[:, 0], reader, 36, queries=queries))
+    assert asked == whole
+    rows = np.unique(np.concatenate([np.array(list(whole)).ravel(), np.arange(0, 40_000, 50)]))
+    part = cropsearch.crop_pairs(fields[rows, 0], cropsearch.window_reader(fields[rows]), 36, layout_rows=40_000)
+    assert {(int(rows[a]), int(rows[b])): d for (a, b), d in as_dict(part).items()} == whole
+
+
 def test_scattered_rows_are_read_in_runs_not_in_one_span_over_the_rows_between():
     fields, _ = planted(20_000, 30, 20, seed=3)
     asked_for = []

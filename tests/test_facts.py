@@ -235,3 +235,34 @@ def test_a_row_is_taken_as_verified_only_with_its_whole_digest_from_a_passed_val
     assert damaged.pixels and damaged.hashed_rows == (1, 21)
     assert not checks.images_sha256(damaged, None).passed
     assert checks.images_crc32(damaged, None).passed  # the pixels themselves are whole
+
+
+def test_a_compressed_dataset_finds_the_crops_a_stored_one_does_reading_its_field_hashes_once(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import numpy as np
+    from conftest import save
+    from scenes import crop, scene
+
+    from img2npz import npzformat
+
+    src = tmp_path / "src"
+    for n in range(6):
+        original = scene(np.random.default_rng([5, n]), (120, 90))
+        save(original, src / "a" / f"s{n}.png")
+        if n < 3:
+            save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
+    rule = thresholds().near_rule
+    stored_facts = facts_of(tmp_path, *build_dataset(tmp_path, 4, "stored")[:2])
+    stored = stored_facts.near_duplicates(rule)
+    rows_only = stored_facts.near_duplicates(replace(rule, crop_bits=None))
+    assert len(stored.groups) >= 2 and len(rows_only.groups) < len(stored.groups)  # crops among them
+    out, fail, _, _ = build_dataset(tmp_path, 4, "packed", compress=True)
+    reads = []
+    monkeypatch.setattr(
+        facts_module, "iter_chunks", lambda *a, **k: reads.append(a[1]) or npzformat.iter_chunks(*a, **k)
+    )
+    packed = facts_of(tmp_path, out, fail).near_duplicates(rule)
+    assert reads.count("field_hashes") == 1
+    for name in ("first", "second", "distance"):
+        assert np.array_equal(getattr(packed, name), getattr(stored, name)), name

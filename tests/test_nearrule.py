@@ -71,6 +71,28 @@ def test_queries_give_the_pairs_of_those_rows_and_a_subset_its_own_rows():
     assert found(rule, part) == {(0, 1): 10, (3, 4): 3}  # rows 2-3 and 12-13, numbered in the subset
 
 
+def test_a_set_of_copies_is_as_usable_as_its_best_hash_whichever_row_is_looked_up():
+    # rows 0 and 1 the same hash and colour, 0's hash of low quality; 2 is 5 bits from both
+    columns = columns_of_planted_pairs()
+    columns.hashes[1], columns.colours[1] = columns.hashes[0], columns.colours[0]
+    columns.hashes[2], columns.colours[2] = flipped(columns.hashes[0], 5, np.random.default_rng(1)), columns.colours[0]
+    columns.quality[0] = 5
+    rule = NearRule(24, 36, 20, 40)
+    every = found(rule, columns)
+    assert every.keys() >= {(0, 1), (0, 2)}
+    # a lookup of row 2 meets both copies (the whole search joins the set through its first)
+    assert found(rule, columns, np.array([2])) == {(0, 2): 5, (1, 2): 5}
+
+
+def test_the_key_holds_what_a_rerun_keeps_pairs_by(monkeypatch):
+    before = NearRule(24, 36, 20, 40).key()
+    monkeypatch.setattr(nearrule, "CROP_COLOUR_TOLERANCE", 0.05)
+    assert NearRule(24, 36, 20, 40).key() != before
+    tolerance = NearRule(24, 36, 20, 40).key()
+    monkeypatch.setattr(nearrule, "SCORES_VERSION", nearrule.SCORES_VERSION + 1)
+    assert NearRule(24, 36, 20, 40).key() not in (before, tolerance) and NearRule(24).key() == 24
+
+
 def test_each_rule_has_its_own_key_and_the_old_rule_its_old_one():
     rules = [NearRule(24), NearRule(24, 36), NearRule(24, 36, 20), NearRule(24, 36, 20, 40), NearRule(24, None, 20)]
     rules += [NearRule(16, 36, 20, 40), NearRule(24, 40, 20, 40), NearRule(24, 36, 100, 100), NearRule(24, 96, 0, 100)]

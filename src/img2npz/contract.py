@@ -344,7 +344,7 @@ CATALOGUE_MEMBERS = _members(
     ("examples", "uint8", "(bytes,)", "its example paths, `what<TAB>path`"),
     ("verified_ids", "uint8", "(bytes,)", "NUL-joined ids of the shards a passed validation read"),
     ("verified_mtimes", "int64", "(verified,)", "each one's npz mtime_ns then"),
-    ("near_bits", "int64", "()", "the threshold near_pairs were found under (-1: none)"),
+    ("near_bits", "int64", "()", "the key of the rule near_pairs were found under, nearrule.NearRule.key (-1: none)"),
     ("near_pairs", "int64", "(M, 2)", "near-duplicate pairs of rows, as the validation found them"),
     ("passed", "bool", "()", "the validation that wrote it passed (else no row of it counts as verified)"),
 )

@@ -86,26 +86,30 @@ def crop_pairs(
     bits: int,
     usable: np.ndarray | None = None,
     queries: np.ndarray | None = None,
+    layout_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first, second, distance), first < second, sorted, unique: pairs of rows where one row's
     whole field (``wholes``, (n, BYTES): window 0 of each row) is at most ``bits`` from a window
     of the other's (``windows(rows)``: their (rows, WINDOWS, BYTES) hashes, asked for runs of
     rows at most GAP_ROWS apart, read as one span); the distance is the smallest such.
     ``usable``: rows that may be matched (the others are never a candidate); ``queries``: only
-    pairs with one of these rows (a rerun's new rows)."""
+    pairs with one of these rows (a rerun's new rows). ``layout_rows`` (default: the rows here)
+    sets the chunks (:func:`chunk_bounds`): a pair is a candidate when a chunk is equal, so a
+    search of some of a dataset's rows finds what the whole's does only with the whole's chunks."""
     wholes = np.ascontiguousarray(wholes, np.uint8).reshape(-1, BYTES)
     count = len(wholes)
     usable = np.ones(count, bool) if usable is None else np.asarray(usable, bool)
+    bounds = chunk_bounds(count if layout_rows is None else layout_rows)
     found: list[np.ndarray] = []
     if queries is None:
-        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(usable), bits)
+        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(usable), bits, bounds)
     else:
         asked = np.zeros(count, bool)
         asked[np.asarray(queries, np.int64)] = True
         asked &= usable
         # the new rows' whole fields among every window, then every whole field among theirs
-        found += _search(wholes, np.flatnonzero(asked), windows, np.flatnonzero(usable), bits)
-        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(asked), bits)
+        found += _search(wholes, np.flatnonzero(asked), windows, np.flatnonzero(usable), bits, bounds)
+        found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(asked), bits, bounds)
     keys = np.concatenate(found) if found else np.zeros(0, np.int64)
     if not len(keys):
         return keys, keys, keys
@@ -118,14 +122,15 @@ def crop_pairs(
     return pair // count, pair % count, keys & 511
 
 
-def _search(wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.ndarray, bits: int) -> list[np.ndarray]:
+def _search(
+    wholes: np.ndarray, bases: np.ndarray, windows: Windows, rows: np.ndarray, bits: int, bounds: np.ndarray
+) -> list[np.ndarray]:
     """Keys of the pairs of a whole field of ``bases`` and a window of ``rows`` (both ascending),
     as many chunks' tables at a time as fit TABLES_BYTES: every window is read once a pass, and
     the tables (20 MB a chunk at 10^6 rows) are what the search's memory would grow with."""
     if not len(bases) or not len(rows):
         return []
     count = len(wholes)
-    bounds = chunk_bounds(len(bases))
     base_hashes = wholes if len(bases) == count else wholes[bases]
     words = base_hashes.view(np.uint64)
     found = []

@@ -9,16 +9,18 @@ holds a few dozen bytes per image (labels, fingerprints, CRCs), never the pixels
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
 from img2npz import neardup, nearrule
 from img2npz.changes import Catalogue, previous_rows
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, CopyCheck, DatasetMeta, table_path
+from img2npz.cropsearch import window_reader
 from img2npz.joblog import release_free_memory
 from img2npz.nearrule import SEARCH_THREADS, HashColumns, NearRule
 from img2npz.npzformat import ArrayLayout, array_layout, iter_chunks, read_array, read_rows, read_span_rows
@@ -360,8 +362,24 @@ class Facts:
             self.member(name) if name in self.layouts else np.full(count, 100, np.uint8)
             for name in ("hash_quality", "field_quality")
         )
-        fields = None if layout is None else (lambda rows: read_span_rows(self.npz, "field_hashes", rows, layout))
+        if layout is None:
+            fields = None
+        elif layout.offset is None:  # compressed: read_rows would inflate all of it for each block
+            fields = window_reader(self._inflated("field_hashes", layout))
+        else:
+            fields = partial(read_span_rows, self.npz, "field_hashes", layout=layout)
         return HashColumns(self.member("phashes"), self.member("mean_rgb"), quality, field_quality, fields)
+
+    def _inflated(self, name: str, layout: ArrayLayout) -> np.ndarray:
+        """A compressed member inflated once, a chunk at a time, into an unnamed temporary file and
+        memory-mapped (1.1 GB of field hashes at 10^6 rows: on disk, not in memory)."""
+        with tempfile.TemporaryFile() as handle:
+            for chunk in iter_chunks(self.npz, name, layout=layout):
+                handle.write(np.ascontiguousarray(chunk).data)
+            handle.flush()
+            if not layout.shape[0]:
+                return np.zeros(layout.shape, layout.dtype)
+            return np.memmap(handle, dtype=layout.dtype, mode="r", shape=layout.shape)
 
     def _near_duplicates(self, asked: NearRule, found: dict) -> NearDuplicates:
         rule = asked

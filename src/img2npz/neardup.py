@@ -86,6 +86,12 @@ def near_duplicate_pairs(
     return first[order], second[order]
 
 
+def copy_owners(hashes: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Each row's first row with the same hash and mean colour (itself, unless it is a copy)."""
+    hashes = np.ascontiguousarray(hashes, np.uint8).reshape(-1, BYTES)
+    return _distinct(hashes, np.asarray(colours, np.uint8).reshape(-1, 3))[1]
+
+
 def _distinct(hashes: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the first row of each distinct hash and colour, ascending; each row's first row with its
     hash and colour), by one stable sort on five 64-bit columns: a few arrays of n int64s, where

@@ -33,6 +33,9 @@ SEARCH_THREADS = 1
 # 23,000 edited images of 1,000 scenes there were 60 pairs of two scenes at 0.1, 11 at 0.06 and
 # none at 0.035, and every crop up to 10% was still found 92% of the time (bench/neardup.py).
 CROP_COLOUR_TOLERANCE = 0.035
+# The version of what the rule reads besides the row hashes (the hash quality, the field hashes and
+# their quality): a release that computes any of them otherwise bumps it (and the shard format).
+SCORES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -48,22 +51,33 @@ class NearRule:
 
     def key(self) -> int:
         """One integer for the catalogue's ``near_bits``: ``bits`` alone for the rule of old
-        (no crops, no quality floor), so a catalogue written before them still counts."""
+        (no crops, no quality floor), so a catalogue written before them still counts. A rerun
+        keeps the pairs of rows whose pixels did not change, so the key also holds what else the
+        pairs follow: the crops' colour tolerance and :data:`SCORES_VERSION`."""
         crops = 0 if self.crop_bits is None else self.crop_bits + 1 + 1000 * self.min_field_quality
-        return self.bits + 1000 * crops + 10**9 * self.min_quality
+        key = self.bits + 1000 * crops + 10**9 * self.min_quality
+        if self.crop_bits is not None or self.min_quality:
+            tolerance = round(1000 * CROP_COLOUR_TOLERANCE) if self.crop_bits is not None else 0
+            key += 10**12 * (tolerance + 1000 * SCORES_VERSION)
+        return key
 
 
 @dataclass
 class HashColumns:
     """The per-row members a search reads: row hashes, mean colours, hash and field qualities in
     memory; the field hashes through ``fields`` (:data:`img2npz.cropsearch.Windows`), a block at
-    a time."""
+    a time. ``dataset_rows``: the rows of the dataset these are of (a subset keeps its whole's),
+    which the crop search's chunks follow."""
 
     hashes: np.ndarray
     colours: np.ndarray
     quality: np.ndarray
     field_quality: np.ndarray
     fields: cropsearch.Windows | None = None
+    dataset_rows: int | None = None
+
+    def layout_rows(self) -> int:
+        return len(self.hashes) if self.dataset_rows is None else self.dataset_rows
 
     def wholes(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Window 0 (the whole field) of each row, or of ``rows`` (ascending), read in blocks."""
@@ -84,6 +98,7 @@ class HashColumns:
             self.quality[rows],
             self.field_quality[rows],
             None if fields is None else (lambda part: cropsearch.read_runs(fields, rows[part])),
+            self.layout_rows(),
         )
 
 
@@ -98,17 +113,31 @@ def pairs(
         first, second = neardup.near_duplicate_pairs(hashes, colours, rule.bits, threads)
     else:
         first, second = neardup.pairs_involving(hashes, colours, rule.bits, queries, threads)
-    usable = columns.quality >= rule.min_quality
+    usable = _usable(columns, rule.min_quality)
     copies = (hashes[first] == hashes[second]).all(axis=1) & (colours[first] == colours[second]).all(axis=1)
     keep = (usable[first] & usable[second]) | copies
     first, second = first[keep], second[keep]
     distance = neardup.distances(hashes[first], hashes[second])
     if rule.crop_bits is not None and len(hashes) > 1:
         searched = usable & (columns.field_quality >= rule.min_field_quality)
-        more = cropsearch.crop_pairs(columns.wholes(), columns.fields, rule.crop_bits, searched, queries)
+        wholes = columns.wholes()
+        more = cropsearch.crop_pairs(wholes, columns.fields, rule.crop_bits, searched, queries, columns.layout_rows())
         alike = neardup.colour_apart(colours[more[0]], colours[more[1]]) <= CROP_COLOUR_TOLERANCE
         first, second, distance = _union((first, second, distance), tuple(part[alike] for part in more), len(hashes))
     return first, second, distance
+
+
+def _usable(columns: HashColumns, floor: int) -> np.ndarray:
+    """Rows whose hash quality is ``floor`` or more, a set of copies (same hash and colour) all
+    as its best: the searches pair a set through whichever of its rows they meet first (a whole
+    search its first row, a rerun's its new one), so the floor must not depend on which."""
+    usable = columns.quality >= floor
+    if usable.all():
+        return usable
+    owner = neardup.copy_owners(columns.hashes, columns.colours)
+    best = np.zeros(len(owner), np.int64)
+    np.maximum.at(best, owner, columns.quality)
+    return best[owner] >= floor
 
 
 def _union(rows: tuple, crops: tuple, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

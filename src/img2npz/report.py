@@ -132,8 +132,8 @@ def change_report(
     # the catalogue the facts were checked against (loaded once), and the rows matched with it
     previous = facts.previous if facts.previous is not None else Catalogue.load(files.catalogue)
     near = facts.__dict__.get("_near", {})
-    if near_rule in near:  # for the next run's search of its new rows only
-        current.near_bits = near_rule.key()
+    if near_rule in near:  # for the next run's search of its new rows only, under the rule searched
+        current.near_bits = near[near_rule].rule.key()
         current.near_pairs = np.stack([near[near_rule].first, near[near_rule].second], axis=1)
     current.passed = not failed
     if not failed:
