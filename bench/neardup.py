@@ -103,13 +103,15 @@ def _columns(rows: list[tuple]) -> tuple[HashColumns, np.ndarray]:
     return columns, fields
 
 
-def quality(scenes: int, size: int, resize: str) -> None:
+def quality(scenes: int, size: int, resize: str, first: int = 0) -> None:
     with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
-        rows = [row for rows in pool.map(_scene_rows, [(n, size, resize) for n in range(scenes)]) for row in rows]
+        jobs = [(first + n, size, resize) for n in range(scenes)]
+        rows = [row for rows in pool.map(_scene_rows, jobs) for row in rows]
     columns, fields = _columns(rows)
     kinds = len(KINDS)
     print(
-        f"quality: {scenes} scenes at {size}x{size} {resize}, {kinds - 1} edits each, {len(rows):,} images;"
+        f"quality: {scenes} scenes (from number {first}) at {size}x{size} {resize}, {kinds - 1} edits each,"
+        f" {len(rows):,} images;"
         f" the rule at the defaults: {RULE}"
     )
     rules = {"rows": NearRule(RULE.bits, None, RULE.min_quality), "rule": RULE}
@@ -367,6 +369,7 @@ def search(count: int, planted: int = 1000, most: int = 24) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=1000)
+    parser.add_argument("--first", type=int, default=0, help="the first scene's number (other scenes: held out)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--resize", default="center-crop")
     parser.add_argument("--search", type=int, default=1_000_000, help="random hashes to search")
@@ -375,7 +378,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "quality" in parts:
-        quality(args.scenes, args.size, args.resize)
+        quality(args.scenes, args.size, args.resize, args.first)
     if "demo" in parts:
         demo_pairs(args.size, args.resize)
     if "cost" in parts:
