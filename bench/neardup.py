@@ -27,6 +27,7 @@ Usage: python bench/neardup.py [--scenes 1000] [--size 256] [--resize center-cro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import multiprocessing
 import os
@@ -35,9 +36,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scenes import CAUGHT, VARIANTS, crop, scene
 
-from img2npz import cropsearch, fieldhash, fingerprint, neardup, nearrule
+from img2npz import cropcheck, cropsearch, fieldhash, fingerprint, neardup, nearrule
 from img2npz.config import validate_config
 from img2npz.contract import MANIFEST_HEADER
 from img2npz.decode import load_image
@@ -74,16 +76,21 @@ def _cropped(image, share: int, place: str, number: int):
 
 def _hashed(image, size: int, resize: str) -> tuple:
     """An image saved as JPEG q90 and read back as a shard job reads it: its row hash, hash
-    quality, mean colour, field hashes and field quality."""
+    quality, mean colour, field hashes, field quality, source size and its row box-reduced to
+    what the crops' check compares (:data:`img2npz.cropcheck.SIDE`, not to hold 23,000 rows)."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     buffer.seek(0)
     fields = []
-    row = load_image(buffer, (size, size), resize, field=lambda full: fields.append(fieldhash.thumbnail(full)))
+    row = load_image(
+        buffer, (size, size), resize, field=lambda full: fields.append((fieldhash.thumbnail(full), full.size))
+    )
     counts = np.asarray(row.histogram(), np.int64).reshape(3, 256)
     found, hash_quality = fingerprint.hashes_and_quality(fingerprint.thumbnail(row)[None])
-    windows, field_quality = fieldhash.hashes_and_quality(fields[0])
-    return found[0], hash_quality[0], fingerprint.mean_rgb(counts[None])[0], windows, field_quality
+    windows, field_quality = fieldhash.hashes_and_quality(fields[0][0])
+    small = np.asarray(row.resize((cropcheck.SIDE, cropcheck.SIDE), Image.Resampling.BOX))
+    colour = fingerprint.mean_rgb(counts[None])[0]
+    return found[0], hash_quality[0], colour, windows, field_quality, np.array(fields[0][1]), small
 
 
 def _scene_rows(job: tuple[int, int, str]) -> list[tuple]:
@@ -97,9 +104,20 @@ def _scene_rows(job: tuple[int, int, str]) -> list[tuple]:
     return [_hashed(image, size, resize) for image in images]
 
 
-def _columns(rows: list[tuple]) -> tuple[HashColumns, np.ndarray]:
-    hashes, quality, colours, fields, field_quality = (np.stack([row[k] for row in rows]) for k in range(5))
-    columns = HashColumns(hashes, colours, quality, field_quality.astype(np.uint8), cropsearch.window_reader(fields))
+def _columns(rows: list[tuple], size: int, resize: str) -> tuple[HashColumns, np.ndarray]:
+    hashes, quality, colours, fields, field_quality, sizes, small = (
+        np.stack([row[k] for row in rows]) for k in range(7)
+    )
+    columns = HashColumns(
+        hashes,
+        colours,
+        quality,
+        field_quality.astype(np.uint8),
+        cropsearch.window_reader(fields),
+        sizes=sizes,
+        pixels=lambda asked: small[asked],
+        placement=((size, size), resize),
+    )
     return columns, fields
 
 
@@ -107,7 +125,7 @@ def quality(scenes: int, size: int, resize: str, first: int = 0) -> None:
     with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
         jobs = [(first + n, size, resize) for n in range(scenes)]
         rows = [row for rows in pool.map(_scene_rows, jobs) for row in rows]
-    columns, fields = _columns(rows)
+    columns, fields = _columns(rows, size, resize)
     kinds = len(KINDS)
     print(
         f"quality: {scenes} scenes (from number {first}) at {size}x{size} {resize}, {kinds - 1} edits each,"
@@ -119,6 +137,8 @@ def quality(scenes: int, size: int, resize: str, first: int = 0) -> None:
     for name, rule in rules.items():
         first, second, _ = nearrule.pairs(rule, columns)
         found[name] = (first, second)
+    # the crop pairs as the field hashes and colours give them, before their rows' pixels are compared
+    found["rule, no pixel check"] = nearrule.pairs(RULE, dataclasses.replace(columns, pixels=None))[:2]
     planted_pairs = {(2 * n, 2 * n + 1) for n in range(scenes)}  # in a subset of originals and one edit
     scene_of = np.arange(len(rows)) // kinds
     low_hash = (columns.quality < RULE.min_quality).reshape(scenes, kinds)
@@ -174,10 +194,8 @@ def demo_pairs(size: int, resize: str, per_class: int = 200) -> None:
     with tempfile.TemporaryDirectory() as folder:
         make_demo_tree(folder, per_class=per_class)
         files = sorted(path for path in Path(folder).rglob("*.*") if not path.name.startswith("broken"))
-        from PIL import Image
-
         rows = [_hashed(Image.open(path).convert("RGB"), size, resize) for path in files]
-    columns, _ = _columns(rows)
+    columns, _ = _columns(rows, size, resize)
     hashes, colours = columns.hashes, columns.colours
     first, second = np.triu_indices(len(files), 1)
     apart = neardup.distances(hashes[first], hashes[second])

@@ -1,6 +1,9 @@
 """nearrule: which rows are near-duplicates, by row hash or as crops, and which are never matched."""
 
+import dataclasses
+
 import numpy as np
+from PIL import Image
 
 from img2npz import cropsearch, nearrule
 from img2npz.fieldhash import BYTES, WINDOWS
@@ -57,6 +60,21 @@ def test_row_hash_pairs_crops_and_the_quality_floors():
     no_floors = {(0, 1): 5, (2, 3): 10, (6, 7): 10, (8, 9): 5, (10, 11): 0, (12, 13): 3}
     assert found(NearRule(24, 36, 0, 0), columns) == no_floors
     assert found(NearRule(24, 8, 20, 40), columns) == {(0, 1): 5, (10, 11): 0, (12, 13): 3}  # 10 bits > 8
+
+
+def test_crop_pairs_whose_rows_disagree_are_dropped_and_row_hash_pairs_kept():
+    columns = columns_of_planted_pairs()
+    rule = NearRule(24, 36, min_quality=20, min_field_quality=40)
+    rows = np.random.default_rng(7).integers(0, 256, (COUNT, 64, 64, 3), dtype=np.uint8)  # noise: no row agrees
+    checked = dataclasses.replace(
+        columns, sizes=np.full((COUNT, 2), 64), pixels=lambda asked: rows[asked], placement=((64, 64), "center-crop")
+    )
+    assert found(rule, checked) == {(0, 1): 5, (10, 11): 0, (12, 13): 3}  # 2-3, a crop pair, is gone
+    # 2 a smooth picture, 3 its window 7 (95% of each side, from the top left), as a crop would be
+    smooth = Image.fromarray(rows[2, :8, :8]).resize((64, 64), Image.Resampling.BICUBIC)
+    rows[2] = np.asarray(smooth)
+    rows[3] = np.asarray(smooth.crop((0, 0, 60.8, 60.8)).resize((64, 64), Image.Resampling.BICUBIC))
+    assert found(rule, checked)[(2, 3)] == 10
 
 
 def test_queries_give_the_pairs_of_those_rows_and_a_subset_its_own_rows():

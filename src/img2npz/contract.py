@@ -34,6 +34,7 @@ member       dtype                       shape       holds
 ``hash_quality`` ``|u1``                 (N,)        0..100: how far ``phashes[i]`` stands from noise
 ``field_quality`` ``|u1``                (N,)        0..100: how two-dimensional image i's full field is
 ``field_hashes`` ``|u1``                 (N, 36, 32) window hashes of image i's full field (below)
+``source_size`` ``<u4``                  (N, 2)      width, height of image i's source as decoded
 ``split``    ``|i1``                     (N,)        only with ``splits``: index into ``splits``
 ``splits``   ``<Uk``                     (S,)        only with ``splits``: names, configured order
 ``meta``     ``<Uk``                     ()          one JSON document (below)
@@ -75,6 +76,8 @@ from noise; near-duplicate searches leave out rows under ``validate.min_hash_qua
 ``field_quality[i]`` (0..100, :func:`img2npz.fieldhash.hashes_and_quality`) is the share of the
 full field's energy in frequencies that vary along both axes: fields under
 ``validate.min_field_quality`` (a horizon, a gradient, stripes) are not searched for crops.
+``source_size[i]`` is the upright source's width and height as decoded (JPEG draft decoding may
+have shrunk it: the aspect, which the crops' check of the rows' pixels maps with, is kept).
 
 Shards ``results/shards/{shard}.npz`` (format tag :data:`SHARD_FORMAT`)
 -------------------------------------------------------------------------
@@ -98,11 +101,12 @@ member             dtype           shape            holds
 ``hash_quality``   ``|u1``         (rows,)          how far each row's hash stands from noise
 ``field_quality``  ``|u1``         (rows,)          how two-dimensional each image's full field is
 ``field_hashes``   ``|u1``         (rows, 36, 32)   window hashes of each image's full field
+``source_size``    ``<u4``         (rows, 2)        width, height of each image's source as decoded
 ``histogram``      ``<i8``         (3, 256)         the ok rows' uint8 value counts per channel
 ``meta``           ``<Uk``         ()               JSON (:class:`ShardMeta`)
 =================  ==============  ===============  ==============================================
 
-The members from ``crc32s`` to ``field_hashes`` are the per-row members of :data:`ROW_MEMBERS`, the
+The members from ``crc32s`` to ``source_size`` are the per-row members of :data:`ROW_MEMBERS`, the
 one table the shard writer, the compaction's copy, the merge and the loader follow (zeros where a
 row failed). ``meta`` has ``format``, ``pixel``, ``decoder`` (everything else that shapes a row's
 bytes: the pixel config, ``max_image_pixels``, the filters, Pillow's version and the decoder's; a
@@ -136,6 +140,7 @@ member           dtype       shape       holds
 ``hash_quality`` ``|u1``   (N,)        as in dataset.npz
 ``field_quality`` ``|u1``  (N,)        as in dataset.npz
 ``field_hashes`` ``|u1``   (N, 36, 32) as in dataset.npz
+``source_size`` ``<u4``    (N, 2)      as in dataset.npz
 ``split``        ``|i1``     (N,)        only with ``splits``: as in dataset.npz
 ``splits``       ``<Uk``     (S,)        only with ``splits``: as in dataset.npz
 ``meta``         ``<Uk``     ()          as dataset.npz's, with this layout's format tag
@@ -199,7 +204,7 @@ T = TypeVar("T")
 DATASET_FORMAT = "img2npz/2"
 # what the loader reads: img2npz/1 differs only in how meta.images_sha256 was computed
 READABLE_DATASET_FORMATS = ("img2npz/1", DATASET_FORMAT)
-SHARD_FORMAT = "img2npz-shard/8"
+SHARD_FORMAT = "img2npz-shard/9"
 # results/dataset/index.npz of the shards layout: dataset.npz's members but images, and where each row is
 SHARDED_DATASET_FORMAT = "img2npz-shards/1"
 CATALOGUE_FORMAT = "img2npz-catalogue/5"
@@ -273,6 +278,7 @@ ROW_MEMBERS = (
         "256-bit hashes of 36 windows of the source's full field, window 0 the whole (crops)",
         streamed=True,
     ),
+    RowMember("source_size", "<u4", (2,), "width and height of the upright source as decoded (crops)"),
 )
 
 
@@ -301,7 +307,16 @@ DATASET_MEMBERS = _members(
 )
 # Members added since img2npz/1's first release (additive: a reader that ignores them reads every
 # img2npz file): an older dataset lacks them, and the loader does not need them.
-ADDED_DATASET_MEMBERS = ("sha256s", "phashes", "mean_rgb", "constant", "hash_quality", "field_quality", "field_hashes")
+ADDED_DATASET_MEMBERS = (
+    "sha256s",
+    "phashes",
+    "mean_rgb",
+    "constant",
+    "hash_quality",
+    "field_quality",
+    "field_hashes",
+    "source_size",
+)
 SPLIT_MEMBERS = _members(
     ("split", "int8", "(N,)", "each row's split, an index into `splits`"),
     ("splits", "unicode", "(S,)", "split names, in the configured order"),

@@ -80,18 +80,24 @@ def read_runs(windows: Windows, rows: np.ndarray) -> np.ndarray:
     return windows(runs[0]) if len(runs) == 1 else np.concatenate([windows(run) for run in runs])
 
 
-def crop_pairs(
+def crop_pairs(*args, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, distance) of :func:`crop_matches`."""
+    return crop_matches(*args, **kwargs)[:3]
+
+
+def crop_matches(
     wholes: np.ndarray,
     windows: Windows,
     bits: int,
     usable: np.ndarray | None = None,
     queries: np.ndarray | None = None,
     layout_rows: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first, second, distance), first < second, sorted, unique: pairs of rows where one row's
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, distance, whole, window), first < second, sorted, unique: pairs of rows where one row's
     whole field (``wholes``, (n, BYTES): window 0 of each row) is at most ``bits`` from a window
     of the other's (``windows(rows)``: their (rows, WINDOWS, BYTES) hashes, asked for runs of
-    rows at most GAP_ROWS apart, read as one span); the distance is the smallest such.
+    rows at most GAP_ROWS apart, read as one span); the distance is the smallest such, ``whole``
+    the row whose whole field it is and ``window`` the other's window.
     ``usable``: rows that may be matched (the others are never a candidate); ``queries``: only
     pairs with one of these rows (a rerun's new rows). ``layout_rows`` (default: the rows here)
     sets the chunks (:func:`chunk_bounds`): a pair is a candidate when a chunk is equal, so a
@@ -112,14 +118,17 @@ def crop_pairs(
         found += _search(wholes, np.flatnonzero(usable), windows, np.flatnonzero(asked), bits, bounds)
     keys = np.concatenate(found) if found else np.zeros(0, np.int64)
     if not len(keys):
-        return keys, keys, keys
-    # key = (pair << 9) | distance: sorted, the first of each pair is its smallest distance
+        return keys, keys, keys, keys, keys
+    # key = (pair << 16) | (distance << 7) | (whole is second << 6) | window: sorted, the first of
+    # each pair is its smallest distance (10^7 rows fit)
     keys.sort()
-    pairs = keys >> 9
+    pairs = keys >> 16
     first_of = np.concatenate(([True], pairs[1:] != pairs[:-1]))
     keys = keys[first_of]
-    pair = keys >> 9
-    return pair // count, pair % count, keys & 511
+    pair = keys >> 16
+    first, second = pair // count, pair % count
+    whole = np.where((keys >> 6) & 1, second, first)
+    return first, second, (keys >> 7) & 511, whole, keys & 63
 
 
 def _search(
@@ -146,6 +155,7 @@ def _search(
         for group in np.split(rows, range(BLOCK_ROWS, len(rows), BLOCK_ROWS)):
             block = np.ascontiguousarray(read_runs(windows, group)[:, 1:], np.uint8)
             owner = np.repeat(group, WINDOWS - 1)
+            window = np.tile(np.arange(1, WINDOWS), len(group))
             flat = block.reshape(-1, BYTES)
             flat_words = flat.view(np.uint64)
             columns = neardup.byte_columns(flat)
@@ -158,7 +168,8 @@ def _search(
                     keep = (apart <= bits) & (bases[b] != owner[q])
                     one, other = bases[b[keep]], owner[q[keep]]
                     pair = np.minimum(one, other) * count + np.maximum(one, other)
-                    seen.append((pair << 9) | apart[keep])
+                    where = ((one > other).astype(np.int64) << 6) | window[q[keep]]
+                    seen.append((pair << 16) | (apart[keep] << 7) | where)
             if seen:
                 found.append(np.unique(np.concatenate(seen)))
         del tables

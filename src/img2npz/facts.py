@@ -368,7 +368,13 @@ class Facts:
             fields = window_reader(self._inflated("field_hashes", layout))
         else:
             fields = partial(read_span_rows, self.npz, "field_hashes", layout=layout)
-        return HashColumns(self.member("phashes"), self.member("mean_rgb"), quality, field_quality, fields)
+        sizes = self.member("source_size") if "source_size" in self.layouts else None
+        height, width = self.pixel["size"]
+        placement = ((width, height), self.pixel["resize"])
+        return HashColumns(
+            self.member("phashes"), self.member("mean_rgb"), quality, field_quality, fields,
+            sizes=sizes, pixels=self.rows, placement=placement,
+        )  # fmt: skip
 
     def _inflated(self, name: str, layout: ArrayLayout) -> np.ndarray:
         """A compressed member inflated once, a chunk at a time, into an unnamed temporary file and

@@ -282,20 +282,34 @@ def _write_paths(writer: NpzWriter, paths: np.ndarray, batch: int = 65536) -> No
             member.write(np.array(paths[start : start + batch].tolist(), dtype=f"<U{chars}"))
 
 
-def _near_pairs(rule: NearRule, shards: Sequence[_Shard], rows: _Rows, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's near-duplicate pairs under ``rule``, its field hashes read from the shards."""
+def _near_pairs(
+    rule: NearRule, shards: Sequence[_Shard], rows: _Rows, pixel: dict, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's near-duplicate pairs under ``rule``, its field hashes and the crops' pixels
+    read from the shards."""
     members = rows.members
 
-    def fields(numbers: np.ndarray) -> np.ndarray:
-        block = np.zeros((len(numbers), *row_member("field_hashes").shape), np.uint8)
-        shard_of, row_of = rows.shard[numbers], rows.row[numbers]
-        for number in np.unique(shard_of).tolist():
-            mine = np.flatnonzero(shard_of == number)
-            block[mine] = shards[number].rows_of("field_hashes", row_of[mine])
-        return block
+    def reader(name: str, shape: tuple[int, ...], dtype) -> Callable[[np.ndarray], np.ndarray]:
+        def read(numbers: np.ndarray) -> np.ndarray:
+            block = np.zeros((len(numbers), *shape), dtype)
+            shard_of, row_of = rows.shard[numbers], rows.row[numbers]
+            for number in np.unique(shard_of).tolist():
+                mine = np.flatnonzero(shard_of == number)
+                block[mine] = shards[number].rows_of(name, row_of[mine])
+            return block
 
+        return read
+
+    height, width = pixel["size"]
     columns = HashColumns(
-        members["phashes"], members["mean_rgb"], members["hash_quality"], members["field_quality"], fields
+        members["phashes"],
+        members["mean_rgb"],
+        members["hash_quality"],
+        members["field_quality"],
+        reader("field_hashes", row_member("field_hashes").shape, np.uint8),
+        sizes=members["source_size"],
+        pixels=reader("images", (height, width, 3), pixel["dtype"]),
+        placement=((width, height), pixel["resize"]),
     )
     first, second, _ = nearrule.pairs(rule, columns, min(threads, SEARCH_THREADS))
     return first, second
@@ -375,7 +389,7 @@ def merge_shards(
 
         keep, dropped = find_copies(
             members["phashes"], members["mean_rgb"], members["crc32s"], rows.paths, drop_duplicates,
-            lambda: _near_pairs(rule, shards, rows, threads), row_bytes,
+            lambda: _near_pairs(rule, shards, rows, pixel, threads), row_bytes,
         )  # fmt: skip
         rows = _select(rows, keep)
         failures += dropped
@@ -385,7 +399,7 @@ def merge_shards(
     digest.update(rows.members["sha256s"])
     split = record = None
     if splits:
-        near = (lambda: _near_pairs(rule, shards, rows, threads)) if group_near_duplicates else None
+        near = (lambda: _near_pairs(rule, shards, rows, pixel, threads)) if group_near_duplicates else None
         split, record = _splits(rows, splits, group_by, near, rule)
     mean, std = channel_stats(histogram)
     meta = DatasetMeta(

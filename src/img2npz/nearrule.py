@@ -9,7 +9,9 @@ Two rows are near-duplicates when
   (``field_hashes``, :mod:`img2npz.cropsearch`), their mean colours are alike
   (:data:`CROP_COLOUR_TOLERANCE`: a crop's mean colour moves a little with what it cut) and both
   fields' ``field_quality`` is ``min_field_quality`` or more (a field whose structure runs along
-  one axis, a horizon, is told from its kind by too few numbers to tell a crop from a look-alike);
+  one axis, a horizon, is told from its kind by too few numbers to tell a crop from a look-alike),
+  and their rows' pixels agree where they show the same part of the picture
+  (:mod:`img2npz.cropcheck`: the field hashes see a 32 x 32 layout, which look-alikes share);
 
 and neither row's ``hash_quality`` is under ``min_quality`` - except that rows with the same row
 hash and mean colour are always joined (copies: a blank picture and its copy hash alike, their
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from img2npz import cropsearch, neardup
+from img2npz import cropcheck, cropsearch, neardup
 
 # Threads for the near-duplicate search: two take 35% less time at 10^6 images (17 s, not 26 s),
 # but 30 MB more each, and the search is validate's peak: one keeps its memory within 2x of 10^5's.
@@ -35,7 +37,8 @@ SEARCH_THREADS = 1
 # 1,000 held-out scenes (--first 20000) 21 pairs at 0.035 and 26 at 0.06, from 3 pairs of scenes.
 CROP_COLOUR_TOLERANCE = 0.035
 # The version of what the rule reads besides the row hashes (the hash quality, the field hashes and
-# their quality): a release that computes any of them otherwise bumps it (and the shard format).
+# their quality) and of the crops' check of pixels (img2npz.cropcheck): a release that changes any
+# of them bumps it (and the shard format, where the shards' members change).
 SCORES_VERSION = 1
 
 
@@ -68,7 +71,9 @@ class HashColumns:
     """The per-row members a search reads: row hashes, mean colours, hash and field qualities in
     memory; the field hashes through ``fields`` (:data:`img2npz.cropsearch.Windows`), a block at
     a time. ``dataset_rows``: the rows of the dataset these are of (a subset keeps its whole's),
-    which the crop search's chunks follow."""
+    which the crop search's chunks follow. With ``sizes`` (``source_size``), ``pixels`` (the rows'
+    pixels, a batch at a time) and ``placement`` (the rows' (width, height) and resize mode), crop
+    pairs are checked in their pixels (:mod:`img2npz.cropcheck`)."""
 
     hashes: np.ndarray
     colours: np.ndarray
@@ -76,6 +81,9 @@ class HashColumns:
     field_quality: np.ndarray
     fields: cropsearch.Windows | None = None
     dataset_rows: int | None = None
+    sizes: np.ndarray | None = None
+    pixels: cropcheck.Pixels | None = None
+    placement: tuple[tuple[int, int], str] | None = None
 
     def layout_rows(self) -> int:
         return len(self.hashes) if self.dataset_rows is None else self.dataset_rows
@@ -92,7 +100,7 @@ class HashColumns:
     def subset(self, rows: np.ndarray) -> HashColumns:
         """The columns of ``rows`` (ascending) only, numbered 0.. in their order."""
         rows = np.asarray(rows, np.int64)
-        fields = self.fields
+        fields, pixels = self.fields, self.pixels
         return HashColumns(
             self.hashes[rows],
             self.colours[rows],
@@ -100,6 +108,9 @@ class HashColumns:
             self.field_quality[rows],
             None if fields is None else (lambda part: cropsearch.read_runs(fields, rows[part])),
             self.layout_rows(),
+            None if self.sizes is None else self.sizes[rows],
+            None if pixels is None else (lambda part: pixels(rows[part])),
+            self.placement,
         )
 
 
@@ -120,11 +131,26 @@ def pairs(
     first, second = first[keep], second[keep]
     distance = neardup.distances(hashes[first], hashes[second])
     if rule.crop_bits is not None and len(hashes) > 1:
-        searched = usable & (columns.field_quality >= rule.min_field_quality)
-        wholes = columns.wholes()
-        more = cropsearch.crop_pairs(wholes, columns.fields, rule.crop_bits, searched, queries, columns.layout_rows())
-        alike = neardup.colour_apart(colours[more[0]], colours[more[1]]) <= CROP_COLOUR_TOLERANCE
-        first, second, distance = _union((first, second, distance), tuple(part[alike] for part in more), len(hashes))
+        crops = _crop_pairs(rule, columns, usable, queries)
+        first, second, distance = _union((first, second, distance), crops, len(hashes))
+    return first, second, distance
+
+
+def _crop_pairs(
+    rule: NearRule, columns: HashColumns, usable: np.ndarray, queries: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, distance) of the crop pairs: found by the field hashes among fields of
+    quality, of like colour, and (where the columns hold the pixels) agreeing in their rows."""
+    searched = usable & (columns.field_quality >= rule.min_field_quality)
+    more = cropsearch.crop_matches(
+        columns.wholes(), columns.fields, rule.crop_bits, searched, queries, columns.layout_rows()
+    )
+    alike = neardup.colour_apart(columns.colours[more[0]], columns.colours[more[1]]) <= CROP_COLOUR_TOLERANCE
+    first, second, distance, whole, window = (part[alike] for part in more)
+    if columns.sizes is not None and columns.pixels is not None and columns.placement is not None:
+        other = np.where(whole == first, second, first)
+        agree = cropcheck.agree(whole, other, window, columns.sizes, columns.pixels, *columns.placement)
+        first, second, distance = first[agree], second[agree], distance[agree]
     return first, second, distance
 
 

@@ -71,13 +71,11 @@ class RowValues:
         self.ok = np.zeros(rows, bool)
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # row, thumbnail, counts
 
-    def decoded(
-        self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray, field: tuple[np.ndarray, int]
-    ) -> int:
-        """Produce every member of a decoded row from its bytes, channel counts, thumbnail and the
-        hashes and quality of its source's full field; its CRC."""
+    def decoded(self, row: int, data: memoryview, counts: np.ndarray, thumbnail: np.ndarray, field: tuple) -> int:
+        """Produce every member of a decoded row from its bytes, channel counts, thumbnail and its
+        source's full field (its hashes, quality and size); its CRC."""
         crc = zlib.crc32(data)
-        self.arrays["field_hashes"][row], self.arrays["field_quality"][row] = field
+        self.arrays["field_hashes"][row], self.arrays["field_quality"][row], self.arrays["source_size"][row] = field
         self.ok[row] = True
         self.arrays["crc32s"][row] = crc
         self.arrays["sha256s"][row] = np.frombuffer(row_digest(data), np.uint8)
@@ -185,16 +183,17 @@ def process_shard(
 
 def _decode(
     path: str, pixel: dict, timeout_s: float | None, filters: Filters
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, int]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, int, tuple[int, int]]]:
     """A row in the stored dtype, its uint8 channel counts, its fingerprint thumbnail and the
-    window hashes and quality of its full field (taken before the resize, which may crop it away)."""
+    window hashes, quality and size of its full field (taken before the resize, which may crop
+    it away)."""
     counts = np.zeros((3, 256), np.int64)
     height, width = pixel["size"]
     admit = filters.admit_size if filters.checks_size else None
     fields = []
 
     def field(image: Image.Image) -> None:
-        fields.append(fieldhash.thumbnail(image))
+        fields.append((fieldhash.thumbnail(image), image.size))
 
     image = load_image(
         path, (width, height), pixel["resize"], tuple(pixel["background"]), timeout_s, counts, admit, field
@@ -202,7 +201,8 @@ def _decode(
     filters.admit_pixels(counts)
     pixels = np.asarray(image)
     stored = to_stored_dtype(pixels, pixel["dtype"], pixel["normalize"])
-    return stored, counts, fingerprint.thumbnail(image, pixels), fieldhash.hashes_and_quality(fields[0])
+    thumb, size = fields[0]
+    return stored, counts, fingerprint.thumbnail(image, pixels), (*fieldhash.hashes_and_quality(thumb), size)
 
 
 def _strings(values: list[str]) -> np.ndarray:
