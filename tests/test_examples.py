@@ -227,6 +227,17 @@ def test_every_substitution_and_skip_is_used():
         assert any(e.kind == kind and re.search(pattern, e.text) for e in EXAMPLES), f"skip {pattern!r} ({why})"
 
 
+def test_every_bench_example_runs_at_a_test_size():
+    """A bench printed without its options would run at full size here (one took 12 minutes of
+    this suite): every runnable example that starts a bench has a substitution that shrinks it."""
+    demo_sized = {"bench/loader.py"}  # reads the demo's results/dataset.npz: it has no size to shrink
+    for example in RUNNABLE:
+        bench = re.search(r"\bbench/\w+\.py", example.text)
+        if bench and bench.group() not in demo_sized and not skip_reason(example):
+            shrunk = any(printed in example.text for printed, _, _ in SUBSTITUTIONS if printed.startswith("bench/"))
+            assert shrunk, f"{example.where}: `{example.text}` would run the bench at full size"
+
+
 def test_the_examples_found_include_what_users_copy():
     """A guard on the extraction itself: the README's own first commands and blocks are found."""
     shell = [e.text for e in README if e.kind == "shell"]
