@@ -15,8 +15,8 @@ def test_accounting_finds_missing_extra_and_doubled_paths():
     assert bad["in_both"] == ["b"] and bad["missing"] == ["c"] and bad["extra"] == ["z"]
 
 
-def facts_of(tmp_path, out, fail, label_mode="folder"):
-    return Facts(str(out), str(fail), str(out.parent / "images.parquet"), DEFAULT_PIXEL, label_mode)
+def facts_of(tmp_path, out, fail, label_mode="folder", pixel=DEFAULT_PIXEL):
+    return Facts(str(out), str(fail), str(out.parent / "images.parquet"), pixel, label_mode)
 
 
 def test_a_file_name_that_is_not_utf8_is_accounted_for(tmp_path):
@@ -237,14 +237,14 @@ def test_a_row_is_taken_as_verified_only_with_its_whole_digest_from_a_passed_val
     assert checks.images_crc32(damaged, None).passed  # the pixels themselves are whole
 
 
-def test_a_compressed_dataset_finds_the_crops_a_stored_one_does_reading_its_field_hashes_once(tmp_path, monkeypatch):
+def test_a_compressed_dataset_finds_the_crops_a_stored_one_does_inflating_its_members_once(tmp_path, monkeypatch):
     from dataclasses import replace
 
     import numpy as np
     from conftest import save
     from scenes import crop, scene
 
-    from img2npz import npzformat
+    from img2npz import cropcheck, npzformat
 
     src = tmp_path / "src"
     for n in range(6):
@@ -253,16 +253,18 @@ def test_a_compressed_dataset_finds_the_crops_a_stored_one_does_reading_its_fiel
         if n < 3:
             save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
     rule = thresholds().near_rule
-    stored_facts = facts_of(tmp_path, *build_dataset(tmp_path, 4, "stored")[:2])
+    pixel = {**DEFAULT_PIXEL, "size": [48, 48]}  # rows large enough for the crops' pixel check
+    stored_facts = facts_of(tmp_path, *build_dataset(tmp_path, 4, "stored", pixel)[:2], pixel=pixel)
     stored = stored_facts.near_duplicates(rule)
     rows_only = stored_facts.near_duplicates(replace(rule, crop_bits=None))
     assert len(stored.groups) >= 2 and len(rows_only.groups) < len(stored.groups)  # crops among them
-    out, fail, _, _ = build_dataset(tmp_path, 4, "packed", compress=True)
-    reads = []
-    monkeypatch.setattr(
-        facts_module, "iter_chunks", lambda *a, **k: reads.append(a[1]) or npzformat.iter_chunks(*a, **k)
-    )
-    packed = facts_of(tmp_path, out, fail).near_duplicates(rule)
+    out, fail, _, _ = build_dataset(tmp_path, 4, "packed", pixel, compress=True)
+    reads, chunks = [], npzformat.iter_chunks
+    for module in (facts_module, npzformat):
+        monkeypatch.setattr(module, "iter_chunks", lambda *a, **k: reads.append(a[1]) or chunks(*a, **k))
+    monkeypatch.setattr(cropcheck, "ROWS_AT_ONCE", 2)  # the crops' rows read a few at a time
+    packed = facts_of(tmp_path, out, fail, pixel=pixel).near_duplicates(rule)
     assert reads.count("field_hashes") == 1
+    assert reads.count("images") == 1  # the pixel check's rows: not the whole member for each few
     for name in ("first", "second", "distance"):
         assert np.array_equal(getattr(packed, name), getattr(stored, name)), name

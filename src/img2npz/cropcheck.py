@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from img2npz.fieldhash import window_box
+from img2npz.pictures import to_display
 from img2npz.resize import geometry
 
 SIDE = 64  # rows are reduced to this many pixels a side before they are compared
@@ -27,16 +28,23 @@ GRID = 24  # points a side sampled over the crop's picture
 SHIFTS = np.linspace(-0.03, 0.03, 5)  # of the picture, each way
 SCALES = (0.97, 1.0, 1.03)
 MIN_CORRELATION = 0.9
-MIN_ROW_SIDE = 32  # smaller rows hold too little to check: their crop pairs are kept as found
+MIN_ROW_SIDE = 32  # smaller pictures in a row hold too little to check: their crop pairs are kept as found
+MIN_SHARED = 0.3  # of the grid both rows show, or the pair cannot be checked (kept as found)
+MIN_VARIANCE = 1e-3  # of luminance in grey levels squared: flatter than this shows nothing to compare
 PAIRS_AT_ONCE = 1024  # pairs checked a batch at a time: their rows reduced (16 KB each) are held
 ROWS_AT_ONCE = 16  # rows read at once (16 rows of 512 x 512 float32: 50 MB)
 
-Pixels = Callable[[np.ndarray], np.ndarray]  # ascending rows -> their (rows, H, W, 3) pixels
+Pixels = Callable[[np.ndarray], np.ndarray]  # ascending rows -> their (rows, H, W, 3) uint8 pixels
+
+
+def displayed(stored: Pixels, normalize: dict | None) -> Pixels:
+    """A reader of stored rows (any dtype, normalised or not) as uint8 0..255: the check's flatness
+    floor is in grey levels, so the same pictures get the same decision whatever the dtype."""
+    return lambda rows: to_display(stored(rows), normalize)
 
 
 def luminance(row: np.ndarray) -> np.ndarray:
-    """(SIDE, SIDE) float32 luminance of a stored row (any dtype: a per-channel affine scale, as
-    float rows are stored, changes no correlation), box-reduced."""
+    """(SIDE, SIDE) float32 luminance of a row of :func:`displayed` pixels, box-reduced."""
     plane = np.asarray(row, np.float32) @ np.array([0.25, 0.5, 0.25], np.float32)
     return np.asarray(Image.fromarray(plane, "F").resize((SIDE, SIDE), Image.Resampling.BOX))
 
@@ -97,41 +105,48 @@ def correlation(
 ) -> float:
     """The best correlation of the crop's luminance (:func:`luminance`) with the other's, the
     crop's whole picture taken as ``window`` of the other's, shifted and scaled a little (once a
-    stage of :data:`PLACEMENTS` reaches ``enough``, that stage's best); -1 where they share too
-    little (under 30% of the grid) or one is flat there."""
+    stage of :data:`PLACEMENTS` reaches ``enough``, that stage's best); -1 where one is flat
+    where they meet, NaN where no placement shares :data:`MIN_SHARED` of the grid (nothing to
+    check)."""
     left, top, right, bottom = window_box(window)
     at = (np.arange(GRID) + 0.5) / GRID
     x, y = np.meshgrid(crop_place.offset[0] + at * crop_place.size[0], crop_place.offset[1] + at * crop_place.size[1])
     seen = _sample(crop, x.ravel(), y.ravel(), crop_place.target)
     fx, fy = crop_place.picture(x.ravel(), y.ravel())
-    best = -1.0
+    best = np.nan
     for stage in PLACEMENTS:
         scale, shift_x, shift_y = (column[:, None] for column in stage.T)
         width, height = (right - left) * scale, (bottom - top) * scale
         cx, cy, shown = other_place.canvas(
             (left + right - width) / 2 + shift_x + fx * width, (top + bottom - height) / 2 + shift_y + fy * height
         )
-        best = max(best, _best_score(seen, _sample(other, cx, cy, other_place.target), shown))
+        best = np.fmax(best, _best_score(seen, _sample(other, cx, cy, other_place.target), shown))
         if best >= enough:
             break
-    return best
+    return float(best)
 
 
 def _best_score(seen: np.ndarray, theirs: np.ndarray, shown: np.ndarray) -> float:
     """The best correlation of ``seen`` (points) with each placement's ``theirs`` over the points
-    ``shown`` there (placements by points)."""
-    weight = shown.astype(np.float32)
+    ``shown`` there (placements by points): -1 where every placement that shares enough is flat,
+    NaN where none shares enough. Centred in float64 (a bright, nearly flat region would make
+    E[x^2] - E[x]^2 in float32 mostly rounding)."""
+    weight = shown.astype(np.float64)
     counts = weight.sum(axis=1)
-    theirs = theirs * weight
-    ours = seen[None] * weight
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_ours, mean_theirs = ours.sum(axis=1) / counts, theirs.sum(axis=1) / counts
-        cross = (ours * theirs).sum(axis=1) / counts - mean_ours * mean_theirs
-        var_ours = (ours * ours).sum(axis=1) / counts - mean_ours**2
-        var_theirs = (theirs * theirs).sum(axis=1) / counts - mean_theirs**2
-        score = cross / np.sqrt(var_ours * var_theirs)
-    valid = (counts >= 0.3 * GRID**2) & (var_ours > 1e-3) & (var_theirs > 1e-3)
-    return float(score[valid].max()) if valid.any() else -1.0
+    shared = counts >= MIN_SHARED * GRID**2
+    if not shared.any():
+        return np.nan
+    weight, counts = weight[shared], counts[shared]
+    theirs = np.asarray(theirs, np.float64)[shared]
+    ours = np.broadcast_to(np.asarray(seen, np.float64), theirs.shape)
+    ours = (ours - ((ours * weight).sum(axis=1) / counts)[:, None]) * weight
+    theirs = (theirs - ((theirs * weight).sum(axis=1) / counts)[:, None]) * weight
+    var_ours, var_theirs = (ours * ours).sum(axis=1) / counts, (theirs * theirs).sum(axis=1) / counts
+    valid = (var_ours > MIN_VARIANCE) & (var_theirs > MIN_VARIANCE)
+    if not valid.any():
+        return -1.0
+    cross = (ours * theirs).sum(axis=1)[valid] / counts[valid]
+    return float((cross / np.sqrt(var_ours[valid] * var_theirs[valid])).max())
 
 
 def agree(
@@ -144,7 +159,9 @@ def agree(
     mode: str,
 ) -> np.ndarray:
     """Whether each crop pair (``whole``'s whole picture as ``window`` of ``other``'s) agrees in its
-    rows' pixels; every pair where rows are under MIN_ROW_SIDE a side (nothing to check)."""
+    rows' pixels (``pixels``: :func:`displayed`); every pair that cannot be checked is kept as the
+    hashes found it: a picture under MIN_ROW_SIDE a side in either row (a small target, or a
+    narrow source padded), or too little of the crop's picture shown in the other's row."""
     keep = np.ones(len(whole), bool)
     if min(target) < MIN_ROW_SIDE or not len(whole):
         return keep
@@ -157,12 +174,9 @@ def agree(
             planes.update(zip(some.tolist(), map(luminance, pixels(some)), strict=True))
         for n in range(start, min(start + PAIRS_AT_ONCE, len(whole))):
             a, b = int(whole[n]), int(other[n])
-            score = correlation(
-                planes[a],
-                Placement(sizes[a], target, mode),
-                planes[b],
-                Placement(sizes[b], target, mode),
-                int(window[n]),
-            )
-            keep[n] = score >= MIN_CORRELATION
+            place_a, place_b = Placement(sizes[a], target, mode), Placement(sizes[b], target, mode)
+            if min(*place_a.size, *place_b.size) < MIN_ROW_SIDE:
+                continue
+            score = correlation(planes[a], place_a, planes[b], place_b, int(window[n]), MIN_CORRELATION)
+            keep[n] = not score < MIN_CORRELATION  # NaN: nothing to check
     return keep

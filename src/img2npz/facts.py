@@ -17,7 +17,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
-from img2npz import neardup, nearrule
+from img2npz import cropcheck, neardup, nearrule
 from img2npz.changes import Catalogue, previous_rows
 from img2npz.contract import FAILURE_HEADER, FILTER_STAGE, UNLABELLED_LABEL, CopyCheck, DatasetMeta, table_path
 from img2npz.cropsearch import window_reader
@@ -373,8 +373,24 @@ class Facts:
         placement = ((width, height), self.pixel["resize"])
         return HashColumns(
             self.member("phashes"), self.member("mean_rgb"), quality, field_quality, fields,
-            sizes=sizes, pixels=self.rows, placement=placement,
+            sizes=sizes, pixels=cropcheck.displayed(self._check_rows(), self.pixel["normalize"]), placement=placement,
         )  # fmt: skip
+
+    def _check_rows(self) -> cropcheck.Pixels:
+        """The rows the crops' pixel check reads, a few at a time: of a compressed ``images``
+        member (where :meth:`rows` would inflate all of it for each few), from the member
+        inflated once, when the check first asks."""
+        layout = self.layouts.get("images")
+        if self.sharded or layout is None or layout.offset is not None:
+            return self.rows
+        inflated: list[np.ndarray] = []
+
+        def read(rows: np.ndarray) -> np.ndarray:
+            if not inflated:
+                inflated.append(self._inflated("images", layout))
+            return np.asarray(inflated[0][np.asarray(rows, np.int64)])
+
+        return read
 
     def _inflated(self, name: str, layout: ArrayLayout) -> np.ndarray:
         """A compressed member inflated once, a chunk at a time, into an unnamed temporary file and

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2npz import nearrule, shardfiles
+from img2npz import cropcheck, nearrule, shardfiles
 from img2npz import splits as splitting
 from img2npz.atomic import atomic_output
 from img2npz.contract import (
@@ -71,9 +71,12 @@ class _Shard:
     def column(self, name: str) -> np.ndarray:
         return read_array(self.npz, name, self.layouts[name])
 
-    def rows_of(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of a member, by one read of the span they lie in."""
-        return read_span_rows(self.npz, name, rows, self.layouts[name])
+    def rows_of(self, name: str, rows: np.ndarray, span: bool = True) -> np.ndarray:
+        """Rows of a member: by one read of the span they lie in (rows of a block, mostly
+        consecutive), or else a read of each (rows far apart, as the crops' pixel check asks)."""
+        if span:
+            return read_span_rows(self.npz, name, rows, self.layouts[name])
+        return read_rows(self.npz, name, rows.tolist(), self.layouts[name])
 
     @property
     def row_bytes(self) -> int:
@@ -289,18 +292,19 @@ def _near_pairs(
     read from the shards."""
     members = rows.members
 
-    def reader(name: str, shape: tuple[int, ...], dtype) -> Callable[[np.ndarray], np.ndarray]:
+    def reader(name: str, shape: tuple[int, ...], dtype, span: bool = True) -> Callable[[np.ndarray], np.ndarray]:
         def read(numbers: np.ndarray) -> np.ndarray:
             block = np.zeros((len(numbers), *shape), dtype)
             shard_of, row_of = rows.shard[numbers], rows.row[numbers]
             for number in np.unique(shard_of).tolist():
                 mine = np.flatnonzero(shard_of == number)
-                block[mine] = shards[number].rows_of(name, row_of[mine])
+                block[mine] = shards[number].rows_of(name, row_of[mine], span)
             return block
 
         return read
 
     height, width = pixel["size"]
+    images = reader("images", (height, width, 3), pixel["dtype"], span=False)
     columns = HashColumns(
         members["phashes"],
         members["mean_rgb"],
@@ -308,7 +312,7 @@ def _near_pairs(
         members["field_quality"],
         reader("field_hashes", row_member("field_hashes").shape, np.uint8),
         sizes=members["source_size"],
-        pixels=reader("images", (height, width, 3), pixel["dtype"]),
+        pixels=cropcheck.displayed(images, pixel["normalize"]),
         placement=((width, height), pixel["resize"]),
     )
     first, second, _ = nearrule.pairs(rule, columns, min(threads, SEARCH_THREADS))

@@ -39,7 +39,7 @@ CROP_COLOUR_TOLERANCE = 0.035
 # The version of what the rule reads besides the row hashes (the hash quality, the field hashes and
 # their quality) and of the crops' check of pixels (img2npz.cropcheck): a release that changes any
 # of them bumps it (and the shard format, where the shards' members change).
-SCORES_VERSION = 1
+SCORES_VERSION = 2  # 2: the pixel check reads grey levels whatever the dtype, keeps what it cannot check
 
 
 @dataclass(frozen=True)
