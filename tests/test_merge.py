@@ -227,3 +227,29 @@ def test_a_rerun_hashes_the_rows_of_its_new_shards_only(tmp_path, caplog):
     caplog.clear()
     build_dataset(tmp_path, 4, "d", out_check=proof)
     assert f"rows hashed as read back: {held - 1} of {meta.images - 1}" in caplog.text
+
+
+def test_dropping_near_duplicates_checks_the_crops_pixels_reading_only_their_rows(tmp_path, monkeypatch):
+    """``drop_duplicates: near`` drops the planted crops (their pixels checked), and the rows a crop
+    pair asks for, anywhere in a shard, are read each by itself: not the span between them."""
+    from scenes import crop, scene
+
+    from img2npz import merge, npzformat
+
+    src = tmp_path / "src"
+    for n in range(6):
+        original = scene(np.random.default_rng([5, n]), (120, 90))
+        save(original, src / "a" / f"s{n}.png")
+        if n < 3:
+            save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
+    spans = []
+    monkeypatch.setattr(
+        merge, "read_span_rows", lambda *a, **k: spans.append(a[1]) or npzformat.read_span_rows(*a, **k)
+    )
+    rule = {"near_duplicate_bits": 24, "near_duplicate_crop_bits": 36, "min_hash_quality": 20}
+    pixel = {**DEFAULT_PIXEL, "size": [48, 48]}  # rows large enough for the crops' pixel check
+    out, *_ = build_dataset(tmp_path, 20, "out", pixel, min_field_quality=40, drop_duplicates="near", **rule)
+    with np.load(out) as data:
+        kept = sorted(data["paths"].tolist())
+    assert kept == [f"a/s{n}.png" for n in range(6)]
+    assert "field_hashes" in spans and "images" not in spans
