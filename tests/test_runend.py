@@ -127,3 +127,27 @@ print(plain_interrupts(), signal.set_wakeup_fd(-1) == write_end, signal.getsigna
 print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 """
     assert run_python(program).stdout.split() == ["True", "True", "True", "False"]
+
+
+def test_a_sigterm_while_the_main_thread_holds_the_handlers_lock_still_reaches_it():
+    """Snakemake's SIGTERM handler takes the scheduler's lock; the signal lands while the main
+    thread holds it (handling finished jobs). Run in place, the handler could never get it."""
+    program = """
+import signal, threading
+from img2npz.runend import graceful_terms
+lock, done, got = threading.Lock(), threading.Event(), []
+
+def scheduler_handler(signum, frame):  # as Snakemake's exit_gracefully: the lock, then a note
+    got.append(lock.acquire(timeout=2))
+    done.set()
+
+signal.signal(signal.SIGTERM, scheduler_handler)
+print(graceful_terms())
+with lock:
+    signal.raise_signal(signal.SIGTERM)  # its Python handler runs here, inside the hold
+    inside = done.is_set()
+print(inside, done.wait(10), got)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+print(graceful_terms())
+"""
+    assert run_python(program).stdout.split() == ["True", "False", "True", "[True]", "False"]

@@ -17,6 +17,11 @@ default) and turns it into a ``CancelledError`` of its task; raised from inside 
 error leaves as ``CancelledError``, which the scheduler does not catch: a traceback, and no
 ``onerror``. ``onstart`` calls :func:`plain_interrupts` so that Ctrl-C stays a
 ``KeyboardInterrupt`` wherever it lands, and reaches no job Snakemake starts after it.
+
+A SIGTERM must end the run too: Snakemake's handler takes its scheduler's lock (a plain
+``threading.Lock``), which the main thread holds while it handles finished jobs; a SIGTERM that
+landed then ran the handler inside that hold, and the run never ended. ``onstart`` calls
+:func:`graceful_terms`, which runs the handler in a thread of its own.
 """
 
 from __future__ import annotations
@@ -90,6 +95,23 @@ def plain_interrupts() -> bool:
     return True
 
 
+def graceful_terms() -> bool:
+    """Run the SIGTERM handler that is set (Snakemake's scheduler's) in a thread of its own, where
+    it waits for the scheduler's lock like any other thread. Return whether it was wrapped: not
+    off the main thread, nor where SIGTERM has no Python handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(signal.SIGTERM)
+    if not callable(handler):
+        return False
+
+    def in_a_thread(signum, frame) -> None:
+        threading.Thread(target=handler, args=(signum, None), name="sigterm", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, in_a_thread)
+    return True
+
+
 def interrupt(signum, frame) -> None:
     """SIGINT as Python's default handler answers it: a ``KeyboardInterrupt``."""
     signal.default_int_handler(signum, frame)
@@ -100,8 +122,9 @@ def _woken(signum, frame) -> None:
 
 
 def _forward_interrupts(read_end: int, main: int) -> None:
-    """Wake the main thread for each SIGINT noted (the forwarding thread, which takes SIGINT too)."""
+    """Wake the main thread for each SIGINT or SIGTERM noted (the forwarding thread, which takes
+    SIGINT too): only the main thread runs Python's handlers."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     while noted := os.read(read_end, 64):
-        if signal.SIGINT in noted:
+        if signal.SIGINT in noted or signal.SIGTERM in noted:
             signal.pthread_kill(main, WAKE)

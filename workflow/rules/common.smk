@@ -24,7 +24,7 @@ from img2npz.contract import ROW_MEMBERS, SHARD_FORMAT, IndexSummary
 from img2npz.index import lost_manifests
 from img2npz.manifests import manifest_ids
 from img2npz.scan import EmptyTreeError, tree_fingerprint
-from img2npz.runend import end_run, plain_interrupts
+from img2npz.runend import end_run, graceful_terms, plain_interrupts
 
 # Jobs are already a process per core: keep numpy's BLAS from starting a thread per core in each
 # job (measured: a third of a shard job's import CPU), where no job does linear algebra anyway.
@@ -196,6 +196,7 @@ def remove_stale_backups():
 onstart:
     remove_stale_backups()
     plain_interrupts()  # img2npz.runend: Ctrl-C stays a KeyboardInterrupt the scheduler catches
+    graceful_terms()  # and SIGTERM's handler cannot wait for a lock the main thread holds
 
 
 # Resources, declared by the rules so a cluster profile needs no numbers of its own. mem_mb and
