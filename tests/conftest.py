@@ -164,6 +164,17 @@ def make_tree(root, per_class=7):
     (root / "red" / "zz_broken.png").write_bytes(b"nope")
 
 
+def plant_crops(src: Path) -> None:
+    """Six generated photos in ``a/``, and in ``b/`` a corner crop (8% by 6%) of each of the first three."""
+    from scenes import crop, scene
+
+    for n in range(6):
+        original = scene(np.random.default_rng([5, n]), (120, 90))
+        save(original, src / "a" / f"s{n}.png")
+        if n < 3:
+            save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
+
+
 def build_dataset(
     tmp_path,
     target,

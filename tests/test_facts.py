@@ -241,17 +241,11 @@ def test_a_compressed_dataset_finds_the_crops_a_stored_one_does_inflating_its_me
     from dataclasses import replace
 
     import numpy as np
-    from conftest import save
-    from scenes import crop, scene
+    from conftest import plant_crops
 
     from img2npz import cropcheck, npzformat
 
-    src = tmp_path / "src"
-    for n in range(6):
-        original = scene(np.random.default_rng([5, n]), (120, 90))
-        save(original, src / "a" / f"s{n}.png")
-        if n < 3:
-            save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
+    plant_crops(tmp_path / "src")
     rule = thresholds().near_rule
     pixel = {**DEFAULT_PIXEL, "size": [48, 48]}  # rows large enough for the crops' pixel check
     stored_facts = facts_of(tmp_path, *build_dataset(tmp_path, 4, "stored", pixel)[:2], pixel=pixel)

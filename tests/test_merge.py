@@ -232,16 +232,11 @@ def test_a_rerun_hashes_the_rows_of_its_new_shards_only(tmp_path, caplog):
 def test_dropping_near_duplicates_checks_the_crops_pixels_reading_only_their_rows(tmp_path, monkeypatch):
     """``drop_duplicates: near`` drops the planted crops (their pixels checked), and the rows a crop
     pair asks for, anywhere in a shard, are read each by itself: not the span between them."""
-    from scenes import crop, scene
+    from conftest import plant_crops
 
     from img2npz import merge, npzformat
 
-    src = tmp_path / "src"
-    for n in range(6):
-        original = scene(np.random.default_rng([5, n]), (120, 90))
-        save(original, src / "a" / f"s{n}.png")
-        if n < 3:
-            save(crop(original, 0.92, 0.94, 1.0, 0.0), src / "b" / f"s{n}_crop.png")
+    plant_crops(tmp_path / "src")
     spans = []
     monkeypatch.setattr(
         merge, "read_span_rows", lambda *a, **k: spans.append(a[1]) or npzformat.read_span_rows(*a, **k)
